@@ -1,0 +1,313 @@
+"""The exception hierarchy of xai-images.
+
+Every error the SDK raises on purpose derives from :class:`XAIImagesError`::
+
+    XAIImagesError
+    ├── ConfigurationError            no API key, bad base URL, client closed
+    ├── ValidationError               bad input, caught before any request is sent (also ValueError)
+    ├── APIError                      something went wrong talking to the API host
+    │   ├── APIStatusError            the API answered with an error status
+    │   │   ├── BadRequestError              400 (also a wrong API key)
+    │   │   ├── AuthenticationError          401
+    │   │   ├── PermissionDeniedError        403
+    │   │   ├── NotFoundError                404
+    │   │   ├── UnsupportedMediaTypeError    415
+    │   │   ├── UnprocessableEntityError     422
+    │   │   ├── RateLimitError               429
+    │   │   └── InternalServerError          5xx
+    │   ├── APIConnectionError        the request provably never reached the server
+    │   │   └── APITimeoutError       connecting timed out (nothing was sent)
+    │   ├── OutcomeUnknownError       sent, but the answer was lost: the image may be billed
+    │   └── APIResponseError          the server answered 2xx with a body we cannot read
+    ├── DeferredError                 a deferred request failed, expired or did not finish in time
+    ├── ImageBlockedError             the image was withheld by moderation
+    └── DownloadError                 fetching or decoding an image failed
+        ├── ImageExpiredError         the image URL answered 403/404: it expired
+        ├── DownloadStalledError      no progress for too long, after retries
+        ├── IntegrityError            truncated body or bytes that are not an image
+        └── SaveError                 the file could not be written (disk full, permissions,
+            └── FileCollisionError    a file already exists under that name)
+
+Transport exceptions from aiohttp and asyncio are wrapped and chained (``__cause__``); they never
+reach callers. Programming errors (``TypeError``, ``AttributeError``, ...) are not wrapped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIResponseError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "DeferredError",
+    "DownloadError",
+    "DownloadStalledError",
+    "FileCollisionError",
+    "ImageBlockedError",
+    "ImageExpiredError",
+    "IntegrityError",
+    "InternalServerError",
+    "NotFoundError",
+    "OutcomeUnknownError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "SaveError",
+    "UnprocessableEntityError",
+    "UnsupportedMediaTypeError",
+    "ValidationError",
+    "XAIImagesError",
+    "status_error_class",
+]
+
+
+class XAIImagesError(Exception):
+    """Root of every error raised by xai-images."""
+
+
+class ConfigurationError(XAIImagesError):
+    """The client is misconfigured (no API key, bad base URL) or used after ``aclose()``."""
+
+
+class ValidationError(XAIImagesError, ValueError):
+    """An argument is invalid; raised before any request is sent.
+
+    Attributes:
+        field: the request field at fault, e.g. ``"n"`` or ``"images[2]"``.
+        value: the offending value (shortened when long; never a secret).
+        limit: the rule that was broken, in words, e.g. ``"between 1 and 10"``.
+    """
+
+    def __init__(self, field: str, value: object, limit: str) -> None:
+        self.field = field
+        self.value = value
+        self.limit = limit
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"{field}: {shown} is invalid: must be {limit}")
+
+
+class APIError(XAIImagesError):
+    """Talking to the API host failed.
+
+    Attributes:
+        method: HTTP method of the request, e.g. ``"POST"``.
+        path: URL path of the request, e.g. ``"/v1/images/generations"``.
+    """
+
+    def __init__(self, message: str, *, method: str | None = None, path: str | None = None):
+        self.message = message
+        self.method = method
+        self.path = path
+        super().__init__(message)
+
+
+class APIStatusError(APIError):
+    """The API answered with an error status.
+
+    Attributes:
+        status_code: the HTTP status.
+        message: the server's message, from either error-body shape.
+        code: the server's error code string, when it sent one.
+        request_id: the ``x-request-id`` of the answer, for support tickets.
+        headers: the response headers.
+        body: the decoded error body (``dict``), or its text.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        request_id: str | None = None,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        body: Any = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.request_id = request_id
+        self.code = code
+        self.headers: Mapping[str, str] = dict(headers or {})
+        self.body = body
+        super().__init__(message, method=method, path=path)
+
+    def __str__(self) -> str:
+        where = f" {self.method} {self.path}" if self.method and self.path else ""
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        hint = self._hint()
+        return f"{self.status_code}{where}: {self.message}{rid}{hint}"
+
+    def _hint(self) -> str:
+        return ""
+
+
+class BadRequestError(APIStatusError):
+    """400: an argument was rejected, or the API key is wrong (xAI answers 400 for both)."""
+
+    def _hint(self) -> str:
+        return ". Note: xAI also answers 400 when the API key is wrong; check XAI_API_KEY."
+
+
+class AuthenticationError(APIStatusError):
+    """401: the Authorization header is missing or malformed."""
+
+    def _hint(self) -> str:
+        return ". Set XAI_API_KEY or pass api_key= to AsyncClient."
+
+
+class PermissionDeniedError(APIStatusError):
+    """403: the key or team lacks permission, or is blocked."""
+
+
+class NotFoundError(APIStatusError):
+    """404: unknown model, path, or (for deferred requests) an unknown or expired request id."""
+
+
+class UnsupportedMediaTypeError(APIStatusError):
+    """415: the body was not JSON. The SDK always sends JSON, so this points at a proxy."""
+
+
+class UnprocessableEntityError(APIStatusError):
+    """422: a field is missing, of the wrong type, or unknown to the API (check ``extra_body``)."""
+
+
+class RateLimitError(APIStatusError):
+    """429: rate limited, and retries ran out or the server asked to wait too long.
+
+    Attributes:
+        retry_after: seconds the server asked to wait, when it said (``Retry-After`` or
+            ``retry-after-ms``), else ``None``.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+    def _hint(self) -> str:
+        if self.retry_after is not None:
+            return f". Retry after {self.retry_after:.1f} s"
+        return ""
+
+
+class InternalServerError(APIStatusError):
+    """5xx: the server failed. Retried automatically; raised when retries ran out."""
+
+
+class APIConnectionError(APIError):
+    """The request provably never reached the server (refused, DNS, reset before sending).
+
+    Safe to retry: nothing was generated or billed.
+    """
+
+
+class APITimeoutError(APIConnectionError):
+    """Connecting to the API host timed out; nothing was sent."""
+
+
+class OutcomeUnknownError(APIError):
+    """The request was sent but its answer was lost (timeout, dropped connection).
+
+    The server may have generated, and billed, the images. Not retried automatically: retrying
+    could pay twice. Opt in with ``RetryPolicy(retry_unknown_outcome=True)``.
+
+    Attributes:
+        reason: ``"timeout"`` or ``"disconnected"``.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str, method: str | None = None, path: str | None = None
+    ) -> None:
+        self.reason = reason
+        super().__init__(message, method=method, path=path)
+
+
+class APIResponseError(APIError):
+    """The server answered 2xx but the body could not be read as the documented JSON."""
+
+
+class DeferredError(XAIImagesError):
+    """A deferred request failed on the server, expired, or did not finish before the deadline.
+
+    Attributes:
+        request_id: the deferred request's id.
+        status: the last status seen (``"failed"``, ``"expired"``, ``"pending"``).
+    """
+
+    def __init__(self, message: str, *, request_id: str, status: str) -> None:
+        self.request_id = request_id
+        self.status = status
+        super().__init__(message)
+
+
+class ImageBlockedError(XAIImagesError):
+    """The image was withheld by moderation: the answer had neither ``url`` nor ``b64_json``."""
+
+
+class DownloadError(XAIImagesError):
+    """Fetching, decoding or writing an image failed.
+
+    Attributes:
+        url: the image URL (image URLs carry no credentials), or ``None`` for base64 images.
+    """
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        self.url = url
+        super().__init__(message)
+
+
+class ImageExpiredError(DownloadError):
+    """The image URL answered 403 or 404: temporary image URLs expire, download promptly."""
+
+
+class DownloadStalledError(DownloadError):
+    """The download made no progress for too long (or ran below the minimum speed), after retries."""
+
+
+class IntegrityError(DownloadError):
+    """The body was truncated (fewer bytes than Content-Length) or is not a PNG, JPEG or WebP."""
+
+
+class SaveError(DownloadError):
+    """The file could not be written: disk full, permission denied, ...
+
+    Attributes:
+        path: the final path that was being written.
+    """
+
+    def __init__(self, message: str, *, path: Path, url: str | None = None) -> None:
+        self.path = path
+        super().__init__(message, url=url)
+
+
+class FileCollisionError(SaveError):
+    """A different file already exists under the target name and the policy is ``"fail"``."""
+
+
+_STATUS_TABLE: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    415: UnsupportedMediaTypeError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def status_error_class(status: int) -> type[APIStatusError]:
+    """Return the exception class for an HTTP error status (the table, then 5xx, then generic)."""
+    if status in _STATUS_TABLE:
+        return _STATUS_TABLE[status]
+    if status >= 500:
+        return InternalServerError
+    return APIStatusError

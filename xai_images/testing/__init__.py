@@ -1,0 +1,1 @@
+"""Fake of the xAI image API for tests, benchmarks and demos."""
