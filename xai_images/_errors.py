@@ -4,6 +4,7 @@ Every error the SDK raises on purpose derives from :class:`XAIImagesError`::
 
     XAIImagesError
     ├── ConfigurationError            no API key, bad base URL, client closed
+    │   └── ClientClosedError         used after aclose() (also a RuntimeError)
     ├── ValidationError               bad input, caught before any request is sent (also ValueError)
     ├── APIError                      something went wrong talking to the API host
     │   ├── APIStatusError            the API answered with an error status
@@ -38,6 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from multidict import CIMultiDict
+
 __all__ = [
     "APIConnectionError",
     "APIError",
@@ -46,6 +49,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ConfigurationError",
     "DeferredError",
     "DownloadError",
@@ -74,6 +78,10 @@ class XAIImagesError(Exception):
 
 class ConfigurationError(XAIImagesError):
     """The client is misconfigured (no API key, bad base URL) or used after ``aclose()``."""
+
+
+class ClientClosedError(ConfigurationError, RuntimeError):
+    """The client was used after ``aclose()`` (or after its ``async with`` block ended)."""
 
 
 class ValidationError(XAIImagesError, ValueError):
@@ -137,7 +145,8 @@ class APIStatusError(APIError):
         self.status_code = status_code
         self.request_id = request_id
         self.code = code
-        self.headers: Mapping[str, str] = dict(headers or {})
+        # Case-insensitive, like HTTP header names: headers["retry-after"] always works.
+        self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.body = body
         super().__init__(message, method=method, path=path)
 
@@ -270,7 +279,7 @@ class ImageExpiredError(DownloadError):
 
 
 class DownloadStalledError(DownloadError):
-    """The download made no progress for too long (or ran below the minimum speed), after retries."""
+    """No progress for too long (or slower than the minimum speed), after retries."""
 
 
 class IntegrityError(DownloadError):
@@ -290,7 +299,11 @@ class SaveError(DownloadError):
 
 
 class FileCollisionError(SaveError):
-    """A different file already exists under the target name and the policy is ``"fail"``."""
+    """A file already exists under the target name and the ``on_exists`` policy keeps it.
+
+    Raised for ``"fail"`` (even when the existing file is identical; the message says which) and
+    for ``"skip"`` when the existing file differs.
+    """
 
 
 _STATUS_TABLE: dict[int, type[APIStatusError]] = {

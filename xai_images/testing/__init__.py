@@ -1,1 +1,17 @@
-"""Fake of the xAI image API for tests, benchmarks and demos."""
+"""Fake of the xAI image API for tests, benchmarks and demos.
+
+``FakeXAIServer`` serves the generations, edits and deferred endpoints plus an image host on
+127.0.0.1, with switches for latency, scripted errors, dropped connections, rate limits,
+moderation, expiring URLs and faulty downloads. See ``docs/architecture.md`` ("Fake server").
+"""
+
+from ._server import DEFAULT_API_KEY, FakeSettings, FakeXAIServer, Ledger, RecordedRequest, Reply
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "FakeSettings",
+    "FakeXAIServer",
+    "Ledger",
+    "RecordedRequest",
+    "Reply",
+]

@@ -1,0 +1,468 @@
+"""The ``xai-images`` command: generate, edit, batch, demo and gallery.
+
+Exit codes: 0 every item succeeded, 1 some items did not, 2 usage or configuration error
+(missing key, unreachable API, unreadable job file), 130 interrupted (Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from ._errors import ConfigurationError, ValidationError, XAIImagesError
+
+__all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+_KEY_HINT = "no API key: set XAI_API_KEY or pass --api-key"
+
+
+class _UsageError(Exception):
+    """A problem with the command line or the environment (exit code 2)."""
+
+
+# -- argument parsing ----------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    connection = argparse.ArgumentParser(add_help=False)
+    group = connection.add_argument_group("connection")
+    group.add_argument("--api-key", help="API key (default: $XAI_API_KEY)")
+    group.add_argument("--base-url", help="API root (default: $XAI_BASE_URL or the live API)")
+    group.add_argument(
+        "--max-retries", type=int, default=None, help="retries per API request (default 2)"
+    )
+
+    display = argparse.ArgumentParser(add_help=False)
+    display.add_argument(
+        "--plain", action="store_true", help="plain log lines instead of progress bars"
+    )
+
+    image_options = argparse.ArgumentParser(add_help=False)
+    opts = image_options.add_argument_group("image options")
+    opts.add_argument("-n", type=int, default=None, help="images per request (1-10)")
+    opts.add_argument("--model", default=None)
+    opts.add_argument("--quality", default=None, help="low, medium, high or auto")
+    opts.add_argument("--format", dest="response_format", default=None, choices=("url", "b64_json"))
+    opts.add_argument("--aspect-ratio", default=None)
+    opts.add_argument("--resolution", default=None, help="1k, 1.5k or 2k")
+    opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
+
+    parser = argparse.ArgumentParser(
+        prog="xai-images",
+        description="Generate and edit images with the xAI API; run resumable bulk jobs.",
+        epilog="Try it without a key: xai-images demo",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    gen = sub.add_parser(
+        "generate", parents=[connection, image_options], help="generate images from a prompt"
+    )
+    gen.add_argument("prompt")
+
+    edit = sub.add_parser(
+        "edit", parents=[connection, image_options], help="edit or combine images"
+    )
+    edit.add_argument("prompt")
+    edit.add_argument(
+        "--image",
+        action="append",
+        required=True,
+        metavar="PATH_OR_URL",
+        help="input image; repeat to combine several (up to 5)",
+    )
+
+    batch = sub.add_parser(
+        "batch", parents=[connection, display], help="run a JSONL job file (resumable)"
+    )
+    batch.add_argument("jobs", metavar="JOBS.jsonl")
+    batch.add_argument("-o", "--output-dir", required=True, help="images, manifest and gallery")
+    batch.add_argument(
+        "--rps", type=_positive_float, default=5.0, help="requests per second (default 5)"
+    )
+    batch.add_argument(
+        "--concurrency", type=_positive_int, default=16, help="API requests in flight (16)"
+    )
+    batch.add_argument(
+        "--retry-failed", action="store_true", help="run again items that failed before"
+    )
+    batch.add_argument(
+        "--resend-unknown",
+        action="store_true",
+        help="send again items whose answer was lost (they may be billed twice)",
+    )
+    batch.add_argument(
+        "--on-error",
+        choices=("report", "stop"),
+        default="report",
+        help="a malformed job line: report it and run the rest, or stop before sending",
+    )
+    batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
+    batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
+
+    demo = sub.add_parser(
+        "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
+    )
+    demo.add_argument("-o", "--output-dir", default="xai-images-demo")
+    demo.add_argument(
+        "--count", type=int, default=None, help="how many bundled prompts (default 36)"
+    )
+
+    gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
+    gallery.add_argument("directory")
+    gallery.add_argument("--manifest", default=None, help="default: DIRECTORY/manifest.jsonl")
+    return parser
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    key = args.api_key or os.environ.get("XAI_API_KEY")
+    if not key or not key.strip():
+        raise _UsageError(_KEY_HINT)
+    kwargs: dict[str, Any] = {"api_key": key}
+    base_url = args.base_url or os.environ.get("XAI_BASE_URL")
+    if base_url:
+        kwargs["base_url"] = base_url
+    if args.max_retries is not None:
+        kwargs["max_retries"] = args.max_retries
+    return kwargs
+
+
+async def _probe(base_url: str, timeout: float = 5.0) -> None:
+    """Fail fast when the API host does not accept connections."""
+    from yarl import URL
+
+    url = URL(base_url)
+    host = url.host or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except (OSError, asyncio.TimeoutError) as exc:
+        reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
+        raise _UsageError(f"cannot reach the API at {base_url}: {reason}") from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+
+
+def _stdout() -> IO[str]:
+    return sys.stdout
+
+
+def _print(text: str = "") -> None:
+    _stdout().write(text + "\n")
+
+
+# -- generate / edit -----------------------------------------------------------------------------
+
+
+async def _single(args: argparse.Namespace) -> int:
+    from ._client import AsyncClient
+
+    client_kwargs = _client_kwargs(args)
+    options = {
+        "model": args.model,
+        "n": args.n,
+        "quality": args.quality,
+        "response_format": args.response_format,
+        "aspect_ratio": args.aspect_ratio,
+        "resolution": args.resolution,
+    }
+    async with AsyncClient(**client_kwargs) as client:
+        await _probe(client.base_url)
+        if args.command == "edit":
+            images = args.image
+            if len(images) == 1:
+                response = await client.images.edit(args.prompt, image=images[0], **options)
+            else:
+                response = await client.images.edit(args.prompt, images=images, **options)
+        else:
+            response = await client.images.generate(args.prompt, **options)
+        from ._models import ImagesResponse
+
+        assert isinstance(response, ImagesResponse)
+        saved = await response.save(args.output_dir, on_exists="overwrite")
+        for item in saved:
+            _print(str(item.path))
+        if response.blocked_count:
+            sys.stderr.write(f"{response.blocked_count} image(s) withheld by moderation\n")
+            return EXIT_FAILED
+        if response.usage and response.usage.cost_usd is not None:
+            sys.stderr.write(f"cost: ${response.usage.cost_usd:.4f}\n")
+    return EXIT_OK
+
+
+# -- batch / demo --------------------------------------------------------------------------------
+
+
+def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) -> None:
+    from ._progress import format_bytes, format_usd
+
+    p = run.progress
+    rows = [
+        ("items", str(p.total)),
+        ("ok", str(p.ok)),
+        ("failed", str(p.failed)),
+        ("blocked", str(p.blocked)),
+        ("unknown outcome", str(p.unknown)),
+        ("skipped (done earlier)", str(p.skipped)),
+        ("images saved", str(p.images)),
+        ("bytes saved", format_bytes(p.bytes)),
+        ("cost", format_usd(p.cost_in_usd_ticks)),
+        ("elapsed", f"{p.elapsed:.1f} s"),
+        ("images/s", f"{p.images_per_second:.2f}"),
+        ("429 answers", str(p.rate_limited)),
+        ("retries", str(p.retries)),
+    ]
+    if rich_console is not None:
+        from rich.table import Table
+
+        table = Table(title="interrupted" if p.interrupted else "summary", show_header=False)
+        table.add_column(style="bold")
+        table.add_column(justify="right")
+        for key, value in rows:
+            table.add_row(key, value)
+        rich_console.print(table)
+    else:
+        _print("interrupted:" if p.interrupted else "summary:")
+        width = max(len(k) for k, _ in rows)
+        for key, value in rows:
+            _print(f"  {key:<{width}}  {value}")
+    if outcomes_failed:
+        _print(f"not ok ({len(outcomes_failed)}):")
+        for outcome in outcomes_failed[:20]:
+            where = f" (line {outcome.line})" if outcome.line is not None else ""
+            error = " ".join(str(outcome.error).split())[:160] if outcome.error else ""
+            _print(f"  {outcome.status:<8} {outcome.id}{where}: {error}")
+        if len(outcomes_failed) > 20:
+            _print(f"  ... and {len(outcomes_failed) - 20} more (see the manifest)")
+
+
+async def _run_job(
+    client: Any,
+    source: Any,
+    *,
+    output_dir: Path,
+    manifest: Path | None,
+    concurrency: int,
+    retry_failed: bool,
+    resend_unknown: bool,
+    plain: bool,
+    gallery: bool,
+) -> int:
+    """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
+    from ._batch import run_batch
+    from ._progress import make_renderer
+
+    renderer = make_renderer(sys.stderr, plain=True if plain else None)
+    run = run_batch(
+        client,
+        source,
+        output_dir=output_dir,
+        manifest=manifest,
+        concurrency=concurrency,
+        retry_failed=retry_failed,
+        resend_unknown=resend_unknown,
+        on_event=renderer,
+    )
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            sys.stderr.write(
+                "\nstopping: no new items; waiting for the ones in flight "
+                "(Ctrl-C again to abort them)\n"
+            )
+            run.stop()
+        elif main_task is not None:
+            main_task.cancel()
+
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    not_ok: list[Any] = []
+    cancelled = False
+    try:
+        with renderer:
+            async with run:
+                async for outcome in run:
+                    if not outcome.ok:
+                        not_ok.append(outcome)
+    except asyncio.CancelledError:
+        cancelled = True
+        run.progress.interrupted = True
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+    console = getattr(renderer, "console", None)
+    _summary(run, not_ok, rich_console=console)
+    _print(f"images:   {run.output_dir}")
+    _print(f"manifest: {run.manifest_path}")
+    if gallery and run.manifest_path.exists():
+        from ._gallery import write_gallery
+
+        page = await asyncio.to_thread(write_gallery, run.output_dir, manifest=run.manifest_path)
+        _print(f"gallery:  {page}")
+    if cancelled or run.progress.interrupted:
+        remaining = run.progress.total - run.progress.done
+        _print("interrupted: run the same command again to resume where it stopped")
+        if remaining > 0:
+            _print(f"({remaining} item(s) not finished)")
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if not_ok else EXIT_OK
+
+
+async def _batch(args: argparse.Namespace) -> int:
+    from ._batch import load_jobs
+    from ._client import AsyncClient
+
+    client_kwargs = _client_kwargs(args)
+    try:
+        jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
+    except ValidationError as exc:
+        raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
+    except OSError as exc:
+        raise _UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
+    if args.max_retries is None:
+        # A bulk job should ride out transient 429/5xx rather than fail items.
+        client_kwargs["max_retries"] = 5
+    async with AsyncClient(rate_limit=args.rps, **client_kwargs) as client:
+        await _probe(client.base_url)
+        return await _run_job(
+            client,
+            jobs,
+            output_dir=Path(args.output_dir),
+            manifest=Path(args.manifest) if args.manifest else None,
+            concurrency=args.concurrency,
+            retry_failed=args.retry_failed,
+            resend_unknown=args.resend_unknown,
+            plain=args.plain,
+            gallery=not args.no_gallery,
+        )
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from ._client import AsyncClient
+    from ._demo import DEMO_RPS, demo_server, write_demo_job
+
+    output_dir = Path(args.output_dir)
+    job_file = await asyncio.to_thread(write_demo_job, output_dir, count=args.count)
+    sys.stderr.write(
+        f"demo: starting a fake xAI API on 127.0.0.1 (limit {DEMO_RPS:g} requests/s, no key "
+        f"needed); job file {job_file}\n"
+    )
+    async with (
+        demo_server() as server,
+        AsyncClient(
+            api_key=server.api_key, base_url=server.base_url, rate_limit=DEMO_RPS, max_retries=5
+        ) as client,
+    ):
+        code = await _run_job(
+            client,
+            job_file,
+            output_dir=output_dir,
+            manifest=None,
+            concurrency=16,
+            retry_failed=False,
+            resend_unknown=False,
+            plain=args.plain,
+            gallery=True,
+        )
+        _print(
+            f"fake server ledger: {server.ledger.images_billed} images billed, "
+            f"{server.ledger.rate_limited} answered 429"
+        )
+    return code
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    from ._gallery import write_gallery
+
+    try:
+        page = write_gallery(args.directory, manifest=args.manifest)
+    except FileNotFoundError as exc:
+        raise _UsageError(str(exc)) from None
+    _print(str(page))
+    return EXIT_OK
+
+
+async def _dispatch(args: argparse.Namespace) -> int:
+    if args.command in ("generate", "edit"):
+        return await _single(args)
+    if args.command == "batch":
+        return await _batch(args)
+    if args.command == "demo":
+        return await _demo(args)
+    return _gallery(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``xai-images`` command; returns the exit code (the console script exits with it).
+
+    Args:
+        argv: the arguments without the program name (default ``sys.argv[1:]``).
+    """
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "gallery":
+            return _gallery(args)
+        return asyncio.run(_dispatch(args))
+    except _UsageError as exc:
+        sys.stderr.write(f"xai-images: error: {exc}\n")
+        return EXIT_USAGE
+    except ConfigurationError as exc:
+        sys.stderr.write(f"xai-images: error: {exc}\n")
+        return EXIT_USAGE
+    except ValidationError as exc:
+        sys.stderr.write(f"xai-images: error: {exc}\n")
+        return EXIT_USAGE
+    except XAIImagesError as exc:
+        sys.stderr.write(f"xai-images: {type(exc).__name__}: {exc}\n")
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        sys.stderr.write("xai-images: interrupted\n")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``python -m xai_images.testing``: run the fake xAI image API for benchmarks and demos.
+
+Prints one line with the base URL, serves until Ctrl-C (SIGINT) or SIGTERM, then exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._imagegen import FORMATS
+from ._server import FakeXAIServer, _check_loopback
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m xai_images.testing",
+        description="Run a local fake of the xAI image API (loopback only).",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--api-key", default=None, help="require this key (default: any non-empty token)"
+    )
+    parser.add_argument("--image-bytes", type=int, default=4096, help="size of served images")
+    parser.add_argument("--format", choices=FORMATS, default="png", help="image format")
+    parser.add_argument("--generation-latency", type=float, default=0.0, metavar="S")
+    parser.add_argument("--download-latency", type=float, default=0.0, metavar="S")
+    parser.add_argument("--rps-limit", type=float, default=None, metavar="R")
+    parser.add_argument(
+        "--fault-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="probability of a random fault on each generation and each download",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    server = FakeXAIServer(
+        args.api_key,
+        host=args.host,
+        port=args.port,
+        image_bytes=args.image_bytes,
+        image_format=args.format,
+        generation_latency=args.generation_latency,
+        download_latency=args.download_latency,
+        rps_limit=args.rps_limit,
+        generation_fault_rate=args.fault_rate,
+        download_fault_rate=args.fault_rate,
+        fault_seed=args.seed,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with server:
+        key = "any non-empty token" if args.api_key is None else "as given by --api-key"
+        print(f"xai-images fake server on {server.base_url} (key: {key})", flush=True)
+        await stop.wait()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse arguments, serve until SIGINT/SIGTERM, and return the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        _check_loopback(args.host)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2
+    try:
+        asyncio.run(_serve(args))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # pragma: no cover - a signal before the handlers were installed
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
