@@ -11,9 +11,9 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import SimpleNamespace, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
@@ -34,8 +34,14 @@ from ._errors import (
     status_error_class,
 )
 from ._images import Images
+from ._progress import notify
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy, parse_retry_after, sleep
+
+if TYPE_CHECKING:
+    from ._batch import BatchRun, Source
+    from ._download import OnExists
+    from ._progress import ProgressEvent
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
 
@@ -310,6 +316,39 @@ class AsyncClient:
             )
         return self._session
 
+    def batch(
+        self,
+        requests: Source,
+        *,
+        output_dir: str | os.PathLike[str],
+        manifest: str | os.PathLike[str] | None = None,
+        concurrency: int = 16,
+        retry_failed: bool = False,
+        resend_unknown: bool = False,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        on_exists: OnExists = "overwrite",
+        verify_sha256: bool = False,
+    ) -> BatchRun:
+        """Run many generations and edits with a manifest; see ``run_batch`` for the arguments.
+
+        Iterate the returned run (``async for outcome in client.batch(...)``) for one outcome
+        per item.
+        """
+        from ._batch import run_batch  # deferred: the bulk engine is not needed otherwise
+
+        return run_batch(
+            self,
+            requests,
+            output_dir=output_dir,
+            manifest=manifest,
+            concurrency=concurrency,
+            retry_failed=retry_failed,
+            resend_unknown=resend_unknown,
+            on_event=on_event,
+            on_exists=on_exists,
+            verify_sha256=verify_sha256,
+        )
+
     # -- the request path --------------------------------------------------------------------------
 
     async def _request(
@@ -370,6 +409,8 @@ class AsyncClient:
                         "xai_attempt": attempt + 1,
                     },
                 )
+                # Bulk jobs count retries through this hook (a no-op outside one).
+                notify("retry", delay=delay, error=error)
                 await sleep(delay)
 
     def _retry_delay(
@@ -431,6 +472,7 @@ class AsyncClient:
         session = self._require_session()
         if self._limiter is not None:
             await self._limiter.acquire()
+        notify("attempt")
         headers = {
             "Authorization": f"Bearer {self._key.get()}",
             "Accept": "application/json",

@@ -121,8 +121,6 @@ class RateLimiter:
         burst. If a 429 pushed a pause (``Retry-After``) past the reserved slot while waiting,
         a new slot after the pause is taken.
         """
-        # Every API attempt passes here, so a bulk job counts attempts (and retries) from it.
-        notify("attempt")
         slot = self._reserve(self._clock())
         while True:
             delay = slot - self._clock()
@@ -140,6 +138,7 @@ class RateLimiter:
         """
         now = self._clock()
         self._rate_limited += 1
+        # A bulk job counts 429s through this hook (a no-op outside one).
         notify("rate_limited", delay=retry_after)
         if now - self._penalty_at >= _PENALTY_COOLDOWN:
             self._penalty_rate = max(self._min_rate, self._rate_at(now) * self._backoff)
