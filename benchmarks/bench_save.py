@@ -192,7 +192,14 @@ def _free_port() -> int:
 # --------------------------------------------------------------------------- running a runner
 
 
-def run_one(sc: Scenario, server: FakeServer, runner: str, mode: str, tmp_root: str | None) -> Run:
+def run_one(
+    sc: Scenario,
+    server: FakeServer,
+    runner: str,
+    mode: str,
+    tmp_root: str | None,
+    runner_env: dict[str, str] | None = None,
+) -> Run:
     """Run one runner once in its own process and check the files it left."""
     run = Run(sc.name, mode, runner, sc.prompts)
     out = tempfile.mkdtemp(prefix=f"bench-{runner}-", dir=tmp_root)
@@ -214,7 +221,9 @@ def run_one(sc: Scenario, server: FakeServer, runner: str, mode: str, tmp_root: 
             out,
         ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=900, check=False, env=runner_env
+            )
         except subprocess.TimeoutExpired:
             run.error = "timed out after 900 s"
             return run
@@ -240,6 +249,15 @@ def run_one(sc: Scenario, server: FakeServer, runner: str, mode: str, tmp_root: 
         shutil.rmtree(out, ignore_errors=True)
 
 
+def _runner_env(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    if args.xai_downloads:
+        env["BENCH_XAI_DOWNLOADS"] = str(args.xai_downloads)
+    if args.xai_chunk_size:
+        env["BENCH_XAI_CHUNK_SIZE"] = str(args.xai_chunk_size)
+    return env
+
+
 def pick_median(runs: list[Run]) -> Run:
     """The repeat with the median images/s (all figures of a row come from that one run)."""
     good = [r for r in runs if r.error is None]
@@ -263,7 +281,7 @@ def run_scenario(sc: Scenario, args: argparse.Namespace) -> list[Run]:
                     order = list(sc.runners)
                     k = rep % len(order)
                     for runner in order[k:] + order[:k]:
-                        r = run_one(shaped, server, runner, mode, args.tmp_dir)
+                        r = run_one(shaped, server, runner, mode, args.tmp_dir, _runner_env(args))
                         tries[runner].append(r)
                         _log(r)
                 chosen.extend(pick_median(tries[r]) for r in sc.runners)
@@ -367,6 +385,15 @@ def targets_table(runs: list[Run], scenarios: dict[str, Scenario]) -> str:
                     f"{got / wave_bound:.1%})",
                     got >= CEILING_SHARE * ceiling,
                 )
+                if fl is not None:
+                    floor_got = fl.get("images_per_s")
+                    check(
+                        f"{sc.name} {mode}: the floor against the same ceiling",
+                        "(what this machine allows)",
+                        f"{floor_got / ceiling:.1%} "
+                        f"(of the wave bound: {floor_got / wave_bound:.1%})",
+                        None,
+                    )
             if sc.name != "scale":
                 stall = x.get("stall_max_ms")
                 check(
@@ -478,6 +505,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--format", default="png", help="image format the fake serves")
     p.add_argument("--tmp-dir", help="where the runners write their files (deleted after)")
+    p.add_argument(
+        "--xai-downloads", type=int, help="xai-images download slots (default: C*n, at most 64)"
+    )
+    p.add_argument("--xai-chunk-size", type=int, help="xai-images DownloadOptions.chunk_size")
     p.add_argument(
         "--fake-command",
         help="start this instead of `python -m xai_images.testing` (same flags are appended)",

@@ -167,3 +167,26 @@ def test_max_retries_sets_the_attempts() -> None:
     """max_retries=N means N + 1 attempts; the default is 3 attempts."""
     assert AsyncClient(KEY).retry.max_attempts == 3
     assert AsyncClient(KEY, max_retries=0).retry.max_attempts == 1
+
+
+async def test_programming_errors_are_not_disguised(server: FakeXAIServer) -> None:
+    """A value that cannot be JSON-encoded raises TypeError, not a network error."""
+    async with AsyncClient(KEY, base_url=server.base_url) as client:
+        with pytest.raises(TypeError):
+            await client.images.generate("x", extra_body={"when": object()})
+    assert server.ledger.requests == []
+
+
+async def test_a_used_and_closed_client_leaves_no_resource_warning(server: FakeXAIServer) -> None:
+    """After aclose(), collecting the client emits no unclosed-session/connector warning."""
+    import gc
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        client = AsyncClient(KEY, base_url=server.base_url)
+        await client.images.generate("x")
+        await client.aclose()
+        del client
+        gc.collect()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -167,8 +168,6 @@ async def test_edit_with_a_data_uri_is_sent_unchanged(
     mocked: aioresponses, client: AsyncClient
 ) -> None:
     """A valid data URI is passed through as given."""
-    import base64
-
     uri = "data:image/png;base64," + base64.b64encode(PNG).decode()
     mocked.post(EDIT, payload=OK)
     await client.images.edit("x", image=uri)
@@ -309,8 +308,6 @@ async def test_response_request_id_comes_from_the_header(
 
 async def test_b64_answer_is_decoded(mocked: aioresponses, client: AsyncClient) -> None:
     """A b64_json answer gives decoded bytes and a bare base64 b64_json property."""
-    import base64
-
     encoded = base64.b64encode(PNG).decode()
     mocked.post(GEN, payload={"data": [{"b64_json": "data:image/png;base64," + encoded}]})
     resp = await client.images.generate("x", response_format="b64_json")

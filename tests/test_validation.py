@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import io
 from typing import Any
 
 import pytest
 
 from xai_images import ValidationError
+from xai_images._inputs import FileId, resolve_image
 from xai_images._validation import (
     ASPECT_RATIOS,
     check_edit_inputs,
@@ -201,3 +204,61 @@ def test_validation_error_is_also_a_value_error() -> None:
     """Callers catching ValueError still catch validation errors."""
     with pytest.raises(ValueError, match="n"):
         generate_body("x", n=0)
+
+
+# -- edit inputs ---------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+async def test_data_uri_of_another_type_is_rejected() -> None:
+    """A data URI must declare JPEG, PNG or WebP."""
+    with pytest.raises(ValidationError, match="JPEG, PNG or WebP") as info:
+        await resolve_image("data:image/gif;base64,R0lGODlh", "images[0]")
+    assert info.value.field == "images[0]"
+
+
+async def test_data_uri_over_10_mib_is_rejected_without_decoding() -> None:
+    """A data URI whose base64 length means more than 10 MiB is rejected."""
+    payload = "iVBORw0KGgo" + "A" * (14 * 1024 * 1024)
+    with pytest.raises(ValidationError, match="10 MiB"):
+        await resolve_image("data:image/png;base64," + payload)
+
+
+async def test_data_uri_must_be_base64() -> None:
+    """A data URI without ;base64 or with bytes that are not an image is rejected."""
+    with pytest.raises(ValidationError, match="base64"):
+        await resolve_image("data:image/png,raw")
+    with pytest.raises(ValidationError, match="decoded bytes"):
+        await resolve_image("data:image/png;base64,AAAAAAAAAAAAAAAAAAAAAAAA")
+
+
+async def test_text_mode_file_is_rejected() -> None:
+    """A file object opened in text mode is rejected with a hint to use 'rb'."""
+    with pytest.raises(ValidationError, match="'rb'"):
+        await resolve_image(io.StringIO("not bytes"))  # type: ignore[arg-type]
+
+
+async def test_file_id_is_sent_as_file_id() -> None:
+    """FileId becomes {"file_id": ...}; a plain string never does."""
+    assert await resolve_image(FileId("file-123")) == {"file_id": "file-123"}
+    with pytest.raises(ValidationError, match="not found"):
+        await resolve_image("file-123")
+
+
+def test_empty_file_id_is_rejected() -> None:
+    """FileId("") is a ValidationError."""
+    with pytest.raises(ValidationError):
+        FileId("")
+
+
+async def test_unsupported_input_type_is_rejected() -> None:
+    """An int is not an image input."""
+    with pytest.raises(ValidationError, match="FileId"):
+        await resolve_image(42)  # type: ignore[arg-type]
+
+
+async def test_bytes_become_a_sniffed_data_uri() -> None:
+    """Raw PNG bytes become a data:image/png URI of their base64."""
+    result = await resolve_image(bytearray(PNG))
+    assert result == {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}

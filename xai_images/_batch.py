@@ -477,6 +477,10 @@ class _Item:
     response: ImagesResponse | None = None
 
 
+class _NotStarted(Exception):
+    """The run was stopped while the item waited for a request slot."""
+
+
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -677,7 +681,6 @@ class BatchRun:
                 await item_slots.acquire()
                 if self._stop.is_set():
                     item_slots.release()
-                    self.progress.total -= 1
                     break
                 task = asyncio.ensure_future(
                     self._run_item(item, writer, queue, request_slots, item_slots)
@@ -685,7 +688,12 @@ class BatchRun:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             while tasks:
-                await asyncio.gather(*list(tasks))
+                results = await asyncio.gather(*list(tasks), return_exceptions=True)
+                for result in results:
+                    # Items turn their own failures into outcomes; what escapes (the manifest
+                    # cannot be written) must end the run.
+                    if isinstance(result, Exception):
+                        raise result
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
@@ -804,6 +812,8 @@ class BatchRun:
         try:
             try:
                 record, outcome = await self._process(item, request_slots)
+            except _NotStarted:
+                return
             except asyncio.CancelledError:
                 record = self._interrupted_record(item)
                 if record is not None:
@@ -886,7 +896,7 @@ class BatchRun:
         async with request_slots:
             if self._stop.is_set() and not item.download_only:
                 # Stopped while waiting for a request slot: not started, so not recorded.
-                raise asyncio.CancelledError
+                raise _NotStarted
             self.progress.started += 1
             self._emit("started", item.id, line=item.request.line)
             item.sent = True

@@ -68,7 +68,6 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "ValidationError",
     "XAIImagesError",
-    "status_error_class",
 ]
 
 

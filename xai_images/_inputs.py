@@ -83,7 +83,8 @@ def _check_data_uri(field: str, uri: str) -> str:
     return uri
 
 
-def _read_path(field: str, path: Path) -> str:
+def _read_path(field: str, raw: str | os.PathLike[str]) -> str:
+    path = Path(raw).expanduser()
     try:
         size = path.stat().st_size
         if size > MAX_IMAGE_BYTES:
@@ -134,9 +135,9 @@ async def resolve_image(value: ImageInput, field: str = "image") -> dict[str, st
             return {"url": _check_data_uri(field, value)}
         if not value.strip():
             raise ValidationError(field, value, "a URL, a data URI, a path, bytes or a FileId")
-        return {"url": await asyncio.to_thread(_read_path, field, Path(value))}
+        return {"url": await asyncio.to_thread(_read_path, field, value)}
     if isinstance(value, os.PathLike):
-        return {"url": await asyncio.to_thread(_read_path, field, Path(value))}
+        return {"url": await asyncio.to_thread(_read_path, field, value)}
     if isinstance(value, (bytes, bytearray, memoryview)):
         data = bytes(value)
         shown = f"<{len(data):,} bytes>"

@@ -323,9 +323,7 @@ def _make_converter() -> cattrs.Converter:
             return None
 
     converter.register_structure_hook(bool, structure_bool)
-    converter.register_structure_hook_func(
-        lambda t: t == (int | None), structure_optional_int
-    )
+    converter.register_structure_hook_func(lambda t: t == (int | None), structure_optional_int)
     return converter
 
 

@@ -316,11 +316,11 @@ class RichRenderer:
     """
 
     def __init__(self, console: Console | None = None, *, transient: bool = False) -> None:
-        from rich.console import Console
+        from rich.console import Console, Group
+        from rich.live import Live
         from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
-            TaskProgressColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
@@ -329,24 +329,29 @@ class RichRenderer:
 
         self.console = console if console is not None else Console(stderr=True)
         self._bars = RichProgress(
-            TextColumn("{task.description:<10}"),
-            BarColumn(),
+            TextColumn("{task.description:<9}"),
+            BarColumn(bar_width=28),
             MofNCompleteColumn(),
-            TaskProgressColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
+            console=self.console,
+        )
+        self._overall = self._bars.add_task("overall", total=None)
+        self._generated = self._bars.add_task("generated", total=None)
+        self._saved = self._bars.add_task("saved", total=None)
+        self._status = _StatusLine()
+        # The counters line sits under the bars, so the bars keep their width on narrow
+        # terminals.
+        self._live = Live(
+            Group(self._bars, self._status),
             console=self.console,
             transient=transient,
             refresh_per_second=8,
         )
-        self._overall = self._bars.add_task("overall", total=None, info="")
-        self._generated = self._bars.add_task("generated", total=None, info="")
-        self._saved = self._bars.add_task("saved", total=None, info="")
 
     def __enter__(self) -> RichRenderer:
-        self._bars.start()
+        self._live.start()
         return self
 
     def __exit__(
@@ -355,41 +360,38 @@ class RichRenderer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._bars.stop()
+        self._live.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
         """Update the bars from the event's counters; print a line for each failed item."""
         p = event.progress
         total = p.total or None
-        self._bars.update(
-            self._overall,
-            total=total,
-            completed=p.done,
-            info=(
-                f"{p.images_per_second:.2f} img/s  {format_usd(p.cost_in_usd_ticks)}  "
-                f"[red]{p.errors} err[/red]  {p.rate_limited}x429  {p.retries} retries"
-            ),
-        )
-        self._bars.update(
-            self._generated,
-            total=total,
-            completed=p.generated + p.skipped,
-            info=f"{p.in_flight} in flight",
-        )
-        self._bars.update(
-            self._saved,
-            total=total,
-            completed=p.ok + p.skipped,
-            info=f"{p.images} images  {format_bytes(p.bytes)}",
+        self._bars.update(self._overall, total=total, completed=p.done)
+        self._bars.update(self._generated, total=total, completed=p.generated + p.skipped)
+        self._bars.update(self._saved, total=total, completed=p.ok + p.skipped)
+        self._status.text = (
+            f"{p.images} img {format_bytes(p.bytes)}  {p.images_per_second:.2f} img/s  "
+            f"{format_usd(p.cost_in_usd_ticks)}  {p.in_flight} in flight  "
+            f"[red]{p.errors} err[/red]  {p.rate_limited}x429  {p.retries} retries"
         )
         if event.kind == "failed":
             where = f" (line {event.line})" if event.line is not None else ""
-            self._bars.console.print(
+            self.console.print(
                 f"[red]{event.status or 'failed'}[/red] {event.item_id}{where}: "
                 f"{_one_line_error(event.error)}",
                 markup=True,
                 highlight=False,
             )
+
+
+class _StatusLine:
+    """A line of counters that rich re-renders on every refresh."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def __rich__(self) -> str:
+        return self.text
 
 
 def make_renderer(stream: IO[str] | None = None, *, plain: bool | None = None) -> Renderer:

@@ -9,6 +9,9 @@ Installed with the package (a ``pytest11`` entry point), so no ``conftest.py`` i
         ...
         assert fake_xai_server.ledger.images_billed == 1
 
+``xai_client`` is an :class:`~xai_images.AsyncClient` already pointed at that server, with
+retry backoff switched off (``instant_retries()``).
+
 ``fake_xai_server`` is a started :class:`~xai_images.testing.FakeXAIServer` (function scope; its
 switches are fresh for every test). It needs ``pytest-asyncio``; without it the plugin defines
 nothing, so it never breaks a test run.
@@ -25,6 +28,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the user's environment
     pass
 else:
+    from .._client import AsyncClient
+    from .._retry import instant_retries
     from ._server import FakeXAIServer
 
     @pytest_asyncio.fixture
@@ -33,4 +38,13 @@ else:
         async with FakeXAIServer() as server:
             yield server
 
-    __all__ += ["fake_xai_server"]
+    @pytest_asyncio.fixture
+    async def xai_client(fake_xai_server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
+        """An ``AsyncClient`` talking to ``fake_xai_server``, retrying without sleeping."""
+        with instant_retries():
+            async with AsyncClient(
+                api_key=fake_xai_server.api_key, base_url=fake_xai_server.base_url
+            ) as client:
+                yield client
+
+    __all__ += ["fake_xai_server", "xai_client"]
