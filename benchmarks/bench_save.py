@@ -247,6 +247,9 @@ def run_one(
         return run
     finally:
         shutil.rmtree(out, ignore_errors=True)
+        # Let the kernel finish writeback now, so that the next runner does not pay for this
+        # one's dirty pages (a blocking write() is throttled when too many are pending).
+        os.sync()
 
 
 def _runner_env(args: argparse.Namespace) -> dict[str, str]:
