@@ -3,7 +3,7 @@
 ``FakeXAIServer`` serves the generations, edits and deferred endpoints plus an image host on
 127.0.0.1, with switches for latency, scripted errors, dropped connections, rate limits,
 moderation, expiring URLs and faulty downloads. ``instant_retries()`` makes every retry
-backoff of the SDK return at once, so tests of retry paths run fast. See ``docs/architecture.md`` ("Fake server").
+backoff of the SDK return at once, so tests of retry paths run fast. See ``docs/testing.md``.
 """
 
 from .._retry import instant_retries
