@@ -508,9 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--format", default="png", help="image format the fake serves")
     p.add_argument("--tmp-dir", help="where the runners write their files (deleted after)")
-    p.add_argument(
-        "--xai-downloads", type=int, help="xai-images download slots (default: C*n, at most 64)"
-    )
+    p.add_argument("--xai-downloads", type=int, help="xai-images DownloadOptions.concurrency")
     p.add_argument("--xai-chunk-size", type=int, help="xai-images DownloadOptions.chunk_size")
     p.add_argument(
         "--fake-command",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from xai_images._batch import (
 from xai_images._client import AsyncClient
 from xai_images._download import DownloadOptions
 from xai_images._errors import (
+    DownloadError,
     ImageBlockedError,
     InternalServerError,
     OutcomeUnknownError,
@@ -368,3 +370,78 @@ async def test_unreachable_api_stops_the_run_early(tmp_path: Path) -> None:
         )
     assert 1 <= len(outcomes) <= 4
     assert all(o.status == "failed" for o in outcomes)
+
+
+async def test_download_retries_are_counted_and_reported(
+    server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """A retried image download adds to Progress.retries and emits a `retrying` event."""
+    server.enqueue_download(Reply.error(503))
+    events: list[ProgressEvent] = []
+    async with AsyncClient(
+        api_key=server.api_key,
+        base_url=server.base_url,
+        download=DownloadOptions(retry=RetryPolicy(max_attempts=3)),
+    ) as c:
+        batch = c.batch([GenerateRequest("dl-retry")], output_dir=tmp_path, on_event=events.append)
+        [outcome] = await batch.collect()
+    assert outcome.ok
+    assert batch.progress.retries == 1
+    [retrying] = [e for e in events if e.kind == "retrying"]
+    assert isinstance(retrying.error, DownloadError)
+    assert "HTTP 503" in str(retrying.error)
+    assert retrying.item_id == outcome.id
+
+
+async def test_retry_failed_generates_a_billed_blocked_item_again(
+    server: FakeXAIServer, client: AsyncClient, tmp_path: Path
+) -> None:
+    """retry_failed runs a blocked item again even though the API billed it."""
+    server.settings.moderation = "blocked"
+    requests = [GenerateRequest("withheld", id="withheld")]
+    [first] = await client.batch(requests, output_dir=tmp_path).collect()
+    assert first.status == "blocked"
+    assert load_manifest(tmp_path / "manifest.jsonl")["withheld"].billed
+    server.settings.moderation = None
+    [second] = await client.batch(requests, output_dir=tmp_path, retry_failed=True).collect()
+    assert (second.ok, second.skipped) == (True, False)
+    assert server.ledger.billed_prompts["withheld"] == 2
+
+
+@pytest.mark.parametrize("rate_limit", [None, 1000.0], ids=["no-limiter", "limiter"])
+async def test_every_429_is_counted_once(
+    server: FakeXAIServer, tmp_path: Path, rate_limit: float | None
+) -> None:
+    """Each 429 counts once in Progress.rate_limited, the final unretried one included."""
+    server.enqueue(*[Reply.error(429) for _ in range(3)])
+    events: list[ProgressEvent] = []
+    async with AsyncClient(
+        api_key=server.api_key, base_url=server.base_url, max_retries=2, rate_limit=rate_limit
+    ) as c:
+        batch = c.batch([GenerateRequest("busy")], output_dir=tmp_path, on_event=events.append)
+        [outcome] = await batch.collect()
+    assert outcome.status == "failed"
+    assert (batch.progress.rate_limited, batch.progress.retries) == (3, 2)
+    assert sum(e.kind == "rate_limited" for e in events) == 3
+
+
+async def test_outcome_files_are_absolute_for_a_relative_output_dir(
+    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With output_dir="out", Outcome.files are absolute paths of the saved files."""
+    monkeypatch.chdir(tmp_path)
+    requests = [GenerateRequest("rel", id="rel")]
+    [outcome] = await client.batch(requests, output_dir="out").collect()
+    assert outcome.files == (tmp_path / "out" / "rel-0.png",)
+    assert outcome.files[0].is_file()
+    [skipped] = await client.batch(requests, output_dir="out").collect()
+    assert skipped.skipped
+    assert skipped.files == outcome.files
+
+
+def test_client_batch_documents_every_argument() -> None:
+    """AsyncClient.batch's docstring (the public entry point) documents each of its arguments."""
+    doc = inspect.getdoc(AsyncClient.batch) or ""
+    names = [n for n in inspect.signature(AsyncClient.batch).parameters if n != "self"]
+    assert names
+    assert [n for n in names if f"{n}:" not in doc] == []

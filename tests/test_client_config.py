@@ -190,3 +190,38 @@ async def test_a_used_and_closed_client_leaves_no_resource_warning(server: FakeX
         del client
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "limit"),
+    [
+        ({"rate_limit": 0}, "rate_limit must be a positive finite number"),
+        ({"rate_limit": -2.5}, "rate_limit must be a positive finite number"),
+        ({"rate_limit": True}, "rate_limit must be a positive finite number"),
+        ({"timeout": -1}, "timeout must be a positive number of seconds"),
+        ({"timeout": 0}, "timeout must be a positive number of seconds"),
+        ({"timeout": "30"}, "timeout must be a positive number of seconds"),
+        ({"max_connections": -1}, "max_connections must be an int >= 0"),
+        ({"max_concurrent_requests": 0}, "max_concurrent_requests must be an int >= 1"),
+        ({"max_concurrent_requests": 2.5}, "max_concurrent_requests must be an int >= 1"),
+        ({"max_retries": 1.5}, "max_retries must be an int >= 0"),
+        ({"retry": 3}, "retry must be a RetryPolicy"),
+        ({"download": {"concurrency": 2}}, "download must be a DownloadOptions"),
+        ({"session": "not a session"}, "session must be an aiohttp.ClientSession"),
+        ({"base_url": 443}, "base_url must be an http"),
+    ],
+    ids=lambda v: ",".join(f"{k}={v[k]!r}" for k in v) if isinstance(v, dict) else "msg",
+)
+def test_bad_constructor_arguments_are_configuration_errors(
+    kwargs: dict[str, object], limit: str
+) -> None:
+    """Each bad argument raises ConfigurationError naming the argument and what it must be."""
+    with pytest.raises(ConfigurationError, match=limit):
+        AsyncClient(KEY, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_non_string_key_is_refused_without_showing_it() -> None:
+    """api_key of the wrong type is a ConfigurationError whose message does not contain it."""
+    with pytest.raises(ConfigurationError, match="api_key must be a str") as info:
+        AsyncClient(KEY.encode())  # type: ignore[arg-type]
+    assert KEY not in str(info.value)

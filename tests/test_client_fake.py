@@ -14,6 +14,7 @@ import pytest
 
 from xai_images import (
     APIConnectionError,
+    APIResponseError,
     APITimeoutError,
     DeferredError,
     ImageBlockedError,
@@ -389,3 +390,64 @@ async def test_a_callers_session_treats_post_connect_failures_as_unknown(
         with pytest.raises(OutcomeUnknownError):
             await c.images.generate("x")
     assert server.ledger.requests == []
+
+
+@pytest.fixture
+async def poll_answers() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """A tiny API on a real socket whose deferred polls answer the queued bodies (200) in order,
+    repeating the last one; yields (base_url, bodies)."""
+    from aiohttp import web
+
+    bodies: list[dict[str, Any]] = []
+
+    async def poll(_request: web.Request) -> web.Response:
+        body = bodies.pop(0) if len(bodies) > 1 else bodies[0]
+        return web.json_response(body)
+
+    app = web.Application()
+    app.router.add_get("/v1/images/{request_id}", poll)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        yield f"http://127.0.0.1:{port}/v1", bodies
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize("raw", ["queued", "processing", "running", "in_progress", "PENDING"])
+async def test_still_running_statuses_read_as_pending(
+    poll_answers: tuple[str, list[dict[str, Any]]], raw: str
+) -> None:
+    """Every still-running status the API may send is reported as pending, the raw value kept."""
+    base_url, bodies = poll_answers
+    bodies.append({"status": raw})
+    async with AsyncClient(KEY, base_url=base_url) as c:
+        state = await c.images.get_deferred("job-1")
+    assert (state.status, state.raw_status) == ("pending", raw)
+
+
+async def test_unknown_final_deferred_status_fails_at_once(
+    poll_answers: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """A status that is neither pending-like nor done (cancelled) raises DeferredError at once."""
+    base_url, bodies = poll_answers
+    bodies.extend([{"status": "queued"}, {"status": "cancelled"}])
+    async with AsyncClient(KEY, base_url=base_url) as c:
+        with pytest.raises(DeferredError, match="cancelled") as info:
+            await c.images.wait_deferred("job-2", timeout=2.0, poll_interval=0.01)
+    assert (info.value.status, info.value.request_id) == ("cancelled", "job-2")
+    assert "still" not in str(info.value)  # not the deadline error after polling on
+
+
+async def test_done_without_images_is_a_response_error(
+    poll_answers: tuple[str, list[dict[str, Any]]],
+) -> None:
+    """A poll answering status done with no data raises APIResponseError instead of pending."""
+    base_url, bodies = poll_answers
+    bodies.append({"status": "done"})
+    async with AsyncClient(KEY, base_url=base_url) as c:
+        with pytest.raises(APIResponseError, match="done"):
+            await c.images.wait_deferred("job-3", timeout=2.0, poll_interval=0.01)

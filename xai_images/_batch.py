@@ -6,11 +6,12 @@ starts), saves each image as ``{id}-{index}.{ext}``, appends a manifest line per
 and yields an :class:`Outcome` as each item finishes. One item failing never stops the others.
 
 Resuming: items whose manifest record says ``ok`` and whose files are intact are skipped. Items
-that ``failed`` are retried only with ``retry_failed=True``; a failed item whose images were
-already generated (billed) is then downloaded again from its recorded URLs instead of being
-generated again. Items whose outcome is ``unknown`` (the request was sent, the answer was lost,
-it may have been billed) are resent only with ``resend_unknown=True``; the same switch allows
-generating again a billed item whose image URLs expired.
+that ``failed`` or were ``blocked`` are run again only with ``retry_failed=True``; a failed item
+whose images were already generated (billed) is then downloaded again from its recorded URLs
+instead of being generated again, while a blocked one is generated again. Items whose outcome
+is ``unknown`` (the request was sent, the answer was lost, it may have been billed) are resent
+only with ``resend_unknown=True``; the same switch allows generating again a billed item whose
+image URLs expired.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from ._errors import (
     ImageBlockedError,
     ImageExpiredError,
     OutcomeUnknownError,
-    RateLimitError,
     ValidationError,
     XAIImagesError,
 )
@@ -501,7 +501,7 @@ class BatchRun:
 
     Attributes:
         progress: live counters (also carried by every event).
-        output_dir: where images, the manifest and the gallery go.
+        output_dir: where images, the manifest and the gallery go (made absolute).
         manifest_path: the manifest file.
     """
 
@@ -525,7 +525,9 @@ class BatchRun:
             raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
         self._client = client
         self._requests = requests
-        self.output_dir = Path(output_dir)
+        # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
+        # move the job.
+        self.output_dir = Path(output_dir).resolve()
         self.manifest_path = (
             Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
         )
@@ -784,6 +786,10 @@ class BatchRun:
                     "(retry with retry_failed=True / --retry-failed)"
                 )
             )
+        if status == "blocked":
+            # Moderation withheld every image: there is nothing to download, and running it
+            # again means generating (and maybe paying) again, which retry_failed asks for.
+            return None
         if earlier.billed:
             if any(p.url for p in earlier.pending):
                 item.prior = earlier
@@ -839,10 +845,7 @@ class BatchRun:
                 self._emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
         elif signal == "retry":
             item.retry_notes += 1
-            if isinstance(error, RateLimitError) and self._client._limiter is None:
-                # With a limiter, the limiter reports 429s itself.
-                p.rate_limited += 1
-                self._emit("rate_limited", item.id, delay=delay, line=item.request.line)
+            # 429s are counted by their own "rate_limited" signal, sent for every 429.
             if item.retry_notes > item.attempts - 1:
                 p.retries += 1
                 self._emit(
@@ -1138,30 +1141,8 @@ def run_batch(
 ) -> BatchRun:
     """Run many generate and edit requests; iterate the result for one outcome per item.
 
-    Args:
-        requests: :class:`GenerateRequest` / :class:`EditRequest` objects, dicts shaped like
-            job-file lines, :class:`InvalidJob` markers, in a list, any iterable or async
-            iterable; or the path of a JSONL job file (see :func:`load_jobs`).
-        output_dir: where images (``{id}-{index}.{ext}``) and the manifest go.
-        manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
-            earlier run there decide what is skipped (see the module docs).
-        concurrency: API requests in flight at once. Downloads are capped separately by the
-            client's ``DownloadOptions.concurrency``; request starts by its ``rate_limit``.
-        retry_failed: run again the items an earlier run recorded as ``failed`` or
-            ``blocked`` (billed ones are downloaded again from their URLs, not regenerated).
-        resend_unknown: send again the items whose outcome is ``unknown``, and generate again
-            billed items whose images are lost; both may pay twice.
-        on_event: called with a :class:`ProgressEvent` for every step (from the event loop;
-            keep it quick). Exceptions it raises are logged and ignored.
-        on_exists: what to do when an image file already exists: ``"overwrite"`` (default:
-            the manifest, not a stray file, is the job's record), ``"skip"`` (keep an identical
-            file; a different one fails the item), ``"fail"``.
-        verify_sha256: when resuming, hash the files of done items instead of checking sizes.
-
-    Raises:
-        ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems with
-            single items never raise: they become failed outcomes. Iterating raises only if
-            the manifest cannot be written or the request source itself raises.
+    The engine behind ``AsyncClient.batch``, which documents every argument:
+    ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
     """
     return BatchRun(
         client,

@@ -116,7 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         "--concurrency", type=_positive_int, default=16, help="API requests in flight (16)"
     )
     batch.add_argument(
-        "--retry-failed", action="store_true", help="run again items that failed before"
+        "--retry-failed",
+        action="store_true",
+        help="run again items that failed or were blocked before",
     )
     batch.add_argument(
         "--resend-unknown",

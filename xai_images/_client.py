@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace, TracebackType
@@ -87,6 +88,22 @@ def _coerce_timeout(value: Timeout | float | None, base: Timeout) -> Timeout:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timeout must be a Timeout, a number of seconds or None, not {value!r}")
     return attrs.evolve(base, request=float(value))
+
+
+def _positive(value: object) -> bool:
+    """A real number above 0 (``bool`` and NaN are not)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+
+
+def _int_at_least(value: object, minimum: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
+
+
+def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
+    shown = repr(value)
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return ConfigurationError(f"{name} must be {limit}, got {shown}")
 
 
 class _Secret:
@@ -174,8 +191,9 @@ class AsyncClient:
         download: options for saving and streaming images (``DownloadOptions``).
 
     Raises:
-        ConfigurationError: no API key anywhere, a bad base URL, or a session with an
-            ``Authorization`` default header.
+        ConfigurationError: no API key anywhere, a session with an ``Authorization`` default
+            header, or any argument of the wrong type or out of range (the message names the
+            argument and what it must be).
     """
 
     def __init__(
@@ -192,6 +210,9 @@ class AsyncClient:
         max_concurrent_requests: int | None = None,
         download: DownloadOptions | None = None,
     ) -> None:
+        if api_key is not None and not isinstance(api_key, str):
+            # The value is not shown: it may be the key in the wrong type.
+            raise ConfigurationError(f"api_key must be a str, not {type(api_key).__name__}")
         key = api_key if api_key is not None else os.environ.get("XAI_API_KEY")
         if not key or not key.strip():
             raise ConfigurationError(
@@ -199,34 +220,48 @@ class AsyncClient:
                 "variable"
             )
         self._key = _Secret(key.strip())
+        if base_url is not None and not isinstance(base_url, str):
+            raise _bad_argument("base_url", base_url, f"an http(s) URL such as {DEFAULT_BASE_URL}")
         self._base_url = self._check_base_url(
             base_url or os.environ.get("XAI_BASE_URL") or DEFAULT_BASE_URL
         )
+        if timeout is not None and not isinstance(timeout, Timeout) and not _positive(timeout):
+            raise _bad_argument(
+                "timeout", timeout, "a positive number of seconds, a Timeout or None"
+            )
         self._timeout = _coerce_timeout(timeout, Timeout())
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise _bad_argument("retry", retry, "a RetryPolicy or None")
         try:
             self._retry = (retry or RetryPolicy()).with_attempts(
                 2 if max_retries is None and retry is None else max_retries
             )
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
+        if session is not None and not isinstance(session, aiohttp.ClientSession):
+            raise _bad_argument("session", session, "an aiohttp.ClientSession or None")
         if session is not None and "Authorization" in session.headers:
             raise ConfigurationError(
                 "the session has a default Authorization header; aiohttp would send it to the "
                 "image host as well. Remove it: the client adds the key to API requests itself"
             )
-        if isinstance(max_connections, bool) or not isinstance(max_connections, int):
-            raise ConfigurationError(f"max_connections must be an int, not {max_connections!r}")
-        if max_connections < 0:
-            raise ConfigurationError(f"max_connections must be >= 0, got {max_connections}")
+        if not _int_at_least(max_connections, 0):
+            raise _bad_argument("max_connections", max_connections, "an int >= 0 (0: no limit)")
+        if rate_limit is not None and not (_positive(rate_limit) and math.isfinite(rate_limit)):
+            raise _bad_argument(
+                "rate_limit", rate_limit, "a positive finite number of requests per second or None"
+            )
+        if max_concurrent_requests is not None and not _int_at_least(max_concurrent_requests, 1):
+            raise _bad_argument(
+                "max_concurrent_requests", max_concurrent_requests, "an int >= 1 or None"
+            )
+        if download is not None and not isinstance(download, DownloadOptions):
+            raise _bad_argument("download", download, "a DownloadOptions or None")
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
         self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
-        if max_concurrent_requests is not None and max_concurrent_requests < 1:
-            raise ConfigurationError(
-                f"max_concurrent_requests must be >= 1, got {max_concurrent_requests}"
-            )
         self._semaphore = (
             asyncio.Semaphore(max_concurrent_requests) if max_concurrent_requests else None
         )
@@ -329,10 +364,54 @@ class AsyncClient:
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
     ) -> BatchRun:
-        """Run many generations and edits with a manifest; see ``run_batch`` for the arguments.
+        """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
-        Iterate the returned run (``async for outcome in client.batch(...)``) for one outcome
-        per item.
+        Nothing starts before the first iteration. Prefer
+        ``async with client.batch(...) as run: async for outcome in run: ...`` (one
+        ``Outcome`` per item, as items finish) so that leaving the loop early stops the workers
+        and closes the manifest at once; ``await run.collect()`` runs to the end. Each image is
+        saved as ``{id}-{index}.{ext}`` and each finished item appends a line to the manifest.
+        One item failing never stops the others.
+
+        Resuming: run the same job with the same manifest again. Items recorded ``ok`` whose
+        files are intact are skipped. Items recorded ``failed`` or ``blocked`` run again only
+        with ``retry_failed``; items recorded ``unknown`` only with ``resend_unknown``.
+
+        Args:
+            requests: ``GenerateRequest`` / ``EditRequest`` objects, dicts shaped like job-file
+                lines, ``InvalidJob`` markers, in a list, any iterable or async iterable; or
+                the path of a JSONL job file (one object per line with ``prompt`` and
+                optionally ``id``, ``model``, ``n``, ``quality``, ``response_format``,
+                ``aspect_ratio``, ``resolution``, ``user``, ``extra_body``; an ``image`` or
+                ``images`` key makes it an edit, relative paths resolve against the file's
+                directory). Every item is validated before it is sent; a bad one becomes a
+                failed outcome naming its line.
+            output_dir: where images and the manifest go; made absolute at once, so
+                ``Outcome.files`` are absolute paths.
+            manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
+                earlier run there decide what is skipped (see Resuming).
+            concurrency: API requests in flight at once. Downloads are capped separately by
+                ``DownloadOptions.concurrency``; request starts by the client's ``rate_limit``.
+            retry_failed: run again the items an earlier run recorded as ``failed`` or
+                ``blocked``. A failed item whose images were generated (billed) but not saved
+                is downloaded again from its recorded URLs, not generated again; a blocked item
+                (moderation withheld every image) is generated again, which may pay again.
+            resend_unknown: send again the items whose outcome is ``unknown`` (sent, answer
+                lost), and generate again billed items whose image URLs expired; both may pay
+                twice.
+            on_event: called with a ``ProgressEvent`` for every step (from the event loop;
+                keep it quick). Exceptions it raises are logged and ignored. The live counters
+                are also on ``run.progress``.
+            on_exists: what to do when an image file already exists: ``"overwrite"`` (default:
+                the manifest, not a stray file, is the job's record), ``"skip"`` (keep an
+                identical file; a different one fails the item), ``"fail"``.
+            verify_sha256: when resuming, hash the files of done items instead of checking
+                their sizes.
+
+        Raises:
+            ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
+                with single items never raise: they become failed outcomes. Iterating raises
+                only if the manifest cannot be written or the request source itself raises.
         """
         from ._batch import run_batch  # deferred: the bulk engine is not needed otherwise
 
@@ -501,8 +580,13 @@ class AsyncClient:
                 if not 200 <= status < 300:
                     error = await self._status_error(resp, method, log_path, request_id)
                     self._log_exchange(method, log_path, str(status), started, request_id)
-                    if status == 429 and self._limiter is not None:
-                        self._limiter.on_rate_limited(parse_retry_after(resp.headers))
+                    if status == 429:
+                        retry_after = parse_retry_after(resp.headers)
+                        # Every 429 is reported here, once, retried or not and with or without
+                        # a limiter: bulk jobs count them through this hook.
+                        notify("rate_limited", delay=retry_after)
+                        if self._limiter is not None:
+                            self._limiter.on_rate_limited(retry_after)
                     raise error
                 scanner = B64ResponseScanner()
                 async for chunk in resp.content.iter_chunked(_READ_CHUNK):

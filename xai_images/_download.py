@@ -35,6 +35,7 @@ from ._errors import (
     SaveError,
     ValidationError,
 )
+from ._progress import notify
 from ._retry import RetryPolicy, parse_retry_after, sleep
 from ._sniff import IMAGE_EXTENSIONS, SNIFF_BYTES, extension_for, sniff_mime
 
@@ -478,9 +479,16 @@ class _Fetch:
                 policy.max_attempts,
                 last.detail,
             )
+            # Bulk jobs count download retries through this hook (a no-op outside one).
+            notify(
+                "download_retry",
+                delay=delay,
+                error=self._error(last, cause, f"on attempt {attempt}"),
+            )
             await sleep(delay)
 
-    def _give_up(self, failure: _Failure, cause: BaseException | None, why: str) -> NoReturn:
+    def _error(self, failure: _Failure, cause: BaseException | None, why: str) -> DownloadError:
+        """The public error for ``failure`` (raised when giving up, reported on a retry)."""
         message = f"download of {self.url} failed {why}: {failure.detail}"
         error: DownloadError
         if failure.kind == "stalled":
@@ -489,7 +497,11 @@ class _Fetch:
             error = IntegrityError(message, url=self.url)
         else:
             error = DownloadError(message, url=self.url)
-        raise error from cause
+        error.__cause__ = cause
+        return error
+
+    def _give_up(self, failure: _Failure, cause: BaseException | None, why: str) -> NoReturn:
+        raise self._error(failure, cause, why) from cause
 
     async def _attempt(self, use_range: bool) -> AsyncGenerator[bytes, None]:
         ranged = use_range and self.received > 0

@@ -76,7 +76,8 @@ class XAIImagesError(Exception):
 
 
 class ConfigurationError(XAIImagesError):
-    """The client is misconfigured (no API key, bad base URL) or used after ``aclose()``."""
+    """The client is misconfigured (no API key, a bad constructor argument such as the base URL
+    or ``rate_limit``) or used after ``aclose()``."""
 
 
 class ClientClosedError(ConfigurationError, RuntimeError):
@@ -248,7 +249,8 @@ class DeferredError(XAIImagesError):
 
     Attributes:
         request_id: the deferred request's id.
-        status: the last status seen (``"failed"``, ``"expired"``, ``"pending"``).
+        status: the last status seen (``"failed"``, ``"expired"``, ``"pending"`` at the
+            deadline, or another final status the server sent, such as ``"cancelled"``).
     """
 
     def __init__(self, message: str, *, request_id: str, status: str) -> None:

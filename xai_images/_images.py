@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["Images"]
 
 _PLACEHOLDER = {"url": "https://placeholder.invalid/image.png"}
+# Statuses of a deferred request that is still running, reported as "pending".
+_PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
 
 
 def _requested(body: Mapping[str, Any]) -> int:
@@ -274,14 +276,18 @@ class Images:
     ) -> DeferredStatus:
         """Poll a deferred request once (``GET /images/{request_id}``).
 
-        Returns the status: ``"pending"`` (the API answered 202), ``"done"`` with the response
-        (the images may be at the top level or under ``response``), ``"failed"`` with the
-        server's error, or ``"expired"`` (404: unknown or expired id). Polls are retried on
-        timeouts and dropped connections too: a GET costs nothing.
+        Returns the status: ``"pending"`` (the API answered 202, or a still-running status
+        such as ``queued``, ``processing``, ``running``, ``in_progress``; the value as sent is
+        in ``raw_status``), ``"done"`` with the response (the images may be at the top level or
+        under ``response``), ``"failed"`` with the server's error, ``"expired"`` (404: unknown
+        or expired id), or any other status the server sends, lower-cased (e.g.
+        ``"cancelled"``). Polls are retried on timeouts and dropped connections too: a GET
+        costs nothing.
 
         Raises:
             ValidationError: ``request_id`` is empty.
             APIStatusError, APIConnectionError, OutcomeUnknownError: the poll itself failed.
+            APIResponseError: the answer says ``done`` but carries no images.
         """
         if not isinstance(request_id, str) or not request_id.strip():
             raise ValidationError("request_id", request_id, "a non-empty string")
@@ -293,16 +299,28 @@ class Images:
         except NotFoundError as exc:
             return DeferredStatus("expired", error=exc.message)
         body = answer.body if isinstance(answer.body, Mapping) else {}
-        status = body.get("status")
-        status = str(status).lower() if status is not None else None
-        if answer.status == 202 or status in ("pending", "queued", "processing", "running"):
-            return DeferredStatus(status or "pending")
+        raw = body.get("status")
+        raw_status = str(raw) if raw is not None else None
+        status = (raw_status.strip().lower() or None) if raw_status is not None else None
+        if answer.status == 202 or status in _PENDING:
+            return DeferredStatus("pending", raw_status=raw_status)
         if status in ("failed", "error", "expired"):
-            return DeferredStatus(status, error=_message_of(body.get("error")) or "failed")
+            message = _message_of(body.get("error")) or "failed"
+            return DeferredStatus(status, error=message, raw_status=raw_status)
         nested = body.get("response")
         source = nested if isinstance(nested, Mapping) and "data" in nested else body
         if "data" not in source:
-            return DeferredStatus(status or "pending")
+            if status is None:
+                return DeferredStatus("pending")
+            if status == "done":
+                raise APIResponseError(
+                    f"the answer to GET {path} says done but has no images (no data field)",
+                    method="GET",
+                    path=path,
+                )
+            # A status this SDK does not know (e.g. "cancelled"): passed on; wait() fails on it.
+            unknown_error = _message_of(body.get("error"))
+            return DeferredStatus(status, error=unknown_error, raw_status=raw_status)
         response = parse_images_response(
             source,
             answer.payloads,
@@ -310,7 +328,7 @@ class Images:
             client=self._client,
             where=f"GET {path}",
         )
-        return DeferredStatus("done", response=response)
+        return DeferredStatus("done", response=response, raw_status=raw_status)
 
     async def wait_deferred(
         self,
@@ -327,7 +345,10 @@ class Images:
 
         Raises:
             DeferredError: the request failed (``status="failed"``), expired or is unknown
-                (``"expired"``), or was still pending at the deadline (``"pending"``).
+                (``"expired"``), ended with any other status that is not ``pending`` or
+                ``done`` (e.g. ``"cancelled"``, raised at once), or was still pending at the
+                deadline (``"pending"``).
+            APIResponseError: the answer says ``done`` but carries no images.
             ValidationError: a bad ``request_id`` or interval.
         """
         if not poll_interval > 0 or not max_poll_interval >= poll_interval:
@@ -343,9 +364,12 @@ class Images:
             state = await self.get_deferred(request_id)
             if state.status == "done" and state.response is not None:
                 return state.response
-            if state.status in ("failed", "error", "expired"):
+            if state.status != "pending":
+                # failed, expired, or a status this SDK does not know (e.g. "cancelled"): the
+                # request will not finish, so polling on would only wait for the deadline.
+                detail = f": {state.error}" if state.error else ""
                 raise DeferredError(
-                    f"deferred request {request_id} {state.status}: {state.error}",
+                    f"deferred request {request_id} {state.status}{detail}",
                     request_id=request_id,
                     status=state.status,
                 )

@@ -116,8 +116,9 @@ class ManifestRecord:
         cost_in_usd_ticks: what the API reported for the item (1 USD = 10**10 ticks).
         error: the error message, for items not ``ok``.
         error_type: the exception class name, e.g. ``"RateLimitError"``.
-        billed: whether the API answered with images (so they were paid for), even when saving
-            them failed afterwards.
+        billed: whether the API accepted the request and charged for it, so that generating
+            again pays again: set when it answered with images (even when saving them failed
+            afterwards), and for a ``blocked`` item when the API reported a cost for it.
         pending: images of a billed item that were not saved (download or write failed), so a
             retry downloads them instead of generating (and paying) again while their URLs
             are still valid.

@@ -237,15 +237,22 @@ class DeferredStatus:
     """The state of a deferred request.
 
     Attributes:
-        status: ``"pending"``, ``"done"``, ``"failed"``, ``"expired"`` (the API answered 404:
-            unknown or expired id) or a newer value the server sends.
+        status: ``"pending"`` (the API answered 202, or a still-running status such as
+            ``queued``, ``processing``, ``running`` or ``in_progress``), ``"done"``,
+            ``"failed"``, ``"expired"`` (the API answered 404: unknown or expired id), or
+            another value the server sends (lower-cased), which ``wait()`` treats as a final
+            failure.
         response: the images once ``status == "done"``, else ``None``.
-        error: the server's message when ``status`` is ``"failed"`` or ``"expired"``.
+        error: the server's message when ``status`` is ``"failed"`` or ``"expired"`` (or
+            another final status, when the server sent one).
+        raw_status: the ``status`` field exactly as the server sent it (``None`` when absent),
+            e.g. ``"queued"`` where :attr:`status` says ``"pending"``.
     """
 
     status: str
     response: ImagesResponse | None = None
     error: str | None = None
+    raw_status: str | None = None
 
 
 @attrs.frozen
@@ -274,7 +281,8 @@ class DeferredRequest:
         """Wait until done (``client.images.wait_deferred``).
 
         Raises:
-            DeferredError: the request failed, expired, or was not done within ``timeout``.
+            DeferredError: the request failed, expired, ended with another final status
+                (e.g. ``cancelled``), or was not done within ``timeout``.
         """
         return await self._attached().images.wait_deferred(
             self.request_id,

@@ -55,8 +55,9 @@ TICKS_PER_USD = 10**10
 
 ClientSignal = Literal["attempt", "retry", "rate_limited", "download_retry"]
 """What the request path reports to a bulk job: an API request ``attempt`` is about to be sent,
-an API request will be retried (``retry``), a 429 arrived (``rate_limited``), or an image
-download will be retried (``download_retry``)."""
+an API request will be retried (``retry``), the API answered 429 (``rate_limited``: sent for
+every 429, retried or not, before its ``retry``), or an image download will be retried
+(``download_retry``)."""
 
 _Observer = Callable[[ClientSignal, "float | None", "BaseException | None"], None]
 _observer: contextvars.ContextVar[_Observer | None] = contextvars.ContextVar(
@@ -69,7 +70,7 @@ def notify(
 ) -> None:
     """Tell the bulk job running the current task what the request path is doing.
 
-    Called by the rate limiter, the retry loop and the download layer; a no-op (one context
+    Called by the client's request path and the download layer; a no-op (one context
     variable lookup) outside a bulk job. ``delay`` is the wait before the retry, or the
     ``Retry-After`` of a 429.
     """
@@ -99,8 +100,8 @@ class Progress:
         images: images saved in this run.
         bytes: bytes saved in this run.
         cost_in_usd_ticks: cost reported by the API in this run.
-        rate_limited: 429 answers seen.
-        retries: retried API requests and downloads.
+        rate_limited: 429 answers the API sent (each one, whether retried or not).
+        retries: retried API requests and retried image downloads.
         interrupted: the run was asked to stop before every item was done.
     """
 

@@ -11,8 +11,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from ._progress import notify
-
 __all__ = ["RateLimiter"]
 
 # A 429 halves the effective rate, but only once per this many seconds: the requests already in
@@ -138,8 +136,6 @@ class RateLimiter:
         """
         now = self._clock()
         self._rate_limited += 1
-        # A bulk job counts 429s through this hook (a no-op outside one).
-        notify("rate_limited", delay=retry_after)
         if now - self._penalty_at >= _PENALTY_COOLDOWN:
             self._penalty_rate = max(self._min_rate, self._rate_at(now) * self._backoff)
             self._penalty_at = now

@@ -1,12 +1,10 @@
 """xai-images: ``AsyncClient`` + ``client.images.generate(...)`` + ``resp.save(directory)``.
 
-Library defaults, except the client's download slots (``DownloadOptions.concurrency``, default
-16): the peers download the n images of every prompt in flight at once, and the latency-bound run
-needs its C * n = 64 downloads of 50 ms in flight together to reach its ceiling. So the slots are
-C * n, capped at 64: each slot holds up to about 3 * ``chunk_size`` of buffers, and beyond 64 more
-slots only cost memory on loopback (benchmarks/README.md has the sweep). The connection pool is
-sized to match. ``BENCH_XAI_DOWNLOADS`` and ``BENCH_XAI_CHUNK_SIZE`` in the environment override
-the slots and the chunk size (``bench_save.py --xai-downloads/--xai-chunk-size`` set them).
+Library defaults throughout: one client, the default connection pool and the default
+``DownloadOptions`` (16 download slots, 256 KiB chunks), as a user who sets nothing gets.
+``BENCH_XAI_DOWNLOADS`` and ``BENCH_XAI_CHUNK_SIZE`` in the environment override the download
+slots and the chunk size (``bench_save.py --xai-downloads/--xai-chunk-size`` set them); the
+README has a sweep of both.
 """
 
 from __future__ import annotations
@@ -19,22 +17,27 @@ from importlib.metadata import version
 import attrs
 from _common import Args, Job, main, prompt_text
 
-from xai_images._client import AsyncClient
-from xai_images._download import DownloadOptions
+import xai_images
+
+
+def _download_options() -> xai_images.DownloadOptions | None:
+    slots = os.environ.get("BENCH_XAI_DOWNLOADS")
+    chunk = os.environ.get("BENCH_XAI_CHUNK_SIZE")
+    if not slots and not chunk:
+        return None
+    options = xai_images.DownloadOptions()
+    if slots:
+        options = attrs.evolve(options, concurrency=int(slots))
+    if chunk:
+        options = attrs.evolve(options, chunk_size=int(chunk))
+    return options
 
 
 @asynccontextmanager
 async def setup(args: Args) -> AsyncIterator[Job]:
     """Open one client and yield the per-prompt job."""
-    downloads = int(os.environ.get("BENCH_XAI_DOWNLOADS", 0)) or min(args.concurrency * args.n, 64)
-    options = DownloadOptions(concurrency=downloads)
-    if os.environ.get("BENCH_XAI_CHUNK_SIZE"):
-        options = attrs.evolve(options, chunk_size=int(os.environ["BENCH_XAI_CHUNK_SIZE"]))
-    async with AsyncClient(
-        args.api_key,
-        base_url=args.base_url,
-        max_connections=args.concurrency + downloads,
-        download=options,
+    async with xai_images.AsyncClient(
+        args.api_key, base_url=args.base_url, download=_download_options()
     ) as client:
 
         async def job(i: int) -> int:
