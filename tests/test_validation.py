@@ -262,3 +262,13 @@ async def test_bytes_become_a_sniffed_data_uri() -> None:
     """Raw PNG bytes become a data:image/png URI of their base64."""
     result = await resolve_image(bytearray(PNG))
     assert result == {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}
+
+
+def test_upload_urls_must_match_n() -> None:
+    """`output.upload_urls` sent through extra_body needs exactly n entries, before sending."""
+    ok = generate_body("a cat", n=2, extra_body={"output": {"upload_urls": ["u1", "u2"]}})
+    assert ok["output"]["upload_urls"] == ["u1", "u2"]
+    with pytest.raises(ValidationError) as info:
+        generate_body("a cat", n=2, extra_body={"output": {"upload_urls": ["u1"]}})
+    assert info.value.field == "output.upload_urls"
+    assert "exactly n (2)" in str(info.value)

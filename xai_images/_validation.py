@@ -133,7 +133,21 @@ def _merge_extra(body: dict[str, Any], extra_body: Mapping[str, Any] | None) -> 
     # Merged last on purpose: a key that collides with a named argument wins, so callers can
     # send a value this SDK would reject (a new quality, say) without waiting for a release.
     body.update(extra_body)
+    _check_upload_urls(body)
     return body
+
+
+def _check_upload_urls(body: Mapping[str, Any]) -> None:
+    # The live API wants exactly one signed URL per image; a mismatch would be a paid 400.
+    output = body.get("output")
+    if not isinstance(output, Mapping) or "upload_urls" not in output:
+        return
+    urls = output["upload_urls"]
+    n = body.get("n", 1)
+    if not isinstance(urls, list) or len(urls) != n:
+        raise ValidationError(
+            "output.upload_urls", urls, f"a list of exactly n ({n}) signed URLs, one per image"
+        )
 
 
 def generate_body(
