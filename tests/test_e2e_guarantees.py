@@ -294,14 +294,7 @@ async def test_edit_with_empty_prompt_is_rejected_before_sending(
     assert nothing_sent(server)
 
 
-@pytest.mark.parametrize(
-    "timeout",
-    [
-        pytest.param(-1, marks=pytest.mark.xfail(strict=True, reason="BUG: raw ValueError")),
-        pytest.param(0, marks=pytest.mark.xfail(strict=True, reason="BUG: raw ValueError")),
-        pytest.param("30", marks=pytest.mark.xfail(strict=True, reason="BUG: raw TypeError")),
-    ],
-)
+@pytest.mark.parametrize("timeout", [-1, 0, "30", True, float("nan"), float("inf")])
 async def test_bad_per_call_timeout_is_a_validation_error(
     client: xai_images.AsyncClient, server: FakeXAIServer, timeout: Any
 ) -> None:
@@ -312,7 +305,6 @@ async def test_bad_per_call_timeout_is_a_validation_error(
     assert nothing_sent(server)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: per-call max_retries raises ConfigurationError")
 @pytest.mark.parametrize("max_retries", [-1, "2", True])
 async def test_bad_per_call_max_retries_is_a_validation_error(
     client: xai_images.AsyncClient, server: FakeXAIServer, max_retries: Any
@@ -321,6 +313,41 @@ async def test_bad_per_call_max_retries_is_a_validation_error(
     with pytest.raises(xai_images.ValidationError) as info:
         await client.images.generate("a cat", max_retries=max_retries)
     assert info.value.field == "max_retries"
+    assert nothing_sent(server)
+
+
+async def test_bad_edit_timeout_is_refused_before_reading_inputs(
+    client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """An edit with a bad timeout names the timeout, not the (missing) input file it never read."""
+    with pytest.raises(xai_images.ValidationError) as info:
+        await client.images.edit("a cat", image=tmp_path / "missing.png", timeout=-5)
+    assert info.value.field == "timeout"
+    assert nothing_sent(server)
+
+
+@pytest.mark.parametrize(("field", "value"), [("timeout", "30"), ("max_retries", -1)])
+async def test_bad_poll_options_are_validation_errors(
+    client: xai_images.AsyncClient, server: FakeXAIServer, field: str, value: Any
+) -> None:
+    """get_deferred with a bad timeout or max_retries raises ValidationError before polling."""
+    with pytest.raises(xai_images.ValidationError) as info:
+        await client.images.get_deferred("req-1", **{field: value})
+    assert info.value.field == field
+    assert nothing_sent(server)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"timeout": 0}, "timeout"), ({"timeout": "10"}, "timeout"), ({"poll_interval": "1"}, None)],
+)
+async def test_bad_wait_options_are_validation_errors(
+    client: xai_images.AsyncClient, server: FakeXAIServer, kwargs: dict[str, Any], field: Any
+) -> None:
+    """wait_deferred with a bad deadline or interval raises ValidationError, not TypeError."""
+    with pytest.raises(xai_images.ValidationError) as info:
+        await client.images.wait_deferred("req-1", **kwargs)
+    assert info.value.field == (field or "poll_interval")
     assert nothing_sent(server)
 
 
@@ -338,7 +365,6 @@ async def test_b64_stream_with_negative_chunk_size_never_yields_nothing(
     assert data == image.content
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a key with a newline gives APIResponseError later")
 async def test_api_key_with_control_characters_is_refused_up_front(
     server: FakeXAIServer,
 ) -> None:
@@ -350,6 +376,15 @@ async def test_api_key_with_control_characters_is_refused_up_front(
             await api.images.generate("a cat")
     assert "X-Injected" not in full_text(info.value)
     assert nothing_sent(server)
+
+
+@pytest.mark.parametrize("key", ["xai-a\nb", "xai-a\x00b", "xai-a\x7fb", "xai-\u20acuro"])
+def test_api_key_with_header_breaking_characters_is_refused(key: str) -> None:
+    """Keys with control or non-latin-1 characters are ConfigurationErrors that do not echo them."""
+    with pytest.raises(xai_images.ConfigurationError, match="HTTP header") as info:
+        xai_images.AsyncClient(api_key=key)
+    assert key not in full_text(info.value)
+    assert key.strip()[4:] not in full_text(info.value)
 
 
 async def test_save_arguments_are_checked_before_downloading(
@@ -466,7 +501,6 @@ def _non_utf8_jobs(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: load_jobs raises a raw UnicodeDecodeError")
 def test_load_jobs_reports_a_non_utf8_line(tmp_path: Path) -> None:
     """A job line that is not UTF-8 is a bad line (InvalidJob or ValidationError), not a crash."""
     try:
@@ -477,7 +511,17 @@ def test_load_jobs_reports_a_non_utf8_line(tmp_path: Path) -> None:
     assert isinstance(jobs[1], xai_images.GenerateRequest)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a non-UTF-8 job file aborts the whole batch")
+def test_non_utf8_job_line_names_its_line_and_the_bad_byte(tmp_path: Path) -> None:
+    """A non-UTF-8 line becomes InvalidJob with a "line N" ValidationError naming the byte."""
+    jobs = xai_images.load_jobs(_non_utf8_jobs(tmp_path))
+    bad = jobs[0]
+    assert isinstance(bad, xai_images.InvalidJob)
+    assert bad.error.field == "line 1"
+    assert "0xe9" in bad.error.limit
+    with pytest.raises(xai_images.ValidationError, match="UTF-8"):
+        xai_images.load_jobs(_non_utf8_jobs(tmp_path), on_error="stop")
+
+
 async def test_batch_survives_a_non_utf8_line(
     client: xai_images.AsyncClient, tmp_path: Path
 ) -> None:
@@ -755,7 +799,6 @@ async def test_moderated_batch_item_is_blocked_not_ok(
     assert isinstance(outcomes[0].error, xai_images.ImageBlockedError)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an unreadable 2xx answer is parsed as 'blocked'")
 @pytest.mark.parametrize(
     ("status", "body"),
     [

@@ -54,9 +54,22 @@ def test_unknown_fields_are_ignored() -> None:
 
 
 def test_nulls_are_tolerated() -> None:
-    """null data, usage, model and created parse as empty/None."""
-    resp = parse_images_response({"data": None, "usage": None, "model": None, "created": None})
+    """null usage, model and created parse as None."""
+    resp = parse_images_response({"data": [], "usage": None, "model": None, "created": None})
     assert (resp.data, resp.usage, resp.model, resp.created) == ((), None, None, None)
+
+
+def test_null_data_is_an_api_response_error_not_moderation() -> None:
+    """data: null is an unreadable answer (APIResponseError naming the endpoint), not "blocked"."""
+    with pytest.raises(APIResponseError, match="data is null") as info:
+        parse_images_response({"data": None}, requested=2, where="POST /images/generations")
+    assert (info.value.method, info.value.path) == ("POST", "/images/generations")
+
+
+def test_image_items_that_are_not_objects_are_an_api_response_error() -> None:
+    """A data list of strings raises APIResponseError naming the bad item."""
+    with pytest.raises(APIResponseError, match=r"data\[1\] is a str"):
+        parse_images_response({"data": [{"url": "u"}, "https://img.example/a.png"]})
 
 
 def test_server_values_are_plain_strings() -> None:

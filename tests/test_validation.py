@@ -218,6 +218,12 @@ async def test_data_uri_of_another_type_is_rejected() -> None:
     assert info.value.field == "images[0]"
 
 
+async def test_data_uri_typed_image_jpg_is_accepted_as_jpeg() -> None:
+    """A data URI typed image/jpg (a common alias of image/jpeg) is accepted and sent as given."""
+    uri = "data:image/jpg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 32).decode()
+    assert await resolve_image(uri) == {"url": uri}
+
+
 async def test_data_uri_over_10_mib_is_rejected_without_decoding() -> None:
     """A data URI whose base64 length means more than 10 MiB is rejected."""
     payload = "iVBORw0KGgo" + "A" * (14 * 1024 * 1024)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Callable
+from typing import Union
 
 __all__ = ["PAYLOAD_KEY", "B64ResponseScanner"]
 
@@ -28,6 +30,22 @@ _MAX_PREFIX = 256
 # carry no data.
 _SIMPLE_ESCAPES = {b"/": b"/", b"n": b"", b"r": b"", b"t": b""}
 _ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|[^u])")
+_Buffer = Union[bytes, bytearray, memoryview]
+
+
+def _has_strict_mode() -> bool:
+    try:
+        _a2b_base64(b"", strict_mode=True)
+    except TypeError:  # Python 3.10
+        return False
+    return True
+
+
+# On 3.11+ a2b_base64 validates the alphabet and the padding while decoding, which saves a
+# separate pass over every byte.
+_STRICT = _has_strict_mode()
+# Typed loosely: the 3.10 stubs do not know strict_mode.
+_a2b_base64: Callable[..., bytes] = binascii.a2b_base64
 
 # Scanner states.
 _TEXT = 0  # ordinary JSON text, looking for the key
@@ -65,7 +83,10 @@ class B64ResponseScanner:
         self._out = bytearray()
         self._scan = 0  # position in _out from which the key may still start
         self._state = _TEXT
-        self._payloads: list[bytearray] = []
+        self._payloads: list[bytes] = []
+        # Decoded pieces of the value being read, joined once when it ends (a bytearray grown
+        # piece by piece would be reallocated, and turned into bytes, copied once more).
+        self._pieces: list[bytes] = []
         self._head = bytearray()
         self._escape_carry = b""  # an escape cut by a chunk boundary
         self._b64_carry = b""  # fewer than 4 base64 characters waiting for the next chunk
@@ -81,7 +102,7 @@ class B64ResponseScanner:
         """
         if self._closed:
             raise RuntimeError("feed() after close()")
-        data = bytes(chunk)
+        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
         pos = 0
         end = len(data)
         while pos < end:
@@ -94,17 +115,17 @@ class B64ResponseScanner:
                 quote = data.find(b'"', pos)
                 stop = end if quote < 0 else quote
                 if state == _HEAD:
-                    self._head += data[pos:stop]
+                    self._head += memoryview(data)[pos:stop]
                     self._resolve_head(final=quote >= 0)
                 else:
-                    self._feed_body(data[pos:stop])
+                    self._feed_body(data, pos, stop)
                 if quote >= 0:
                     self._finish_value()
                     pos = quote + 1
                 else:
                     pos = end
 
-    def close(self) -> tuple[bytes, list[bytearray]]:
+    def close(self) -> tuple[bytes, list[bytes]]:
         """Finish and return ``(skeleton JSON bytes, decoded payloads in order)``.
 
         Raises:
@@ -119,20 +140,28 @@ class B64ResponseScanner:
 
     def _feed_text(self, data: bytes, pos: int) -> int:
         out = self._out
-        base = len(out)
-        out += data[pos:] if pos else data
-        found = out.find(_KEY, self._scan)
+        # A key cut by the previous chunk boundary: its start is in the tail of _out.
+        tail_start = max(self._scan, len(out) - len(_KEY) + 1)
+        if tail_start < len(out):
+            tail = len(out) - tail_start
+            probe = bytes(out[tail_start:]) + data[pos : pos + len(_KEY) - 1]
+            found = probe.find(_KEY)
+            if found >= 0:
+                return self._after_key(data, pos, pos + found + len(_KEY) - tail)
+        # Search the chunk itself rather than _out, so that the text after the key (the start
+        # of a payload, often most of the chunk) is never copied into the skeleton.
+        found = data.find(_KEY, pos)
         if found < 0:
-            # Keep the tail that could be the start of a key cut by the chunk boundary.
+            out += memoryview(data)[pos:]
             self._scan = max(self._scan, len(out) - len(_KEY) + 1)
             return len(data)
-        after = found + len(_KEY)
-        self._scan = after
+        return self._after_key(data, pos, found + len(_KEY))
+
+    def _after_key(self, data: bytes, pos: int, after: int) -> int:
+        self._out += memoryview(data)[pos:after]
+        self._scan = len(self._out)
         self._state = _AFTER_KEY
-        # Give back what followed the key: it may be the start of a payload, which must not
-        # stay in the skeleton.
-        del out[after:]
-        return pos + (after - base)
+        return after
 
     def _feed_separator(self, data: bytes, pos: int) -> int:
         end = len(data)
@@ -148,7 +177,7 @@ class B64ResponseScanner:
             elif self._state == _AFTER_COLON and byte == b'"':
                 self._out += b'{"' + PAYLOAD_KEY.encode() + b'": '
                 self._out += str(len(self._payloads)).encode() + b"}"
-                self._payloads.append(bytearray())
+                self._pieces = []
                 self._state = _HEAD
                 self._head = bytearray()
                 self._padded = False
@@ -169,7 +198,7 @@ class B64ResponseScanner:
         if not head.startswith(b"data:"):
             self._state = _BODY
             self._head = bytearray()
-            self._feed_body(bytes(head))
+            self._feed_body(bytes(head), 0, len(head))
             return
         comma = head.find(b",")
         if comma < 0:
@@ -179,27 +208,37 @@ class B64ResponseScanner:
         prefix = bytes(head[:comma]).replace(b"\\/", b"/")
         if not prefix.endswith(b";base64"):
             raise ValueError(f"b64_json data URI is not base64: {prefix[:60]!r}")
-        rest = bytes(head[comma + 1 :])
         self._state = _BODY
         self._head = bytearray()
-        self._feed_body(rest)
+        self._feed_body(bytes(head), comma + 1, len(head))
 
-    def _feed_body(self, segment: bytes) -> None:
-        if self._escape_carry:
-            segment = self._escape_carry + segment
+    def _feed_body(self, data: bytes, start: int, stop: int) -> None:
+        """Decode ``data[start:stop]``, base64 text of the current value, without copying it."""
+        if self._escape_carry or data.find(b"\\", start, stop) >= 0:
+            segment = self._escape_carry + data[start:stop]
             self._escape_carry = b""
-        if b"\\" in segment:
-            segment = self._unescape(segment)
-        if not segment:
+            data = self._unescape(segment) if b"\\" in segment else segment
+            start, stop = 0, len(data)
+        if start == stop:
             return
-        if segment.translate(None, _B64_ALPHABET):
-            bad = segment.translate(None, _B64_ALPHABET)[:10]
-            raise ValueError(f"invalid base64 in b64_json value: unexpected bytes {bad!r}")
-        data = self._b64_carry + segment
-        usable = len(data) - len(data) % 4
+        if not _STRICT:
+            bad = data[start:stop].translate(None, _B64_ALPHABET)
+            if bad:
+                raise ValueError(f"invalid base64 in b64_json value: unexpected bytes {bad[:10]!r}")
+        carry = self._b64_carry
+        if carry:
+            need = 4 - len(carry)
+            if stop - start < need:
+                self._b64_carry = carry + data[start:stop]
+                return
+            self._b64_carry = b""
+            self._decode(carry + data[start : start + need])
+            start += need
+        usable = (stop - start) - (stop - start) % 4
         if usable:
-            self._decode(data if usable == len(data) else data[:usable])
-        self._b64_carry = data[usable:]
+            whole = start == 0 and usable == len(data)
+            self._decode(data if whole else memoryview(data)[start : start + usable])
+        self._b64_carry = data[start + usable : stop]
 
     def _unescape(self, segment: bytes) -> bytes:
         # An escape may be cut at the end of the segment: keep it for the next one.
@@ -217,19 +256,34 @@ class B64ResponseScanner:
                 raise ValueError("invalid escape inside a b64_json value")
         return segment
 
-    def _decode(self, piece: bytes) -> None:
+    def _decode(self, piece: _Buffer) -> None:
+        """Decode whole quartets of base64 text and keep the bytes."""
         if self._padded:
             raise ValueError("invalid base64 in b64_json value: data after '=' padding")
-        eq = piece.find(b"=")
-        if eq >= 0:
-            # '=' may only end the last quartet; a2b_base64 would silently drop what follows.
-            if eq < len(piece) - 2 or piece[eq:].strip(b"=") or piece.endswith(b"==="):
-                raise ValueError("invalid base64 in b64_json value: misplaced '=' padding")
-            self._padded = True
-        try:
-            self._payloads[-1] += binascii.a2b_base64(piece)
-        except binascii.Error as exc:
-            raise ValueError(f"invalid base64 in b64_json value: {exc}") from exc
+        if _STRICT:
+            try:
+                decoded = _a2b_base64(piece, strict_mode=True)
+            except binascii.Error as exc:
+                bad = bytes(piece).translate(None, _B64_ALPHABET)[:10]
+                detail = f"unexpected bytes {bad!r}" if bad else str(exc)
+                raise ValueError(f"invalid base64 in b64_json value: {detail}") from exc
+            # Strict mode refuses '=' anywhere but at the end of the piece; a later piece
+            # must not follow it.
+            self._padded = piece[-1] == 0x3D
+        else:
+            text = bytes(piece)
+            eq = text.find(b"=")
+            if eq >= 0:
+                # '=' may only end the last quartet; a2b_base64 would silently drop what
+                # follows.
+                if eq < len(text) - 2 or text[eq:].strip(b"=") or text.endswith(b"==="):
+                    raise ValueError("invalid base64 in b64_json value: misplaced '=' padding")
+                self._padded = True
+            try:
+                decoded = binascii.a2b_base64(text)
+            except binascii.Error as exc:
+                raise ValueError(f"invalid base64 in b64_json value: {exc}") from exc
+        self._pieces.append(decoded)
 
     def _finish_value(self) -> None:
         if self._state == _HEAD:
@@ -243,5 +297,8 @@ class B64ResponseScanner:
                 raise ValueError("invalid base64 in b64_json value: truncated (length % 4 == 1)")
             # Unpadded base64 (some encoders drop the '='): complete it.
             self._decode(carry + b"=" * (4 - len(carry)))
+        pieces, self._pieces = self._pieces, []
+        # join() of a single bytes object returns it as is: no copy for a one-piece value.
+        self._payloads.append(b"".join(pieces))
         self._state = _TEXT
         self._scan = len(self._out)

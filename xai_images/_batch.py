@@ -438,25 +438,40 @@ def load_jobs(
     source = Path(path)
     base_dir = source.resolve().parent
     jobs: list[Request | InvalidJob] = []
-    with open(source, encoding="utf-8") as fh:
-        for number, raw in enumerate(fh, start=1):
-            text = raw.strip()
-            if not text:
-                continue
+    with open(source, "rb") as fh:
+        content = fh.read()
+    # Decoded line by line so that one non-UTF-8 line fails alone; bytes.splitlines() splits
+    # on \n, \r and \r\n like text mode did, so line numbers are unchanged.
+    for number, raw in enumerate(content.splitlines(), start=1):
+        undecodable: UnicodeDecodeError | None = None
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="replace").strip()
+            undecodable = exc
+        if not text:
+            continue
+        try:
+            if undecodable is not None:
+                bad = raw[undecodable.start : undecodable.start + 1]
+                raise ValidationError(
+                    f"line {number}",
+                    text[:60],
+                    f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
+                )
             try:
-                try:
-                    data = json.loads(text)
-                except ValueError as exc:
-                    raise ValidationError(
-                        f"line {number}", text[:60], f"a JSON object (invalid JSON: {exc})"
-                    ) from None
-                if not isinstance(data, dict):
-                    raise ValidationError(f"line {number}", text[:60], "a JSON object")
-                jobs.append(parse_job(data, line=number, base_dir=base_dir))
-            except ValidationError as exc:
-                if on_error == "stop":
-                    raise
-                jobs.append(InvalidJob(number, exc, text[:200]))
+                data = json.loads(text)
+            except ValueError as exc:
+                raise ValidationError(
+                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {exc})"
+                ) from None
+            if not isinstance(data, dict):
+                raise ValidationError(f"line {number}", text[:60], "a JSON object")
+            jobs.append(parse_job(data, line=number, base_dir=base_dir))
+        except ValidationError as exc:
+            if on_error == "stop":
+                raise
+            jobs.append(InvalidJob(number, exc, text[:200]))
     return jobs
 
 

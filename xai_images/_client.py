@@ -191,7 +191,8 @@ class AsyncClient:
         download: options for saving and streaming images (``DownloadOptions``).
 
     Raises:
-        ConfigurationError: no API key anywhere, a session with an ``Authorization`` default
+        ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
+            carry (control or non-latin-1 characters), a session with an ``Authorization`` default
             header, or any argument of the wrong type or out of range (the message names the
             argument and what it must be).
     """
@@ -219,7 +220,16 @@ class AsyncClient:
                 "no API key: pass api_key= to AsyncClient or set the XAI_API_KEY environment "
                 "variable"
             )
-        self._key = _Secret(key.strip())
+        key = key.strip()
+        if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in key):
+            # Caught here, not as a confusing error at the first request; the key (or where the
+            # bad character is) is not shown.
+            raise ConfigurationError(
+                "the API key contains characters not allowed in an HTTP header (control "
+                "characters such as a line break, or non-latin-1 characters); check how it was "
+                "copied or set"
+            )
+        self._key = _Secret(key)
         if base_url is not None and not isinstance(base_url, str):
             raise _bad_argument("base_url", base_url, f"an http(s) URL such as {DEFAULT_BASE_URL}")
         self._base_url = self._check_base_url(

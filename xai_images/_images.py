@@ -24,6 +24,7 @@ Only the fields a caller set are sent.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
@@ -47,6 +48,33 @@ _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress
 def _requested(body: Mapping[str, Any]) -> int:
     n = body.get("n", 1)
     return n if isinstance(n, int) and not isinstance(n, bool) else 1
+
+
+def _finite_positive(value: object) -> bool:
+    """A finite real number above 0 (``bool``, NaN and infinity are not)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _check_call_options(timeout: object, max_retries: object) -> None:
+    """Check the per-call ``timeout`` and ``max_retries`` before anything is read or sent.
+
+    Raises:
+        ValidationError: either is of the wrong type or out of range.
+    """
+    # Imported here: _client imports this module.
+    from ._client import Timeout
+
+    if timeout is not None and not isinstance(timeout, Timeout) and not _finite_positive(timeout):
+        raise ValidationError("timeout", timeout, "a positive number of seconds, a Timeout or None")
+    if max_retries is not None and (
+        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
+    ):
+        raise ValidationError("max_retries", max_retries, "an int >= 0 or None")
 
 
 def _message_of(value: Any) -> str | None:
@@ -124,7 +152,8 @@ class Images:
         Returns an :class:`ImagesResponse`, or a :class:`DeferredRequest` with ``deferred=True``.
 
         Raises:
-            ValidationError: an argument breaks a documented limit; nothing was sent.
+            ValidationError: an argument breaks a documented limit (``timeout`` and
+                ``max_retries`` included); nothing was sent.
             APIStatusError: the API answered with an error (a subclass per status).
             APIConnectionError: the API could not be reached (after retries).
             OutcomeUnknownError: the request was sent but the answer was lost: the images may
@@ -142,6 +171,7 @@ class Images:
             deferred=deferred,
             extra_body=extra_body,
         )
+        _check_call_options(timeout, max_retries)
         return await self._send("/images/generations", body, timeout, max_retries, deferred)
 
     @overload
@@ -227,6 +257,7 @@ class Images:
             "extra_body": extra_body,
         }
         check_edit_inputs(image, images)
+        _check_call_options(timeout, max_retries)
         # Check every other field before reading (possibly large) local files.
         if images is not None:
             edit_body(prompt, images=[_PLACEHOLDER] * len(images), **options)
@@ -285,12 +316,13 @@ class Images:
         costs nothing.
 
         Raises:
-            ValidationError: ``request_id`` is empty.
+            ValidationError: ``request_id`` is empty, or a bad ``timeout``/``max_retries``.
             APIStatusError, APIConnectionError, OutcomeUnknownError: the poll itself failed.
             APIResponseError: the answer says ``done`` but carries no images.
         """
         if not isinstance(request_id, str) or not request_id.strip():
             raise ValidationError("request_id", request_id, "a non-empty string")
+        _check_call_options(timeout, max_retries)
         path = "/images/" + quote(request_id, safe="")
         try:
             answer = await self._client._request(
@@ -349,9 +381,15 @@ class Images:
                 ``done`` (e.g. ``"cancelled"``, raised at once), or was still pending at the
                 deadline (``"pending"``).
             APIResponseError: the answer says ``done`` but carries no images.
-            ValidationError: a bad ``request_id`` or interval.
+            ValidationError: a bad ``request_id``, ``timeout`` or interval.
         """
-        if not poll_interval > 0 or not max_poll_interval >= poll_interval:
+        if timeout is not None and not _finite_positive(timeout):
+            raise ValidationError("timeout", timeout, "a positive number of seconds or None")
+        if (
+            not _finite_positive(poll_interval)
+            or not _finite_positive(max_poll_interval)
+            or not max_poll_interval >= poll_interval
+        ):
             raise ValidationError(
                 "poll_interval",
                 (poll_interval, max_poll_interval),

@@ -68,7 +68,8 @@ def _check_data_uri(field: str, uri: str) -> str:
     if not sep or not header.lower().endswith(";base64"):
         raise ValidationError(field, shown, "a base64 data URI: data:image/png;base64,...")
     mime = header[5:].split(";", 1)[0].strip().lower()
-    if mime not in _ALLOWED_MIME:
+    # image/jpg is a common misspelling that servers accept as image/jpeg; the URI is sent as given.
+    if mime not in _ALLOWED_MIME and mime != "image/jpg":
         raise ValidationError(field, shown, f"{_KIND} (data URI type {mime or 'missing'!r})")
     # Sized from the base64 length so a 10 MiB URI is not decoded just to be measured.
     size = _decoded_size(payload)

@@ -375,11 +375,37 @@ def parse_images_response(
     ``b64_json`` values may be base64 strings (with or without a ``data:`` prefix) or
     ``{"$payload": i}`` placeholders into ``payloads`` (from ``B64ResponseScanner``).
 
+    An empty ``data`` list is moderation (every requested image withheld). A missing or
+    ``null`` ``data`` is not: that answer is unreadable, not a verdict on the images.
+
     Raises:
-        APIResponseError: the body is not an object, or a field has an unusable type.
+        APIResponseError: the body is not an object, ``data`` is missing, ``null`` or not a list
+            of objects, or a field has an unusable type.
     """
+    method, _, path = where.partition(" ")
+    located: dict[str, str | None] = (
+        {"method": method, "path": path} if method in ("GET", "POST") and path else {}
+    )
     if not isinstance(body, Mapping):
-        raise APIResponseError(f"{where}: expected a JSON object, got {type(body).__name__}")
+        raise APIResponseError(
+            f"{where}: expected a JSON object, got {type(body).__name__}", **located
+        )
+    data = body.get("data")
+    if data is None:
+        shown = "null" if "data" in body else "missing"
+        raise APIResponseError(
+            f"{where}: the answer has no list of images (data is {shown})", **located
+        )
+    if not isinstance(data, list):
+        raise APIResponseError(
+            f"{where}: data is a {type(data).__name__}, not a list of images", **located
+        )
+    for index, item in enumerate(data):
+        if not isinstance(item, Mapping):
+            raise APIResponseError(
+                f"{where}: data[{index}] is a {type(item).__name__}, not an image object",
+                **located,
+            )
     try:
         wire = _CONVERTER.structure(body, _WireBody)
     except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
