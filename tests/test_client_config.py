@@ -201,6 +201,7 @@ async def test_a_used_and_closed_client_leaves_no_resource_warning(server: FakeX
         ({"timeout": -1}, "timeout must be a positive number of seconds"),
         ({"timeout": 0}, "timeout must be a positive number of seconds"),
         ({"timeout": "30"}, "timeout must be a positive number of seconds"),
+        ({"timeout": float("inf")}, "timeout must be a positive number of seconds"),
         ({"max_connections": -1}, "max_connections must be an int >= 0"),
         ({"max_concurrent_requests": 0}, "max_concurrent_requests must be an int >= 1"),
         ({"max_concurrent_requests": 2.5}, "max_concurrent_requests must be an int >= 1"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Callable
-from typing import Union
 
 __all__ = ["PAYLOAD_KEY", "B64ResponseScanner"]
 
@@ -30,7 +29,8 @@ _MAX_PREFIX = 256
 # carry no data.
 _SIMPLE_ESCAPES = {b"/": b"/", b"n": b"", b"r": b"", b"t": b""}
 _ESCAPE = re.compile(rb"\\(u[0-9a-fA-F]{4}|[^u])")
-_Buffer = Union[bytes, bytearray, memoryview]
+# Typed loosely: the 3.10 stubs do not know strict_mode.
+_a2b_base64: Callable[..., bytes] = binascii.a2b_base64
 
 
 def _has_strict_mode() -> bool:
@@ -44,8 +44,6 @@ def _has_strict_mode() -> bool:
 # On 3.11+ a2b_base64 validates the alphabet and the padding while decoding, which saves a
 # separate pass over every byte.
 _STRICT = _has_strict_mode()
-# Typed loosely: the 3.10 stubs do not know strict_mode.
-_a2b_base64: Callable[..., bytes] = binascii.a2b_base64
 
 # Scanner states.
 _TEXT = 0  # ordinary JSON text, looking for the key
@@ -256,7 +254,7 @@ class B64ResponseScanner:
                 raise ValueError("invalid escape inside a b64_json value")
         return segment
 
-    def _decode(self, piece: _Buffer) -> None:
+    def _decode(self, piece: bytes | memoryview) -> None:
         """Decode whole quartets of base64 text and keep the bytes."""
         if self._padded:
             raise ValueError("invalid base64 in b64_json value: data after '=' padding")

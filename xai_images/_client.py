@@ -60,9 +60,12 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (
-        isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
     ):
-        raise ValueError(f"Timeout.{attribute.name} must be a positive number or None")
+        raise ValueError(f"Timeout.{attribute.name} must be a positive finite number or None")
 
 
 @attrs.frozen
@@ -91,8 +94,13 @@ def _coerce_timeout(value: Timeout | float | None, base: Timeout) -> Timeout:
 
 
 def _positive(value: object) -> bool:
-    """A real number above 0 (``bool`` and NaN are not)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
+    """A finite real number above 0 (``bool``, NaN and infinity are not)."""
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, (int, float))
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def _int_at_least(value: object, minimum: int) -> bool:

@@ -355,6 +355,8 @@ def _content_of(raw: Any, payloads: Sequence[bytes | bytearray], where: str) -> 
         if not isinstance(index, int) or not 0 <= index < len(payloads):
             raise APIResponseError(f"{where}: bad b64_json placeholder {raw!r}")
         payload = payloads[index]
+        # The scanner hands out bytes already, so nothing is copied; a bytearray (from another
+        # caller) is copied once, because GeneratedImage.content is immutable bytes.
         return payload if isinstance(payload, bytes) else bytes(payload)
     if isinstance(raw, str):
         return _decode_b64(raw, where) if raw else None
