@@ -142,6 +142,37 @@ async def test_truncated_download_restarts_without_range_support(
     assert_clean(tmp_path, finals=1)
 
 
+@pytest.mark.parametrize("support_range", [True, False])
+async def test_image_larger_than_a_write_batch_resumes_exactly(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path, support_range: bool
+) -> None:
+    """An image written in several batches, cut after some were written, ends byte-exact."""
+    server.settings.image_bytes = 3 * 1024 * 1024 + 17
+    server.settings.support_range = support_range
+    resp = await generate(client)
+    server.enqueue_download(Reply.truncate(0.6))
+    saved = await resp.data[0].save(tmp_path / "big.png")
+    assert [status for _, status in downloads(server)][-1] == (206 if support_range else 200)
+    expected = await served_bytes(resp.data[0].url or "")
+    assert saved.path.read_bytes() == expected
+    assert saved.sha256 == hashlib.sha256(expected).hexdigest()
+    assert_clean(tmp_path, finals=1)
+
+
+async def test_save_all_recreates_a_directory_removed_between_calls(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    """A directory created by an earlier save_all and then removed is created again."""
+    target = tmp_path / "out"
+    await (await generate(client)).save(target)
+    for path in target.iterdir():
+        path.unlink()
+    target.rmdir()
+    saved = await (await generate(client)).save(target)
+    assert saved[0].path.parent == target
+    assert saved[0].path.stat().st_size == IMAGE_BYTES
+
+
 async def test_stall_is_detected_and_retried(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:

@@ -157,7 +157,7 @@ class _Answer:
     headers: Mapping[str, str]
     request_id: str | None
     body: Any
-    payloads: list[bytearray]
+    payloads: list[bytes]
 
 
 def _error_message(body: Any, text: str) -> tuple[str | None, str | None]:
@@ -609,6 +609,10 @@ class AsyncClient:
                 scanner = B64ResponseScanner()
                 async for chunk in resp.content.iter_chunked(_READ_CHUNK):
                     scanner.feed(chunk)
+                    # iter_chunked does not suspend while data is buffered: yield, so that a
+                    # body already received (a few MB of base64, ~0.6 ms per chunk to decode)
+                    # is decoded over several loop iterations, not in one long step.
+                    await asyncio.sleep(0)
                 skeleton, payloads = scanner.close()
                 answer_headers = resp.headers
         except APIError:

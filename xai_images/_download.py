@@ -63,8 +63,18 @@ _SUFFIX_MIME = {
     ".webp": "image/webp",
 }
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
-# Slice size for writing in-memory (b64_json) images and for hashing existing files.
+# Block size for hashing existing files.
 _SLICE = 1024 * 1024
+# URL images are written in batches of at least this (or chunk_size, if larger): an image up to
+# this size takes one worker-thread hop (open, write, close, rename), a larger one one per batch.
+_BATCH = 1024 * 1024
+# Seconds a paused download keeps received bytes only in memory before writing them.
+_IDLE_FLUSH = 0.25
+_WRITEV: Callable[[int, list[memoryview]], int] | None = getattr(os, "writev", None)
+try:
+    _IOV_MAX = max(16, min(os.sysconf("SC_IOV_MAX"), 1024))
+except (AttributeError, ValueError, OSError):
+    _IOV_MAX = 16
 
 _T = TypeVar("_T")
 # aiohttp >= 3.10 tells a connect timeout apart from a read timeout; older ones do not.
@@ -85,8 +95,9 @@ class DownloadOptions:
     Attributes:
         concurrency: downloads and writes in flight at once across the whole client (a
             semaphore); ``save_all(concurrency=k)`` may lower it for one call.
-        chunk_size: bytes read from the socket per step, and written to disk per write; peak
-            memory is about ``concurrency * 2 * chunk_size``.
+        chunk_size: bytes read from the socket per step. Downloaded bytes are written to disk
+            in batches of ``max(chunk_size, 1 MiB)`` (an image up to that size in a single
+            write); peak memory is about ``concurrency * (1 MiB + 2 * chunk_size)``.
         retry: attempts, backoff and time cap for downloads (GETs are always safe to retry).
         connect_timeout: seconds to open a connection to the image host.
         stall_timeout: seconds without a single byte (before or during the body) after which
@@ -217,12 +228,43 @@ def _hash_file(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
+class _Abandoned(Exception):
+    """The caller was cancelled while the file was being written: do not commit it."""
+
+
+def _write_all(fd: int, pieces: list[memoryview]) -> None:
+    """Write every piece, in order, with as few system calls as possible."""
+    if _WRITEV is None:
+        for piece in pieces:
+            while piece:
+                piece = piece[os.write(fd, piece) :]
+        return
+    while pieces:
+        written = _WRITEV(fd, pieces[:_IOV_MAX])
+        # Short writes are rare on regular files: drop what went out and go on.
+        done = 0
+        while done < len(pieces) and written >= len(pieces[done]):
+            written -= len(pieces[done])
+            done += 1
+        pieces = pieces[done:]
+        if written:
+            pieces[0] = pieces[0][written:]
+
+
 class _PartFile:
     """A temporary file beside the final one, renamed into place only when complete.
 
-    Blocking calls run in a worker thread. If the caller is cancelled while a write is in
-    flight, :meth:`abort` waits for it before closing the descriptor, so a thread never writes
-    into a reused descriptor number.
+    Blocking calls run in a worker thread, as few as possible: :meth:`put` opens the file when
+    needed, appends and commits in a single hop (one hop per image when it fits in memory), as
+    every hop costs CPU and makes the worker compete with the event loop for the GIL. If the
+    caller is cancelled while a hop is in flight, the hop does not commit, and :meth:`abort`
+    waits for it before closing the descriptor, so a thread never writes into a reused
+    descriptor number.
     """
 
     def __init__(self, final: Path, *, fsync: bool, url: str | None) -> None:
@@ -234,21 +276,50 @@ class _PartFile:
         self._digest = hashlib.sha256()
         self.size = 0
         self._inflight: asyncio.Future[Any] | None = None
+        self._abandoned = False  # read by the worker thread before it commits
+
+    @property
+    def opened(self) -> bool:
+        """Whether the temporary file exists (a hop has created it)."""
+        return self._fd is not None
 
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
         future: asyncio.Future[_T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
         self._inflight = future
         try:
             return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            self._abandoned = True
+            raise
         except OSError as exc:
             raise _save_error(exc, self.final, self.url) from exc
 
-    async def open(self) -> None:
-        """Create the parent directory and the temporary file (exclusively)."""
-        await self._run(self._open_sync)
+    async def put(
+        self, pieces: list[bytes | bytearray | memoryview], *, commit: str | None = None
+    ) -> bool:
+        """Append ``pieces`` (opening the file first if needed) and hash them, in one hop.
+
+        With ``commit`` (an :data:`OnExists` policy) the file is then closed and renamed into
+        place in the same hop; returns ``True`` when an identical file was kept.
+
+        Raises:
+            FileCollisionError: the name is taken and the policy does not allow replacing it.
+            SaveError: the file system refused.
+        """
+        return await self._run(self._put_sync, pieces, commit)
+
+    def _put_sync(self, pieces: list[bytes | bytearray | memoryview], commit: str | None) -> bool:
+        if self._fd is None:
+            self._open_sync()
+        if pieces:
+            self._write_sync(pieces)
+        if commit is None:
+            return False
+        if self._abandoned:
+            raise _Abandoned
+        return self._commit_sync(commit)
 
     def _open_sync(self) -> None:
-        self.final.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
         for _ in range(10):
@@ -257,27 +328,33 @@ class _PartFile:
                 self._fd = os.open(tmp, flags, 0o666)
             except FileExistsError:
                 continue
+            except FileNotFoundError:
+                # The directory is missing: create it, then try again. Trying first saves a
+                # mkdir (and a stat) per file when it exists, which is nearly always.
+                self.final.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(tmp, flags, 0o666)
             self.tmp = tmp
             return
         raise FileExistsError(errno.EEXIST, "could not create a unique temporary file")
 
-    async def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append ``data`` and hash it, off the event loop."""
-        await self._run(self._write_sync, data)
-
-    def _write_sync(self, data: bytes | bytearray | memoryview) -> None:
+    def _write_sync(self, pieces: list[bytes | bytearray | memoryview]) -> None:
         assert self._fd is not None
-        view = memoryview(data)
-        for start in range(0, len(view), _SLICE):
-            piece = view[start : start + _SLICE]
-            self._digest.update(piece)
-            while piece:
-                written = os.write(self._fd, piece)
-                piece = piece[written:]
-        self.size += len(view)
+        views = []
+        for piece in pieces:
+            view = memoryview(piece)
+            if view.ndim != 1 or view.format != "B":
+                view = view.cast("B")
+            if view:
+                # hashlib releases the GIL for buffers above 2 KiB.
+                self._digest.update(view)
+                views.append(view)
+        _write_all(self._fd, views)
+        self.size += sum(len(view) for view in views)
 
     async def truncate(self) -> None:
         """Start over from byte 0 (the server would not resume)."""
+        if self._fd is None:
+            return
         await self._run(self._truncate_sync)
 
     def _truncate_sync(self) -> None:
@@ -291,15 +368,6 @@ class _PartFile:
     def sha256(self) -> str:
         return self._digest.hexdigest()
 
-    async def commit(self, on_exists: str) -> bool:
-        """Close and rename into place; returns ``True`` when an identical file was kept.
-
-        Raises:
-            FileCollisionError: the name is taken and the policy does not allow replacing it.
-            SaveError: the file system refused.
-        """
-        return await self._run(self._commit_sync, on_exists)
-
     def _commit_sync(self, on_exists: str) -> bool:
         assert self._fd is not None
         assert self.tmp is not None
@@ -311,6 +379,7 @@ class _PartFile:
             os.close(fd)
         if on_exists == "overwrite":
             os.replace(self.tmp, self.final)
+            self.tmp = None
             self._sync_dir()
             return False
         try:
@@ -376,6 +445,7 @@ class _PartFile:
         The unlink itself is done on the loop: it is one fast call, and a failure path must
         finish even if cancelled again.
         """
+        self._abandoned = True
         inflight = self._inflight
         if inflight is not None and not inflight.done():
             try:
@@ -609,6 +679,7 @@ class Transfers:
         self._session = session
         self.options = options if options is not None else DownloadOptions()
         self._semaphore = asyncio.Semaphore(self.options.concurrency)
+        self._made_dirs: set[Path] = set()
 
     def __repr__(self) -> str:
         return f"Transfers(options={self.options!r})"
@@ -715,10 +786,16 @@ class Transfers:
         if len(set(stems)) != len(stems):
             raise ValidationError("name", name, "a pattern giving each image its own name")
         root = Path(directory)
-        try:
-            await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-        except OSError as exc:
-            raise _save_error(exc, root, None) from exc
+        # One mkdir hop per directory and client, not per call: each file creates its
+        # directory again anyway if it has gone in between.
+        if root not in self._made_dirs:
+            try:
+                await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _save_error(exc, root, None) from exc
+            if len(self._made_dirs) >= 1024:
+                self._made_dirs.clear()
+            self._made_dirs.add(root)
         limit = asyncio.Semaphore(concurrency) if concurrency is not None else None
 
         async def one(image: _Image, stem: str) -> SavedImage:
@@ -770,9 +847,8 @@ class Transfers:
             _final_path(target, is_dir, stem, mime), fsync=self.options.fsync, url=None
         )
         try:
-            await part.open()
-            await part.write(content)
-            skipped = await part.commit(on_exists)
+            # One hop: open, write, hash, close, rename.
+            skipped = await part.put([content], commit=on_exists)
         except BaseException:
             await part.abort()
             raise
@@ -782,17 +858,44 @@ class Transfers:
         self, image: _Image, url: str, target: Path, is_dir: bool, stem: str, on_exists: str
     ) -> SavedImage:
         part: _PartFile | None = None
+        # Chunks received and not yet written: kept as they came (no copy) and handed to the
+        # worker thread in batches, written with one writev.
+        pending: list[bytes | bytearray | memoryview] = []
+        pending_bytes = 0
+        # A body that pauses (slow or stalled server) does not keep its bytes only in memory:
+        # after a short idle time they are written in the background.
+        timer: asyncio.TimerHandle | None = None
+        background: asyncio.Future[bool] | None = None
+        loop = asyncio.get_running_loop()
+
+        def flush_in_background() -> None:
+            nonlocal pending, pending_bytes, timer, background
+            timer = None
+            if part is None or not pending or background is not None:
+                return
+            pieces, pending, pending_bytes = pending, [], 0
+            background = asyncio.ensure_future(part.put(pieces))
+
+        async def settle() -> None:
+            nonlocal background
+            if background is not None:
+                done, background = background, None
+                await done
 
         async def restart() -> bool:
             # Bytes buffered or written from the earlier attempt are void.
-            buffer.clear()
+            nonlocal pending, pending_bytes
+            await settle()
+            pending, pending_bytes = [], 0
             if part is not None:
                 await part.truncate()
             return True
 
         size = self.options.chunk_size
+        batch = max(size, _BATCH)
+        # Well within the stall timeout, so that the bytes are on disk before a retry.
+        idle = min(_IDLE_FLUSH, self.options.stall_timeout / 4)
         fetch = _Fetch(self._session(), url, self.options, size, restart)
-        buffer = bytearray()
         try:
             async with contextlib.aclosing(fetch.chunks()) as chunks:
                 async for chunk in chunks:
@@ -800,25 +903,40 @@ class Transfers:
                         assert fetch.mime is not None
                         final = _final_path(target, is_dir, stem, fetch.mime)
                         part = _PartFile(final, fsync=self.options.fsync, url=url)
-                        await part.open()
-                    buffer += chunk
-                    # Socket reads come in pieces of a few KiB; writing in chunk_size batches
-                    # keeps thread hand-offs few.
-                    if len(buffer) >= size:
-                        await part.write(buffer)
-                        buffer = bytearray()
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                    # A Range resume asks from fetch.received, which counts these pending
+                    # bytes too: they stay here and are written in order before what follows.
+                    if pending_bytes >= batch:
+                        if timer is not None:
+                            timer.cancel()
+                            timer = None
+                        await settle()
+                        pieces, pending, pending_bytes = pending, [], 0
+                        await part.put(pieces)
+                    elif timer is None:
+                        timer = loop.call_later(idle, flush_in_background)
+            if timer is not None:
+                timer.cancel()
+                timer = None
+            await settle()
             if part is None:  # pragma: no cover  (_Fetch raises on an empty body)
                 raise IntegrityError(f"{url} answered with an empty body", url=url)
-            if buffer:
-                await part.write(buffer)
-                buffer = bytearray()
-            if fetch.total is not None and part.size != fetch.total:
+            if fetch.total is not None and part.size + pending_bytes != fetch.total:
                 raise IntegrityError(
-                    f"{url}: wrote {part.size} bytes, expected {fetch.total}", url=url
+                    f"{url}: wrote {part.size + pending_bytes} bytes, expected {fetch.total}",
+                    url=url,
                 )
             assert fetch.mime is not None
-            skipped = await part.commit(on_exists)
+            last, pending, pending_bytes = pending, [], 0
+            skipped = await part.put(last, commit=on_exists)
         except BaseException:
+            if timer is not None:
+                timer.cancel()
+            if background is not None:
+                background.cancel()
+                # Retrieved, so that asyncio does not log it; abort() waits for its thread.
+                background.add_done_callback(_retrieve)
             if part is not None:
                 await part.abort()
             raise
