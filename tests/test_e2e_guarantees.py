@@ -351,7 +351,6 @@ async def test_bad_wait_options_are_validation_errors(
     assert nothing_sent(server)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: chunk_size=-1 makes a b64 stream yield nothing")
 async def test_b64_stream_with_negative_chunk_size_never_yields_nothing(
     client: xai_images.AsyncClient,
 ) -> None:
@@ -817,7 +816,6 @@ async def test_unreadable_answer_is_an_error_not_moderation(
         await client.images.generate("a fox in snow", n=2)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the .part name is 15 chars longer than the target")
 async def test_long_but_valid_file_name_can_be_saved(
     client: xai_images.AsyncClient, tmp_path: Path
 ) -> None:

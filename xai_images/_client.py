@@ -607,26 +607,31 @@ class AsyncClient:
                             self._limiter.on_rate_limited(retry_after)
                     raise error
                 scanner = B64ResponseScanner()
-                async for chunk in resp.content.iter_chunked(_READ_CHUNK):
-                    scanner.feed(chunk)
-                    # iter_chunked does not suspend while data is buffered: yield, so that a
-                    # body already received (a few MB of base64, ~0.6 ms per chunk to decode)
-                    # is decoded over several loop iterations, not in one long step.
-                    await asyncio.sleep(0)
-                skeleton, payloads = scanner.close()
+                try:
+                    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+                        scanner.feed(chunk)
+                        # iter_chunked does not suspend while data is buffered: yield, so that
+                        # a body already received (a few MB of base64, ~0.6 ms per chunk to
+                        # decode) is decoded over several loop iterations, not in one step.
+                        await asyncio.sleep(0)
+                    skeleton, payloads = scanner.close()
+                except ValueError as exc:
+                    if isinstance(exc, aiohttp.ClientError):
+                        raise
+                    # Only the base64 scanner raises a plain ValueError here.
+                    self._log_exchange(
+                        method, log_path, f"{status} unreadable", started, request_id
+                    )
+                    raise APIResponseError(
+                        self._key.redact(f"the answer to {method} {log_path} is not valid: {exc}"),
+                        method=method,
+                        path=log_path,
+                    ) from exc
                 answer_headers = resp.headers
         except APIError:
             raise
-        except ValueError as exc:
-            if isinstance(exc, aiohttp.InvalidURL):
-                raise ConfigurationError(f"invalid API URL for {method} {log_path}") from exc
-            # The base64 scanner rejected the body.
-            self._log_exchange(method, log_path, f"{status} unreadable", started, request_id)
-            raise APIResponseError(
-                self._key.redact(f"the answer to {method} {log_path} is not valid: {exc}"),
-                method=method,
-                path=log_path,
-            ) from exc
+        except aiohttp.InvalidURL as exc:
+            raise ConfigurationError(f"invalid API URL for {method} {log_path}") from exc
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self._transport_error(exc, state, method, log_path, started, status) from exc
         self._log_exchange(method, log_path, str(status), started, request_id)

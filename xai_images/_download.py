@@ -81,6 +81,10 @@ _T = TypeVar("_T")
 _CONNECT_TIMEOUT: Any = getattr(aiohttp, "ConnectionTimeoutError", ())
 
 
+# A final name may be up to 255 bytes; the temporary one adds 15 characters around it.
+_TMP_NAME_KEEP = 200
+
+
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None and attribute.name == "min_speed":
         return
@@ -323,7 +327,9 @@ class _PartFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
         for _ in range(10):
-            tmp = self.final.with_name(f".{self.final.name}.{secrets.token_hex(4)}.part")
+            # Keep the temporary name within the 255-byte limit a valid final name may reach.
+            stem = self.final.name[:_TMP_NAME_KEEP]
+            tmp = self.final.with_name(f".{stem}.{secrets.token_hex(4)}.part")
             try:
                 self._fd = os.open(tmp, flags, 0o666)
             except FileExistsError:
@@ -536,7 +542,7 @@ class _Fetch:
             if attempt >= policy.max_attempts:
                 self._give_up(last, cause, f"after {attempt} attempts")
             if retry_after is not None and retry_after > policy.max_retry_after:
-                self._give_up(last, cause, f"the server asked to wait {retry_after:g} s")
+                self._give_up(last, cause, f"(the server asked to wait {retry_after:g} s)")
             delay = policy.delay(attempt, retry_after)
             elapsed = loop.time() - started
             if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
@@ -697,6 +703,10 @@ class Transfers:
             DownloadStalledError, IntegrityError, DownloadError: retries ran out, or the bytes
                 are not an image.
         """
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValidationError("chunk_size", chunk_size, "an int >= 1 (bytes) or None")
         size = chunk_size or self.options.chunk_size
         if image.blocked:
             raise _blocked_error(image)
