@@ -12,27 +12,24 @@ from typing import Any
 
 import pytest
 
-from xai_images._batch import (
+from xai_images import (
+    AsyncClient,
+    DownloadError,
+    DownloadOptions,
     EditRequest,
     GenerateRequest,
-    Outcome,
-    derive_id,
-    load_jobs,
-    run_batch,
-)
-from xai_images._client import AsyncClient
-from xai_images._download import DownloadOptions
-from xai_images._errors import (
-    DownloadError,
     ImageBlockedError,
     InternalServerError,
+    Outcome,
     OutcomeUnknownError,
+    ProgressEvent,
+    RetryPolicy,
     ValidationError,
+    load_jobs,
+    load_manifest,
 )
-from xai_images._manifest import load_manifest
-from xai_images._progress import ProgressEvent
-from xai_images._retry import RetryPolicy, instant_retries
-from xai_images.testing import FakeXAIServer, Reply
+from xai_images._batch import derive_id, run_batch
+from xai_images.testing import FakeXAIServer, Reply, instant_retries
 from xai_images.testing._imagegen import image_data
 
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from xai_images import ClientClosedError, ConfigurationError
-from xai_images._client import DEFAULT_BASE_URL, AsyncClient, Timeout
+from xai_images import AsyncClient, ClientClosedError, ConfigurationError, Timeout
+from xai_images._client import DEFAULT_BASE_URL
 from xai_images.testing import FakeXAIServer
 
 KEY = "xai-SECRET-config-a1b2c3"

@@ -16,15 +16,16 @@ from xai_images import (
     APIConnectionError,
     APIResponseError,
     APITimeoutError,
+    AsyncClient,
     DeferredError,
+    DeferredRequest,
     ImageBlockedError,
     OutcomeUnknownError,
+    RetryPolicy,
+    Timeout,
     ValidationError,
 )
-from xai_images._client import AsyncClient, Timeout
-from xai_images._models import DeferredRequest
-from xai_images._retry import RetryPolicy, instant_retries
-from xai_images.testing import FakeXAIServer, Reply
+from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 KEY = "xai-SECRET-fake-d4e5f6"
 

@@ -17,10 +17,15 @@ from aioresponses import aioresponses
 from yarl import URL
 
 import xai_images
-from xai_images import InternalServerError, RateLimitError, ValidationError
-from xai_images._client import AsyncClient
-from xai_images._inputs import FileId
-from xai_images._retry import RetryPolicy, instant_retries
+from xai_images import (
+    AsyncClient,
+    FileId,
+    InternalServerError,
+    RateLimitError,
+    RetryPolicy,
+    ValidationError,
+)
+from xai_images.testing import instant_retries
 
 KEY = "xai-test-key-0123456789"
 BASE = "https://api.example.test/v1"

@@ -13,17 +13,18 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from xai_images._client import AsyncClient
-from xai_images._download import DownloadOptions, Transfers
-from xai_images._errors import (
+from xai_images import (
+    AsyncClient,
     DownloadError,
+    DownloadOptions,
     DownloadStalledError,
     ImageExpiredError,
+    ImagesResponse,
     IntegrityError,
+    RetryPolicy,
 )
-from xai_images._models import ImagesResponse
-from xai_images._retry import RetryPolicy, instant_retries
-from xai_images.testing import FakeXAIServer, Reply
+from xai_images._download import Transfers
+from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 IMAGE_BYTES = 200_000
 

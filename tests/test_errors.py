@@ -10,6 +10,7 @@ import pytest
 import xai_images
 from xai_images import (
     APIStatusError,
+    AsyncClient,
     AuthenticationError,
     BadRequestError,
     InternalServerError,
@@ -19,9 +20,7 @@ from xai_images import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
-from xai_images._client import AsyncClient
-from xai_images._retry import instant_retries
-from xai_images.testing import FakeXAIServer, Reply
+from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 KEY = "xai-SECRET-errors-5f3a9c"
 

@@ -7,13 +7,15 @@ from decimal import Decimal
 
 import pytest
 
-from xai_images import APIResponseError, ConfigurationError, ImageBlockedError
-from xai_images._models import (
+from xai_images import (
+    APIResponseError,
+    ConfigurationError,
     GeneratedImage,
+    ImageBlockedError,
     ImagesResponse,
     Usage,
-    parse_images_response,
 )
+from xai_images._models import parse_images_response
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from xai_images._ratelimit import RateLimiter
+from xai_images import RateLimiter
 
 
 class FakeClock:

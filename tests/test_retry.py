@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from xai_images._retry import RetryPolicy, instant_retries, parse_retry_after, sleep
+from xai_images import RetryPolicy
+from xai_images._retry import parse_retry_after, sleep
+from xai_images.testing import instant_retries
 
 
 def test_defaults_match_the_documented_values() -> None:

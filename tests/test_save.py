@@ -10,18 +10,19 @@ from pathlib import Path
 
 import pytest
 
-from xai_images._client import AsyncClient
-from xai_images._download import DownloadOptions, _PartFile
-from xai_images._errors import (
+from xai_images import (
+    AsyncClient,
+    DownloadOptions,
     FileCollisionError,
     ImageBlockedError,
     ImageExpiredError,
+    ImagesResponse,
+    RetryPolicy,
     SaveError,
     ValidationError,
 )
-from xai_images._models import ImagesResponse
-from xai_images._retry import RetryPolicy, instant_retries
-from xai_images.testing import FakeXAIServer, Reply
+from xai_images._download import _PartFile
+from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 IMAGE_BYTES = 50_000
 

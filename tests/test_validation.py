@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from xai_images import ValidationError
-from xai_images._inputs import FileId, resolve_image
+from xai_images import FileId, ValidationError
+from xai_images._inputs import resolve_image
 from xai_images._validation import (
     ASPECT_RATIOS,
     check_edit_inputs,
