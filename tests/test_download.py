@@ -466,3 +466,20 @@ def test_download_options_reject_non_positive(field: str) -> None:
     """DownloadOptions refuses zero or negative sizes and timeouts."""
     with pytest.raises(ValueError, match=field):
         DownloadOptions(**{field: 0})  # type: ignore[arg-type]
+
+
+def test_writer_pool_is_rebuilt_after_a_fork() -> None:
+    """A forked child gets a fresh writer pool instead of the parent's (threadless) one."""
+    from xai_images import _download
+
+    before = _download._writer_pool()
+    saved = _download._pool
+    try:
+        _download._forget_pool()  # what the after-fork hook runs in the child
+        after = _download._writer_pool()
+        assert after is not before
+        assert after.submit(sum, [1, 2]).result() == 3
+    finally:
+        fresh, _download._pool = _download._pool, saved
+        if fresh is not None and fresh is not saved:
+            fresh.shutdown()

@@ -11,6 +11,7 @@ image host is not the API host and must never see the key.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import hashlib
@@ -18,6 +19,7 @@ import logging
 import os
 import re
 import secrets
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any, Literal, NoReturn, Protocol, TypeVar
@@ -79,6 +81,42 @@ except (AttributeError, ValueError, OSError):
 _T = TypeVar("_T")
 # aiohttp >= 3.10 tells a connect timeout apart from a read timeout; older ones do not.
 _CONNECT_TIMEOUT: Any = getattr(aiohttp, "ConnectionTimeoutError", ())
+
+
+# Threads that write files (without fsync). Few on purpose: the work is short and mostly
+# outside the GIL, and every extra thread adds GIL hand-offs with the event loop (the default
+# executor's 6 threads cost about 8% of the throughput and CPU of saving 500 kB images).
+_WRITERS = 2
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+_pool_lock = threading.Lock()
+
+
+def _writer_pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _pool
+    pool = _pool
+    if pool is None:
+        # Event loops in several threads may get here at once.
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    _WRITERS, thread_name_prefix="xai-images"
+                )
+            pool = _pool
+    return pool
+
+
+def _forget_pool() -> None:
+    # A forked child has none of the parent's threads: start a new pool on first use (and a
+    # new lock, in case another thread held it at the fork).
+    global _pool, _pool_lock
+    _pool = None
+    _pool_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 # A final name may be up to 255 bytes; the temporary one adds 15 characters around it.
@@ -288,7 +326,12 @@ class _PartFile:
         return self._fd is not None
 
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
-        future: asyncio.Future[_T] = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        future: asyncio.Future[_T]
+        if self._fsync:
+            # fsync waits on the disk: many may be in flight at once.
+            future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+        else:
+            future = asyncio.get_running_loop().run_in_executor(_writer_pool(), func, *args)
         self._inflight = future
         try:
             return await asyncio.shield(future)
