@@ -51,7 +51,7 @@ from ._manifest import (
 )
 from ._models import GeneratedImage, ImagesResponse
 from ._progress import ClientSignal, EventKind, Progress, ProgressEvent, observing
-from ._validation import check_edit_inputs, edit_body, generate_body
+from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
@@ -83,7 +83,6 @@ _COMMON_KEYS = (
     "extra_body",
 )
 _JOB_KEYS = frozenset({"prompt", "id", "image", "images", *_COMMON_KEYS})
-_PLACEHOLDER = {"url": "https://placeholder.invalid/image.png"}
 
 EditInput = str | os.PathLike[str] | bytes | FileId
 """An edit input a batch accepts: a URL, a data URI, a local path, image bytes or a
@@ -200,8 +199,8 @@ class EditRequest:
         # The inputs are read only when sent; placeholders check the rest of the body now.
         edit_body(
             self.prompt,
-            image=_PLACEHOLDER if self.image is not None else None,
-            images=[_PLACEHOLDER] * len(self.images) if self.images is not None else None,
+            image=PENDING_INPUT if self.image is not None else None,
+            images=[PENDING_INPUT] * len(self.images) if self.images is not None else None,
             **self.options(),
         )
 

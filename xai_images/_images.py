@@ -33,14 +33,13 @@ from ._errors import APIResponseError, DeferredError, NotFoundError, ValidationE
 from ._inputs import ImageInput, resolve_image, resolve_images
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
 from ._retry import sleep
-from ._validation import check_edit_inputs, edit_body, generate_body
+from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Timeout
 
 __all__ = ["Images"]
 
-_PLACEHOLDER = {"url": "https://placeholder.invalid/image.png"}
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
 
@@ -260,11 +259,11 @@ class Images:
         _check_call_options(timeout, max_retries)
         # Check every other field before reading (possibly large) local files.
         if images is not None:
-            edit_body(prompt, images=[_PLACEHOLDER] * len(images), **options)
+            edit_body(prompt, images=[PENDING_INPUT] * len(images), **options)
             body = edit_body(prompt, images=await resolve_images(list(images)), **options)
         else:
             assert image is not None  # check_edit_inputs guarantees it
-            edit_body(prompt, image=_PLACEHOLDER, **options)
+            edit_body(prompt, image=PENDING_INPUT, **options)
             body = edit_body(prompt, image=await resolve_image(image), **options)
         return await self._send("/images/edits", body, timeout, max_retries, deferred)
 

@@ -18,6 +18,7 @@ __all__ = [
     "MAX_IMAGE_BYTES",
     "MAX_N",
     "MAX_PROMPT_CHARS",
+    "PENDING_INPUT",
     "QUALITIES",
     "RESOLUTIONS",
     "RESPONSE_FORMATS",
@@ -55,6 +56,11 @@ ASPECT_RATIOS = (
     "auto",
 )
 RESOLUTIONS = ("1k", "1.5k", "2k")
+
+
+# Stands in for edit inputs that are not resolved yet, so the other fields of an edit can be
+# checked before any local file is read.
+PENDING_INPUT = {"url": "https://placeholder.invalid/image.png"}
 
 
 def _one_of(field: str, value: object, allowed: Sequence[str]) -> str:
