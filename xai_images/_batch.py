@@ -1140,33 +1140,6 @@ def _relative(path: Path, base: Path) -> str:
         return path.as_posix()
 
 
-def run_batch(
-    client: AsyncClient,
-    requests: Source,
-    *,
-    output_dir: str | os.PathLike[str],
-    manifest: str | os.PathLike[str] | None = None,
-    concurrency: int = 16,
-    retry_failed: bool = False,
-    resend_unknown: bool = False,
-    on_event: Callable[[ProgressEvent], None] | None = None,
-    on_exists: OnExists = "overwrite",
-    verify_sha256: bool = False,
-) -> BatchRun:
-    """Run many generate and edit requests; iterate the result for one outcome per item.
-
-    The engine behind ``AsyncClient.batch``, which documents every argument:
-    ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
-    """
-    return BatchRun(
-        client,
-        requests,
-        output_dir=output_dir,
-        manifest=manifest,
-        concurrency=concurrency,
-        retry_failed=retry_failed,
-        resend_unknown=resend_unknown,
-        on_event=on_event,
-        on_exists=on_exists,
-        verify_sha256=verify_sha256,
-    )
+# The engine behind ``AsyncClient.batch`` (which documents every argument):
+# ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
+run_batch = BatchRun

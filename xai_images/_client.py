@@ -431,9 +431,9 @@ class AsyncClient:
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        from ._batch import run_batch  # deferred: the bulk engine is not needed otherwise
+        from ._batch import BatchRun  # deferred: the bulk engine is not needed otherwise
 
-        return run_batch(
+        return BatchRun(
             self,
             requests,
             output_dir=output_dir,
