@@ -27,6 +27,7 @@ def edit_body(prompt: Any, **fields: Any) -> dict[str, Any]:
 def check_edit_inputs(image: Any, images: Any) -> None:
     EditRequest("x", image=image, images=images).check()
 
+
 URL = {"url": "https://example.com/a.png"}
 
 
