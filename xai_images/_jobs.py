@@ -27,6 +27,7 @@ __all__ = ["InvalidJob", "derive_id", "load_jobs", "parse_job"]
 _SET_BY_READER = frozenset({"line", "base_dir"})
 _EDIT_FIELDS = {f.name: f for f in attrs.fields(EditRequest) if f.name not in _SET_BY_READER}
 _INPUT_KEYS = frozenset(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "input")
+_EXTRA_KEY = next(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "extra")
 
 
 @attrs.frozen
@@ -91,7 +92,7 @@ def parse_job(
 
     An ``image`` or ``images`` key makes an :class:`EditRequest`; relative input paths resolve
     against ``base_dir``. Unknown keys are refused (a typo would otherwise be ignored silently:
-    put fields this SDK does not know in ``extra_body``).
+    put fields this SDK does not know in the request's mapping of extra fields).
 
     Raises:
         ValidationError: an unknown key, a missing prompt, or a bad value; the field is
@@ -102,7 +103,7 @@ def parse_job(
         unknown = sorted(set(data) - set(_EDIT_FIELDS))
         if unknown:
             raise ValidationError(
-                unknown[0], data[unknown[0]], "a known field (put others in extra_body)"
+                unknown[0], data[unknown[0]], f"a known field (put others in {_EXTRA_KEY})"
             )
         if "prompt" not in data:
             raise ValidationError("prompt", None, "given")
