@@ -111,17 +111,16 @@ def _add_field_flags(group: Any, fields: list[attrs.Attribute[Any]]) -> None:
 def _request_from(args: argparse.Namespace) -> Request:
     """The request the command line describes, built from the same fields as the flags."""
     cls = EditRequest if args.command == "edit" else GenerateRequest
-    values = {
-        f.name: getattr(args, f.name)
-        for f in _flagged(cls)
-        if getattr(args, f.name, None) is not None
-    }
-    for f in _cli_fields(cls):
-        if field_spec(f).role == "input" and len(values.get(f.name, ())) > 1:
-            [many] = [g.name for g in attrs.fields(cls) if field_spec(g).many]
-            values[many] = values.pop(f.name)
-        elif field_spec(f).role == "input" and f.name in values:
-            values[f.name] = values[f.name][0]
+    values: dict[str, Any] = {}
+    for f in _flagged(cls):
+        value = getattr(args, f.name, None)
+        if value is not None and field_spec(f).role == "input":
+            # The input flag repeats; two or more inputs go to the field holding several.
+            many = next(g.name for g in attrs.fields(cls) if field_spec(g).many)
+            name, value = (f.name, value[0]) if len(value) == 1 else (many, value)
+            values[name] = value
+        elif value is not None:
+            values[f.name] = value
     return cls(**values)
 
 
