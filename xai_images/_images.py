@@ -73,7 +73,10 @@ def _message_of(value: Any) -> str | None:
 
 
 class Images:
-    """The image endpoints of a client (``client.images``). Field meanings: module docstring."""
+    """The image endpoints of a client (``client.images``).
+
+    The request fields are documented on :class:`GenerateRequest` and :class:`EditRequest`.
+    """
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
