@@ -20,15 +20,13 @@ from xai_images import (
     GenerateRequest,
     ImageBlockedError,
     InternalServerError,
-    Outcome,
     OutcomeUnknownError,
-    ProgressEvent,
     RetryPolicy,
     ValidationError,
-    load_jobs,
-    load_manifest,
 )
-from xai_images._batch import derive_id, run_batch
+from xai_images._batch import run_batch
+from xai_images._jobs import derive_id
+from xai_images.bulk import Outcome, ProgressEvent, load_jobs, load_manifest
 from xai_images.testing import FakeXAIServer, Reply, instant_retries
 from xai_images.testing._imagegen import image_data
 

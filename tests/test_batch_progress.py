@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from xai_images import InternalServerError, Progress, ProgressEvent
+from xai_images import InternalServerError
 from xai_images._progress import PlainRenderer, RichRenderer, make_renderer
+from xai_images.bulk import Progress, ProgressEvent
 
 
 def sample_progress() -> Progress:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from xai_images import load_manifest
 from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from xai_images.bulk import load_manifest
 from xai_images.testing import FakeXAIServer
 from xai_images.testing._imagegen import image_data
 

@@ -239,9 +239,9 @@ async def test_edit_of_a_local_file_is_accepted_by_the_server(
 async def test_deferred_generation_can_be_awaited(
     server: FakeXAIServer, client: AsyncClient
 ) -> None:
-    """deferred=True returns a DeferredRequest; polling gives pending, then the images."""
+    """generate_deferred returns a DeferredRequest; polling gives pending, then the images."""
     server.settings.deferred_pending_polls = 2
-    deferred = await client.images.generate("x", n=2, deferred=True)
+    deferred = await client.images.generate_deferred("x", n=2)
     assert isinstance(deferred, DeferredRequest)
     assert (await deferred.status()).status == "pending"
     resp = await deferred.wait(poll_interval=0.01)
@@ -255,7 +255,7 @@ async def test_deferred_failure_raises_deferred_error(
 ) -> None:
     """A deferred request that ends failed raises DeferredError(status="failed")."""
     server.settings.deferred_fail = True
-    deferred = await client.images.generate("x", deferred=True)
+    deferred = await client.images.generate_deferred("x")
     with pytest.raises(DeferredError) as info:
         await client.images.wait_deferred(deferred.request_id, poll_interval=0.01)
     assert info.value.status == "failed"
@@ -274,7 +274,7 @@ async def test_unknown_deferred_id_is_expired(client: AsyncClient) -> None:
 async def test_deferred_deadline_raises(server: FakeXAIServer, client: AsyncClient) -> None:
     """Still pending at the deadline raises DeferredError(status="pending")."""
     server.settings.deferred_pending_polls = 10_000
-    deferred = await client.images.generate("x", deferred=True)
+    deferred = await client.images.generate_deferred("x")
     with pytest.raises(DeferredError, match="still pending") as info:
         await deferred.wait(timeout=0.05, poll_interval=0.01)
     assert info.value.status == "pending"
@@ -374,7 +374,7 @@ async def test_deferred_polls_are_retried_after_a_lost_answer(server: FakeXAISer
         aiohttp.ClientSession(middlewares=(middleware,)) as session,
         AsyncClient(KEY, base_url=server.base_url, session=session) as c,
     ):
-        deferred = await c.images.generate("x", deferred=True)
+        deferred = await c.images.generate_deferred("x")
         state = await deferred.status()
     assert state.status == "done"
 

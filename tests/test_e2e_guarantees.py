@@ -131,7 +131,6 @@ GENERATE_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"aspect_ratio": "7:3"}, "aspect_ratio", "16:9"),
     ({"resolution": "4k"}, "resolution", "1k, 1.5k, 2k"),
     ({"deferred": True, "response_format": "b64_json"}, "deferred", "url"),
-    ({"deferred": "yes"}, "deferred", "True or False"),
     ({"model": ""}, "model", "non-empty"),
     ({"user": 5}, "user", "string"),
     ({"extra_body": [("n", 1)]}, "extra_body", "mapping"),
@@ -149,8 +148,11 @@ async def test_generate_rejects_bad_argument_before_sending(
     """A bad generate argument raises ValidationError naming field and limit; nothing is sent."""
     args = {"prompt": "a cat", **kwargs}
     prompt = args.pop("prompt")
+    # "deferred": True in a case means the deferred method (URL format only).
+    deferred = args.pop("deferred", False)
+    generate = client.images.generate_deferred if deferred else client.images.generate
     with pytest.raises(xai_images.ValidationError) as info:
-        await client.images.generate(prompt, **args)
+        await generate(prompt, **args)
     assert_invalid(info.value, field, limit)
     assert nothing_sent(server)
 
@@ -273,9 +275,10 @@ async def test_edit_rejects_bad_input_before_sending(
 ) -> None:
     """A bad edit input raises ValidationError naming field and limit; nothing is sent."""
     kwargs = make(tmp_path)
+    edit = client.images.edit_deferred if kwargs.pop("deferred", False) else client.images.edit
     try:
         with pytest.raises(xai_images.ValidationError) as info:
-            await client.images.edit("make it blue", **kwargs)
+            await edit("make it blue", **kwargs)
     finally:
         image = kwargs.get("image")
         if isinstance(image, io.IOBase):
@@ -437,10 +440,10 @@ def _write_jobs(tmp_path: Path) -> Path:
 
 def test_load_jobs_reports_every_bad_line_with_its_number(tmp_path: Path) -> None:
     """load_jobs turns each bad line into an InvalidJob whose error names line and field."""
-    jobs = xai_images.load_jobs(_write_jobs(tmp_path))
+    jobs = xai_images.bulk.load_jobs(_write_jobs(tmp_path))
     assert len(jobs) == len(BAD_JOB_LINES) + 1
     for number, (job, (_, field)) in enumerate(zip(jobs, BAD_JOB_LINES, strict=False), start=1):
-        assert isinstance(job, xai_images.InvalidJob), (number, job)
+        assert isinstance(job, xai_images.bulk.InvalidJob), (number, job)
         assert job.line == number
         assert isinstance(job.error, xai_images.ValidationError)
         assert job.error.field.startswith(f"line {number}")
@@ -451,7 +454,7 @@ def test_load_jobs_reports_every_bad_line_with_its_number(tmp_path: Path) -> Non
 def test_load_jobs_stop_mode_raises_the_first_bad_line(tmp_path: Path) -> None:
     """load_jobs(on_error="stop") raises a ValidationError for line 1."""
     with pytest.raises(xai_images.ValidationError) as info:
-        xai_images.load_jobs(_write_jobs(tmp_path), on_error="stop")
+        xai_images.bulk.load_jobs(_write_jobs(tmp_path), on_error="stop")
     assert info.value.field == "line 1: n"
 
 
@@ -503,22 +506,22 @@ def _non_utf8_jobs(tmp_path: Path) -> Path:
 def test_load_jobs_reports_a_non_utf8_line(tmp_path: Path) -> None:
     """A job line that is not UTF-8 is a bad line (InvalidJob or ValidationError), not a crash."""
     try:
-        jobs = xai_images.load_jobs(_non_utf8_jobs(tmp_path))
+        jobs = xai_images.bulk.load_jobs(_non_utf8_jobs(tmp_path))
     except xai_images.ValidationError:
         return
-    assert isinstance(jobs[0], xai_images.InvalidJob)
+    assert isinstance(jobs[0], xai_images.bulk.InvalidJob)
     assert isinstance(jobs[1], xai_images.GenerateRequest)
 
 
 def test_non_utf8_job_line_names_its_line_and_the_bad_byte(tmp_path: Path) -> None:
     """A non-UTF-8 line becomes InvalidJob with a "line N" ValidationError naming the byte."""
-    jobs = xai_images.load_jobs(_non_utf8_jobs(tmp_path))
+    jobs = xai_images.bulk.load_jobs(_non_utf8_jobs(tmp_path))
     bad = jobs[0]
-    assert isinstance(bad, xai_images.InvalidJob)
+    assert isinstance(bad, xai_images.bulk.InvalidJob)
     assert bad.error.field == "line 1"
     assert "0xe9" in bad.error.limit
     with pytest.raises(xai_images.ValidationError, match="UTF-8"):
-        xai_images.load_jobs(_non_utf8_jobs(tmp_path), on_error="stop")
+        xai_images.bulk.load_jobs(_non_utf8_jobs(tmp_path), on_error="stop")
 
 
 async def test_batch_survives_a_non_utf8_line(
@@ -896,7 +899,7 @@ async def test_interrupted_batch_resumes_without_paying_again(
     jobs = [xai_images.GenerateRequest("a fox in snow", id="fox")]
     server.enqueue_download(Reply.stall(0.5, seconds=30))
 
-    async def consume() -> list[xai_images.Outcome]:
+    async def consume() -> list[xai_images.bulk.Outcome]:
         async with client.batch(jobs, output_dir=tmp_path) as run:
             return [outcome async for outcome in run]
 
@@ -959,7 +962,7 @@ async def test_dropped_deferred_start_is_unknown(
     """A deferred start whose answer is lost raises OutcomeUnknownError and is not resent."""
     server.enqueue(Reply.drop())
     with pytest.raises(xai_images.OutcomeUnknownError):
-        await client.images.generate("a cat", deferred=True)
+        await client.images.generate_deferred("a cat")
     assert server.ledger.requests_started == 1
 
 
@@ -1040,7 +1043,7 @@ async def test_batch_cancelled_during_generation_is_never_resent(
     jobs = [xai_images.GenerateRequest("a cat", id="cat")]
     server.enqueue(Reply.hang(30))
 
-    async def consume() -> list[xai_images.Outcome]:
+    async def consume() -> list[xai_images.bulk.Outcome]:
         async with client.batch(jobs, output_dir=tmp_path) as run:
             return [outcome async for outcome in run]
 
@@ -1197,7 +1200,7 @@ async def _provoke(kind: str, server: FakeXAIServer, api: xai_images.AsyncClient
             await resp.data[0].read()
         elif kind == "deferred":
             server.settings.deferred_fail = True
-            job = await api.images.generate("a cat", deferred=True)
+            job = await api.images.generate_deferred("a cat")
             await job.wait(poll_interval=0.01, max_poll_interval=0.01)
         elif kind == "closed":
             await api.aclose()
@@ -1264,7 +1267,7 @@ async def test_batch_manifest_and_gallery_never_show_the_key(tmp_path: Path) -> 
                 [xai_images.GenerateRequest("wrong key", id="wrong")], output_dir=tmp_path
             ).collect()
     assert sorted(o.status for o in outcomes) == ["failed", "ok", "unknown"]
-    xai_images.write_gallery(tmp_path)
+    xai_images.bulk.write_gallery(tmp_path)
     manifest = (tmp_path / "manifest.jsonl").read_text()
     assert len(manifest.splitlines()) == 4
     assert SECRET not in manifest

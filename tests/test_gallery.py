@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from xai_images import FileRecord, ManifestRecord, write_gallery
 from xai_images._gallery import image_dimensions, render_gallery
 from xai_images._manifest import file_sha256
+from xai_images.bulk import FileRecord, ManifestRecord, write_gallery
 from xai_images.testing._imagegen import image_data
 
 

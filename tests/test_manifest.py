@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from xai_images import FileRecord, ManifestRecord, load_manifest
 from xai_images._manifest import ManifestWriter, PendingImage, file_sha256, read_manifest
+from xai_images.bulk import FileRecord, ManifestRecord, load_manifest
 
 
 def record(item_id: str, status: str = "ok", **kwargs: Any) -> ManifestRecord:

@@ -8,14 +8,25 @@ from typing import Any
 
 import pytest
 
-from xai_images import FileId, ValidationError
+from xai_images import EditRequest, FileId, GenerateRequest, ValidationError
 from xai_images._inputs import resolve_image
-from xai_images._validation import (
-    ASPECT_RATIOS,
-    check_edit_inputs,
-    edit_body,
-    generate_body,
-)
+from xai_images._requests import ASPECT_RATIOS
+
+
+def generate_body(prompt: Any, *, deferred: bool = False, **fields: Any) -> dict[str, Any]:
+    return GenerateRequest(prompt, **fields).to_body(deferred=deferred)
+
+
+def edit_body(prompt: Any, **fields: Any) -> dict[str, Any]:
+    """The body of an edit whose inputs are already the image objects given."""
+    image, images = fields.pop("image", None), fields.pop("images", None)
+    request = EditRequest(prompt, image=image, images=images, **fields)
+    return request.to_body([image] if image is not None else list(images or ()))
+
+
+def check_edit_inputs(image: Any, images: Any) -> None:
+    EditRequest("x", image=image, images=images).check()
+
 
 URL = {"url": "https://example.com/a.png"}
 

@@ -1,12 +1,12 @@
 """xai-images: an async-first SDK for the xAI image API.
 
 Start with ``async with xai_images.AsyncClient() as client:`` and ``client.images.generate()``;
-see the README for saving, bulk jobs, errors and retries.
+see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest names are in
+:mod:`xai_images.bulk`, type aliases in :mod:`xai_images.types`.
 """
 
-from ._batch import BatchRun, EditRequest, GenerateRequest, InvalidJob, Outcome, load_jobs
 from ._client import AsyncClient, Timeout
-from ._download import DownloadOptions, OnExists, SavedImage
+from ._download import DownloadOptions, SavedImage
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,10 +35,7 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._gallery import write_gallery
-from ._images import Images
-from ._inputs import FileId, ImageInput
-from ._manifest import FileRecord, ManifestRecord, load_manifest
+from ._inputs import FileId
 from ._models import (
     DeferredRequest,
     DeferredStatus,
@@ -46,8 +43,9 @@ from ._models import (
     ImagesResponse,
     Usage,
 )
-from ._progress import Progress, ProgressEvent
+from ._public import publish
 from ._ratelimit import RateLimiter
+from ._requests import EditRequest, GenerateRequest
 from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
@@ -61,7 +59,6 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
-    "BatchRun",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",
@@ -73,25 +70,16 @@ __all__ = [
     "EditRequest",
     "FileCollisionError",
     "FileId",
-    "FileRecord",
     "GenerateRequest",
     "GeneratedImage",
     "ImageBlockedError",
     "ImageExpiredError",
-    "ImageInput",
-    "Images",
     "ImagesResponse",
     "IntegrityError",
     "InternalServerError",
-    "InvalidJob",
-    "ManifestRecord",
     "NotFoundError",
-    "OnExists",
-    "Outcome",
     "OutcomeUnknownError",
     "PermissionDeniedError",
-    "Progress",
-    "ProgressEvent",
     "RateLimitError",
     "RateLimiter",
     "RetryPolicy",
@@ -103,7 +91,10 @@ __all__ = [
     "Usage",
     "ValidationError",
     "XAIImagesError",
-    "load_jobs",
-    "load_manifest",
-    "write_gallery",
 ]
+
+publish(__name__, globals())
+
+# Imported last: the public submodules re-export names from the private modules above.
+from . import bulk as bulk  # noqa: E402
+from . import types as types  # noqa: E402

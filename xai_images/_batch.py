@@ -17,16 +17,13 @@ image URLs expired.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
-from pathlib import Path, PurePath
+from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -40,7 +37,7 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._inputs import FileId
+from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import (
     FileRecord,
     ItemStatus,
@@ -51,215 +48,15 @@ from ._manifest import (
 )
 from ._models import GeneratedImage, ImagesResponse
 from ._progress import ClientSignal, EventKind, Progress, ProgressEvent, observing
-from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
+from ._requests import EditRequest, GenerateRequest, Request
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._download import OnExists, SavedImage
 
-__all__ = [
-    "BatchRun",
-    "EditRequest",
-    "GenerateRequest",
-    "InvalidJob",
-    "Outcome",
-    "derive_id",
-    "load_jobs",
-    "parse_job",
-    "run_batch",
-]
+__all__ = ["BatchRun", "Outcome", "run_batch"]
 
 logger = logging.getLogger("xai_images")
-
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
-_COMMON_KEYS = (
-    "model",
-    "n",
-    "quality",
-    "response_format",
-    "aspect_ratio",
-    "resolution",
-    "user",
-    "extra_body",
-)
-_JOB_KEYS = frozenset({"prompt", "id", "image", "images", *_COMMON_KEYS})
-
-EditInput = str | os.PathLike[str] | bytes | FileId
-"""An edit input a batch accepts: a URL, a data URI, a local path, image bytes or a
-:class:`FileId` (file objects are not accepted: a resumable job must be able to read it again)."""
-
-
-def _opt_tuple(value: Sequence[EditInput] | None) -> tuple[EditInput, ...] | None:
-    return None if value is None else tuple(value)
-
-
-@attrs.frozen
-class GenerateRequest:
-    """One text-to-image request of a bulk job.
-
-    The fields are those of ``client.images.generate`` (only the ones set are sent).
-
-    Attributes:
-        id: the item's id: letters, digits, ``.``, ``_``, ``-`` (up to 100). When ``None`` it is
-            derived from the request's content (see :func:`derive_id`). File names derive from
-            it: ``{id}-{index}.{ext}``.
-        line: the line of the JSONL job file it came from (set by :func:`load_jobs`).
-    """
-
-    prompt: str
-    id: str | None = attrs.field(default=None, kw_only=True)
-    model: str | None = attrs.field(default=None, kw_only=True)
-    n: int | None = attrs.field(default=None, kw_only=True)
-    quality: str | None = attrs.field(default=None, kw_only=True)
-    response_format: str | None = attrs.field(default=None, kw_only=True)
-    aspect_ratio: str | None = attrs.field(default=None, kw_only=True)
-    resolution: str | None = attrs.field(default=None, kw_only=True)
-    user: str | None = attrs.field(default=None, kw_only=True)
-    extra_body: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
-    line: int | None = attrs.field(default=None, kw_only=True, eq=False)
-
-    kind = "generate"
-
-    def options(self) -> dict[str, Any]:
-        """The API fields that are set, except ``prompt``."""
-        return {k: getattr(self, k) for k in _COMMON_KEYS if getattr(self, k) is not None}
-
-    def to_json(self) -> dict[str, Any]:
-        """The request as recorded in the manifest (and hashed for its id)."""
-        return {"prompt": self.prompt, **_jsonable(self.options())}
-
-    def validate(self) -> None:
-        """Check every field as the client would, without sending anything.
-
-        Raises:
-            ValidationError: naming the field at fault.
-        """
-        _check_id(self.id)
-        generate_body(self.prompt, **self.options())
-
-
-@attrs.frozen
-class EditRequest:
-    """One edit of a bulk job: ``image`` (one input) or ``images`` (several), not both.
-
-    The other fields are those of ``client.images.edit``.
-
-    Attributes:
-        image, images: URLs, data URIs, local paths, image bytes or ``FileId`` values.
-        base_dir: relative local paths resolve against it (:func:`load_jobs` sets the job
-            file's directory); ``None`` means the current directory.
-        id, line: as for :class:`GenerateRequest`.
-    """
-
-    prompt: str
-    image: EditInput | None = attrs.field(default=None, kw_only=True)
-    images: tuple[EditInput, ...] | None = attrs.field(
-        default=None, kw_only=True, converter=_opt_tuple
-    )
-    id: str | None = attrs.field(default=None, kw_only=True)
-    model: str | None = attrs.field(default=None, kw_only=True)
-    n: int | None = attrs.field(default=None, kw_only=True)
-    quality: str | None = attrs.field(default=None, kw_only=True)
-    response_format: str | None = attrs.field(default=None, kw_only=True)
-    aspect_ratio: str | None = attrs.field(default=None, kw_only=True)
-    resolution: str | None = attrs.field(default=None, kw_only=True)
-    user: str | None = attrs.field(default=None, kw_only=True)
-    extra_body: Mapping[str, Any] | None = attrs.field(default=None, kw_only=True)
-    base_dir: Path | None = attrs.field(default=None, kw_only=True, eq=False)
-    line: int | None = attrs.field(default=None, kw_only=True, eq=False)
-
-    kind = "edit"
-
-    def options(self) -> dict[str, Any]:
-        """The API fields that are set, except ``prompt`` and the inputs."""
-        return {k: getattr(self, k) for k in _COMMON_KEYS if getattr(self, k) is not None}
-
-    def to_json(self) -> dict[str, Any]:
-        """The request as recorded in the manifest (inputs by reference, never their bytes)."""
-        out: dict[str, Any] = {"prompt": self.prompt}
-        if self.image is not None:
-            out["image"] = _input_json(self.image)
-        if self.images is not None:
-            out["images"] = [_input_json(i) for i in self.images]
-        out.update(_jsonable(self.options()))
-        return out
-
-    def validate(self) -> None:
-        """Check every field and that local input files exist, without sending anything.
-
-        Raises:
-            ValidationError: naming the field at fault.
-        """
-        _check_id(self.id)
-        check_edit_inputs(self.image, self.images)
-        if self.image is not None:
-            self._check_input("image", self.image)
-        for i, item in enumerate(self.images or ()):
-            self._check_input(f"images[{i}]", item)
-        # The inputs are read only when sent; placeholders check the rest of the body now.
-        edit_body(
-            self.prompt,
-            image=PENDING_INPUT if self.image is not None else None,
-            images=[PENDING_INPUT] * len(self.images) if self.images is not None else None,
-            **self.options(),
-        )
-
-    def _check_input(self, field: str, value: object) -> None:
-        if isinstance(value, (FileId, bytes)):
-            return
-        if isinstance(value, str) and value[:8].lower().startswith(
-            ("http://", "https://", "data:")
-        ):
-            return
-        if isinstance(value, (str, os.PathLike)):
-            path = self.resolve_path(value)
-            if not path.is_file():
-                raise ValidationError(field, str(value), f"an existing file (not found: {path})")
-            return
-        raise ValidationError(
-            field, value, "a URL, a data URI, a local path, bytes or a FileId (no file objects)"
-        )
-
-    def resolve_path(self, value: str | os.PathLike[str]) -> Path:
-        """A local input path, resolved against :attr:`base_dir` when relative."""
-        path = Path(value).expanduser()
-        if not path.is_absolute() and self.base_dir is not None:
-            path = self.base_dir / path
-        return path
-
-    def resolved_inputs(self) -> dict[str, Any]:
-        """``image=`` / ``images=`` arguments for ``client.images.edit`` with paths resolved."""
-
-        def one(value: EditInput) -> Any:
-            if isinstance(value, str) and value[:8].lower().startswith(
-                ("http://", "https://", "data:")
-            ):
-                return value
-            if isinstance(value, (str, os.PathLike)):
-                return self.resolve_path(value)
-            return value
-
-        if self.image is not None:
-            return {"image": one(self.image)}
-        return {"images": [one(v) for v in self.images or ()]}
-
-
-Request = GenerateRequest | EditRequest
-
-
-@attrs.frozen
-class InvalidJob:
-    """A job-file line (or an item) that could not be turned into a request.
-
-    Attributes:
-        line: its line number in the job file (``None`` for items not from a file).
-        error: what is wrong, naming the line and field.
-        text: the start of the offending line.
-    """
-
-    line: int | None
-    error: ValidationError
-    text: str = ""
 
 
 @attrs.frozen
@@ -292,186 +89,6 @@ class Outcome:
     def ok(self) -> bool:
         """``True`` when every image of the item is saved."""
         return self.status == "ok"
-
-
-def _check_id(value: object) -> None:
-    if value is None:
-        return
-    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
-        raise ValidationError(
-            "id",
-            value,
-            "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(it names the files)",
-        )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _input_json(value: object) -> Any:
-    if isinstance(value, FileId):
-        return {"file_id": value.id}
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = bytes(value)
-        return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    if isinstance(value, str) and value[:5].lower() == "data:":
-        # Data URIs are big: recorded by hash, which still tells two inputs apart.
-        digest = hashlib.sha256(value.encode("utf-8")).hexdigest()
-        return {"data_uri_sha256": digest, "chars": len(value)}
-    if isinstance(value, PurePath):
-        return value.as_posix()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    return value if isinstance(value, str) else repr(value)
-
-
-def derive_id(request: Request) -> str:
-    """The id of a request without one: ``gen-`` or ``edit-`` and 12 hex digits of the SHA-256
-    of its canonical JSON (same request, same id, in any run)."""
-    canonical = json.dumps(
-        {"kind": request.kind, **request.to_json()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    prefix = "gen" if request.kind == "generate" else "edit"
-    return f"{prefix}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]}"
-
-
-def _job_input(value: Any, field: str) -> EditInput:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, Mapping) and len(value) == 1:
-        ((key, item),) = value.items()
-        if key == "url" and isinstance(item, str):
-            return item
-        if key == "file_id" and isinstance(item, str):
-            return FileId(item)
-        if key == "path" and isinstance(item, str):
-            return Path(item)
-    raise ValidationError(
-        field, value, 'a URL, a data URI, a path, {"url": ...}, {"file_id": ...} or {"path": ...}'
-    )
-
-
-def parse_job(
-    data: Mapping[str, Any], *, line: int | None = None, base_dir: Path | None = None
-) -> Request:
-    """Turn one job object (a parsed JSONL line) into a request.
-
-    An ``image`` or ``images`` key makes an :class:`EditRequest`; relative input paths resolve
-    against ``base_dir``. Unknown keys are refused (a typo would otherwise be ignored silently:
-    put fields this SDK does not know in ``extra_body``).
-
-    Raises:
-        ValidationError: an unknown key, a missing prompt, or a bad value; the field is
-            prefixed with ``line N:`` when ``line`` is given.
-    """
-    where = f"line {line}: " if line is not None else ""
-    try:
-        unknown = sorted(set(data) - _JOB_KEYS)
-        if unknown:
-            raise ValidationError(
-                unknown[0], data[unknown[0]], "a known field (put others in extra_body)"
-            )
-        if "prompt" not in data:
-            raise ValidationError("prompt", None, "given")
-        common: dict[str, Any] = {k: data[k] for k in _COMMON_KEYS if data.get(k) is not None}
-        if data.get("id") is not None:
-            common["id"] = data["id"]
-        request: Request
-        if data.get("image") is not None or data.get("images") is not None:
-            images = data.get("images")
-            if images is not None and not isinstance(images, list):
-                raise ValidationError("images", images, "a list")
-            request = EditRequest(
-                data["prompt"],
-                image=_job_input(data["image"], "image") if data.get("image") is not None else None,
-                images=(
-                    [_job_input(v, f"images[{i}]") for i, v in enumerate(images)]
-                    if images is not None
-                    else None
-                ),
-                base_dir=base_dir,
-                line=line,
-                **common,
-            )
-        else:
-            request = GenerateRequest(data["prompt"], line=line, **common)
-        request.validate()
-    except ValidationError as exc:
-        if not where:
-            raise
-        raise ValidationError(f"{where}{exc.field}", exc.value, exc.limit) from None
-    except TypeError as exc:  # e.g. a non-string prompt reaching attrs
-        raise ValidationError(f"{where}fields", dict(data), f"valid ({exc})") from None
-    return request
-
-
-def load_jobs(
-    path: str | os.PathLike[str], *, on_error: Literal["report", "stop"] = "report"
-) -> list[Request | InvalidJob]:
-    """Read a JSONL job file: one JSON object per line (blank lines are ignored).
-
-    Each object has ``prompt`` and optionally ``id``, ``model``, ``n``, ``quality``,
-    ``response_format``, ``aspect_ratio``, ``resolution``, ``user``, ``extra_body``; an
-    ``image`` or ``images`` key makes it an edit (relative paths resolve against the job file's
-    directory). Every line is validated now, before anything is sent.
-
-    Args:
-        on_error: ``"report"`` turns a bad line into an :class:`InvalidJob` (the batch reports
-            it as a failed item with its line number and runs the rest); ``"stop"`` raises.
-
-    Raises:
-        ValidationError: (``on_error="stop"``) the first bad line, with its number.
-        OSError: the file cannot be read.
-    """
-    source = Path(path)
-    base_dir = source.resolve().parent
-    jobs: list[Request | InvalidJob] = []
-    with open(source, "rb") as fh:
-        content = fh.read()
-    # Decoded line by line so that one non-UTF-8 line fails alone; bytes.splitlines() splits
-    # on \n, \r and \r\n like text mode did, so line numbers are unchanged.
-    for number, raw in enumerate(content.splitlines(), start=1):
-        undecodable: UnicodeDecodeError | None = None
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="replace").strip()
-            undecodable = exc
-        if not text:
-            continue
-        try:
-            if undecodable is not None:
-                bad = raw[undecodable.start : undecodable.start + 1]
-                raise ValidationError(
-                    f"line {number}",
-                    text[:60],
-                    f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
-                )
-            try:
-                data = json.loads(text)
-            except ValueError as exc:
-                raise ValidationError(
-                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {exc})"
-                ) from None
-            if not isinstance(data, dict):
-                raise ValidationError(f"line {number}", text[:60], "a JSON object")
-            jobs.append(parse_job(data, line=number, base_dir=base_dir))
-        except ValidationError as exc:
-            if on_error == "stop":
-                raise
-            jobs.append(InvalidJob(number, exc, text[:200]))
-    return jobs
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -950,37 +567,7 @@ class BatchRun:
         return self._finish(item, "ok", files=saved, billed=True, note=note)
 
     async def _send(self, request: Request) -> ImagesResponse:
-        images = self._client.images
-        if isinstance(request, EditRequest):
-            inputs = request.resolved_inputs()
-            response = await images.edit(
-                request.prompt,
-                image=inputs.get("image"),
-                images=inputs.get("images"),
-                model=request.model,
-                n=request.n,
-                quality=request.quality,
-                response_format=request.response_format,
-                aspect_ratio=request.aspect_ratio,
-                resolution=request.resolution,
-                user=request.user,
-                extra_body=request.extra_body,
-            )
-        else:
-            response = await images.generate(
-                request.prompt,
-                model=request.model,
-                n=request.n,
-                quality=request.quality,
-                response_format=request.response_format,
-                aspect_ratio=request.aspect_ratio,
-                resolution=request.resolution,
-                user=request.user,
-                extra_body=request.extra_body,
-            )
-        if not isinstance(response, ImagesResponse):  # deferred is never asked for
-            raise TypeError(f"expected ImagesResponse, got {type(response).__name__}")
-        return response
+        return await self._client.images.send(request)
 
     async def _save_images(
         self, item_id: str, images: Sequence[GeneratedImage]

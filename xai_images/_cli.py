@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -16,7 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import attrs
+
 from ._errors import ConfigurationError, ValidationError, XAIImagesError
+from ._requests import EditRequest, GenerateRequest, Request, api_fields, field_spec
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -55,6 +59,71 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# -- flags made from the request fields ------------------------------------------------------------
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    return value
+
+
+def _flagged(cls: type[Any]) -> list[attrs.Attribute[Any]]:
+    return [f for f in api_fields(cls) if field_spec(f).cli]
+
+
+def _positional_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
+    return [f for f in _flagged(cls) if not field_spec(f).cli[0].startswith("-")]
+
+
+def _cli_fields(cls: type[Any], *, only_new: bool = False) -> list[attrs.Attribute[Any]]:
+    """The fields of ``cls`` given as ``--flags``; ``only_new``: those generate lacks."""
+    shared = {f.name for f in attrs.fields(GenerateRequest)} if only_new else set()
+    return [
+        f for f in _flagged(cls) if field_spec(f).cli[0].startswith("-") and f.name not in shared
+    ]
+
+
+def _add_field_flags(group: Any, fields: list[attrs.Attribute[Any]]) -> None:
+    for f in fields:
+        spec = field_spec(f)
+        if not spec.cli[0].startswith("-"):
+            group.add_argument(f.name, help=spec.help)
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": spec.help}
+        if spec.role == "input":
+            # One input flag; repeated, its values go to the field that holds several.
+            kwargs.update(action="append", required=True)
+            kwargs["help"] += "; repeat to combine several"
+        else:
+            kwargs["type"] = _json_object if spec.cli_type is dict else spec.cli_type
+        if spec.choices is not None:
+            kwargs["choices"] = spec.choices
+        if spec.metavar is not None:
+            kwargs["metavar"] = spec.metavar
+        group.add_argument(*spec.cli, **kwargs)
+
+
+def _request_from(args: argparse.Namespace) -> Request:
+    """The request the command line describes, built from the same fields as the flags."""
+    cls = EditRequest if args.command == "edit" else GenerateRequest
+    values: dict[str, Any] = {}
+    for f in _flagged(cls):
+        value = getattr(args, f.name, None)
+        if value is not None and field_spec(f).role == "input":
+            # The input flag repeats; two or more inputs go to the field holding several.
+            many = next(g.name for g in attrs.fields(cls) if field_spec(g).many)
+            name, value = (f.name, value[0]) if len(value) == 1 else (many, value)
+            values[name] = value
+        elif value is not None:
+            values[f.name] = value
+    return cls(**values)
+
+
 def _parser() -> argparse.ArgumentParser:
     connection = argparse.ArgumentParser(add_help=False)
     group = connection.add_argument_group("connection")
@@ -71,12 +140,7 @@ def _parser() -> argparse.ArgumentParser:
 
     image_options = argparse.ArgumentParser(add_help=False)
     opts = image_options.add_argument_group("image options")
-    opts.add_argument("-n", type=int, default=None, help="images per request (1-10)")
-    opts.add_argument("--model", default=None)
-    opts.add_argument("--quality", default=None, help="low, medium, high or auto")
-    opts.add_argument("--format", dest="response_format", default=None, choices=("url", "b64_json"))
-    opts.add_argument("--aspect-ratio", default=None)
-    opts.add_argument("--resolution", default=None, help="1k, 1.5k or 2k")
+    _add_field_flags(opts, _cli_fields(GenerateRequest))
     opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
 
     parser = argparse.ArgumentParser(
@@ -90,19 +154,13 @@ def _parser() -> argparse.ArgumentParser:
     gen = sub.add_parser(
         "generate", parents=[connection, image_options], help="generate images from a prompt"
     )
-    gen.add_argument("prompt")
+    _add_field_flags(gen, _positional_fields(GenerateRequest))
 
     edit = sub.add_parser(
         "edit", parents=[connection, image_options], help="edit or combine images"
     )
-    edit.add_argument("prompt")
-    edit.add_argument(
-        "--image",
-        action="append",
-        required=True,
-        metavar="PATH_OR_URL",
-        help="input image; repeat to combine several (up to 5)",
-    )
+    _add_field_flags(edit, _positional_fields(EditRequest))
+    _add_field_flags(edit, _cli_fields(EditRequest, only_new=True))
 
     batch = sub.add_parser(
         "batch", parents=[connection, display], help="run a JSONL job file (resumable)"
@@ -196,27 +254,10 @@ async def _single(args: argparse.Namespace) -> int:
     from ._client import AsyncClient
 
     client_kwargs = _client_kwargs(args)
-    options = {
-        "model": args.model,
-        "n": args.n,
-        "quality": args.quality,
-        "response_format": args.response_format,
-        "aspect_ratio": args.aspect_ratio,
-        "resolution": args.resolution,
-    }
+    request = _request_from(args)
     async with AsyncClient(**client_kwargs) as client:
         await _probe(client.base_url)
-        if args.command == "edit":
-            images = args.image
-            if len(images) == 1:
-                response = await client.images.edit(args.prompt, image=images[0], **options)
-            else:
-                response = await client.images.edit(args.prompt, images=images, **options)
-        else:
-            response = await client.images.generate(args.prompt, **options)
-        from ._models import ImagesResponse
-
-        assert isinstance(response, ImagesResponse)
+        response = await client.images.send(request)
         saved = await response.save(args.output_dir, on_exists="overwrite")
         for item in saved:
             _print(str(item.path))
@@ -354,8 +395,8 @@ async def _run_job(
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from ._batch import load_jobs
     from ._client import AsyncClient
+    from ._jobs import load_jobs
 
     client_kwargs = _client_kwargs(args)
     try:

@@ -399,8 +399,7 @@ class AsyncClient:
             requests: ``GenerateRequest`` / ``EditRequest`` objects, dicts shaped like job-file
                 lines, ``InvalidJob`` markers, in a list, any iterable or async iterable; or
                 the path of a JSONL job file (one object per line with ``prompt`` and
-                optionally ``id``, ``model``, ``n``, ``quality``, ``response_format``,
-                ``aspect_ratio``, ``resolution``, ``user``, ``extra_body``; an ``image`` or
+                optionally any other field of ``GenerateRequest``; an ``image`` or
                 ``images`` key makes it an edit, relative paths resolve against the file's
                 directory). Every item is validated before it is sent; a bad one becomes a
                 failed outcome naming its line.

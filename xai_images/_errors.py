@@ -187,7 +187,8 @@ class UnsupportedMediaTypeError(APIStatusError):
 
 
 class UnprocessableEntityError(APIStatusError):
-    """422: a field is missing, of the wrong type, or unknown to the API (check ``extra_body``)."""
+    """422: a field is missing, of the wrong type, or unknown to the API (check the extra fields
+    you sent as given)."""
 
 
 class RateLimitError(APIStatusError):
@@ -230,7 +231,10 @@ class OutcomeUnknownError(APIError):
     could pay twice. Opt in with ``RetryPolicy(retry_unknown_outcome=True)``.
 
     Attributes:
-        reason: ``"timeout"`` or ``"disconnected"``.
+        reason: why the answer is missing: ``"timeout"`` (no answer in time) or
+            ``"disconnected"`` (the connection dropped) for a request of this call; in a bulk
+            job's outcomes also ``"cancelled"`` (the job was interrupted after sending) or
+            ``"earlier"`` (an earlier run recorded it unknown; not resent).
     """
 
     def __init__(

@@ -14,10 +14,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
 
+import attrs
+
 from ._manifest import ManifestRecord, load_manifest
 from ._progress import format_bytes, format_usd
+from ._requests import EditRequest, field_spec
 
 __all__ = ["image_dimensions", "render_gallery", "write_gallery"]
+
+# The request fields a card shows when set, as the fields themselves say (FieldSpec.gallery).
+_SHOWN = tuple(f.name for f in attrs.fields(EditRequest) if field_spec(f).gallery)
 
 _CSS = """
 :root { color-scheme: light dark; --fg: #1d1d1f; --bg: #f5f5f7; --card: #fff; --muted: #6e6e73;
@@ -154,7 +160,7 @@ def _card(record: ManifestRecord, directory: Path) -> str:
     ]
     if record.cost_in_usd_ticks is not None:
         rows.append(("cost", format_usd(record.cost_in_usd_ticks)))
-    for key in ("quality", "aspect_ratio", "resolution"):
+    for key in _SHOWN:
         if request.get(key):
             rows.append((key, str(request[key])))
     inputs = _input_refs(request)

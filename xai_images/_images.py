@@ -1,24 +1,11 @@
-"""``client.images``: generate, edit, and deferred requests (start, get, wait).
+"""``client.images``: generate and edit, now or deferred, and the deferred polls.
 
-The request fields are described once, here:
+The request fields are described once, on :class:`GenerateRequest` and :class:`EditRequest`
+(``_requests.py``); the methods here spell them out as keyword arguments so that editors and
+type checkers see them, build the request object, and send it. Two more arguments are per call:
 
-- ``prompt``: what to draw or change, 1 to 10,000 characters.
-- ``model``: any model name (new ones appear; not checked); the server's default when unset.
-- ``n``: images to make, 1 to 10.
-- ``quality``: ``low``, ``medium``, ``high`` or ``auto``.
-- ``response_format``: ``url`` (temporary URLs; the API default) or ``b64_json`` (image bytes
-  in the answer, decoded as they stream in).
-- ``aspect_ratio``: ``1:1``, ``16:9``, ... (see ``ASPECT_RATIOS``); for edits only when
-  combining several images.
-- ``resolution``: ``1k``, ``1.5k`` or ``2k``.
-- ``user``: an end-user id for abuse monitoring.
-- ``extra_body``: extra fields sent as given, merged last (a key that collides with a named
-  argument wins); for fields this SDK does not know yet.
 - ``timeout``: a ``Timeout`` or seconds for ``Timeout.request``, for this call only.
 - ``max_retries``: retries for this call only.
-- ``deferred``: start the request and return a :class:`DeferredRequest` at once (URL format only).
-
-Only the fields a caller set are sent.
 """
 
 from __future__ import annotations
@@ -26,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from ._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
-from ._inputs import ImageInput, resolve_image, resolve_images
+from ._inputs import ImageInput, resolve_image
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
+from ._requests import EditRequest, GenerateRequest, Request
 from ._retry import sleep
-from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
     from ._client import AsyncClient, Timeout
@@ -86,49 +73,16 @@ def _message_of(value: Any) -> str | None:
 
 
 class Images:
-    """The image endpoints of a client (``client.images``). Field meanings: module docstring."""
+    """The image endpoints of a client (``client.images``).
+
+    The request fields are documented on :class:`GenerateRequest` and :class:`EditRequest`.
+    """
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
     def __repr__(self) -> str:
         return f"<Images of {self._client!r}>"
-
-    @overload
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = ...,
-        n: int | None = ...,
-        quality: str | None = ...,
-        response_format: str | None = ...,
-        aspect_ratio: str | None = ...,
-        resolution: str | None = ...,
-        user: str | None = ...,
-        extra_body: Mapping[str, Any] | None = ...,
-        timeout: Timeout | float | None = ...,
-        max_retries: int | None = ...,
-        deferred: Literal[False] = ...,
-    ) -> ImagesResponse: ...
-
-    @overload
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = ...,
-        n: int | None = ...,
-        quality: str | None = ...,
-        response_format: str | None = ...,
-        aspect_ratio: str | None = ...,
-        resolution: str | None = ...,
-        user: str | None = ...,
-        extra_body: Mapping[str, Any] | None = ...,
-        timeout: Timeout | float | None = ...,
-        max_retries: int | None = ...,
-        deferred: Literal[True],
-    ) -> DeferredRequest: ...
 
     async def generate(
         self,
@@ -144,11 +98,10 @@ class Images:
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
-        deferred: bool = False,
-    ) -> ImagesResponse | DeferredRequest:
+    ) -> ImagesResponse:
         """Generate images from a text prompt (``POST /images/generations``).
 
-        Returns an :class:`ImagesResponse`, or a :class:`DeferredRequest` with ``deferred=True``.
+        The arguments are the fields of :class:`GenerateRequest`; only those set are sent.
 
         Raises:
             ValidationError: an argument breaks a documented limit (``timeout`` and
@@ -158,7 +111,7 @@ class Images:
             OutcomeUnknownError: the request was sent but the answer was lost: the images may
                 have been generated and billed; not retried unless you opted in.
         """
-        body = generate_body(
+        request = GenerateRequest(
             prompt,
             model=model,
             n=n,
@@ -167,51 +120,48 @@ class Images:
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
-            deferred=deferred,
             extra_body=extra_body,
         )
-        _check_call_options(timeout, max_retries)
-        return await self._send("/images/generations", body, timeout, max_retries, deferred)
+        return await self.send(request, timeout=timeout, max_retries=max_retries)
 
-    @overload
-    async def edit(
+    async def generate_deferred(
         self,
         prompt: str,
         *,
-        image: ImageInput | None = ...,
-        images: Sequence[ImageInput] | None = ...,
-        model: str | None = ...,
-        n: int | None = ...,
-        quality: str | None = ...,
-        response_format: str | None = ...,
-        aspect_ratio: str | None = ...,
-        resolution: str | None = ...,
-        user: str | None = ...,
-        extra_body: Mapping[str, Any] | None = ...,
-        timeout: Timeout | float | None = ...,
-        max_retries: int | None = ...,
-        deferred: Literal[False] = ...,
-    ) -> ImagesResponse: ...
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredRequest:
+        """Start a generation and return at once with a :class:`DeferredRequest`.
 
-    @overload
-    async def edit(
-        self,
-        prompt: str,
-        *,
-        image: ImageInput | None = ...,
-        images: Sequence[ImageInput] | None = ...,
-        model: str | None = ...,
-        n: int | None = ...,
-        quality: str | None = ...,
-        response_format: str | None = ...,
-        aspect_ratio: str | None = ...,
-        resolution: str | None = ...,
-        user: str | None = ...,
-        extra_body: Mapping[str, Any] | None = ...,
-        timeout: Timeout | float | None = ...,
-        max_retries: int | None = ...,
-        deferred: Literal[True],
-    ) -> DeferredRequest: ...
+        The server generates in the background; ``await deferred.wait()`` (or
+        :meth:`wait_deferred`) polls for the images. Same arguments as :meth:`generate`;
+        deferred requests return URLs only, so ``response_format="b64_json"`` is refused.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                :meth:`generate`.
+            APIResponseError: the answer carries no ``request_id``.
+        """
+        request = GenerateRequest(
+            prompt,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
 
     async def edit(
         self,
@@ -229,14 +179,14 @@ class Images:
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
-        deferred: bool = False,
-    ) -> ImagesResponse | DeferredRequest:
+    ) -> ImagesResponse:
         """Edit one image (``image=``) or combine up to 5 (``images=``) (``POST /images/edits``).
 
-        Each input is a URL, a data URI, a local path (``str`` or ``PathLike``), ``bytes``, a
-        binary file object or a :class:`FileId`. Local inputs are sent as data URIs typed from
-        their bytes (JPEG, PNG or WebP, at most 10 MiB each), in a JSON body. Refer to several
-        inputs in the prompt as ``<IMAGE_0>``, ``<IMAGE_1>``, ...
+        The arguments are the fields of :class:`EditRequest`. Each input is a URL, a data URI,
+        a local path (``str`` or ``PathLike``), ``bytes``, a binary file object or a
+        :class:`FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
+        or WebP, at most 10 MiB each), in a JSON body. Refer to several inputs in the prompt
+        as ``<IMAGE_0>``, ``<IMAGE_1>``, ...
 
         Raises:
             ValidationError: both or neither of ``image``/``images``, more than 5 images, an
@@ -244,58 +194,137 @@ class Images:
                 nothing was sent.
             APIStatusError, APIConnectionError, OutcomeUnknownError: as :meth:`generate`.
         """
-        options: dict[str, Any] = {
-            "model": model,
-            "n": n,
-            "quality": quality,
-            "response_format": response_format,
-            "aspect_ratio": aspect_ratio,
-            "resolution": resolution,
-            "user": user,
-            "deferred": deferred,
-            "extra_body": extra_body,
-        }
-        check_edit_inputs(image, images)
-        _check_call_options(timeout, max_retries)
-        # Check every other field before reading (possibly large) local files.
-        if images is not None:
-            edit_body(prompt, images=[PENDING_INPUT] * len(images), **options)
-            body = edit_body(prompt, images=await resolve_images(list(images)), **options)
-        else:
-            assert image is not None  # check_edit_inputs guarantees it
-            edit_body(prompt, image=PENDING_INPUT, **options)
-            body = edit_body(prompt, image=await resolve_image(image), **options)
-        return await self._send("/images/edits", body, timeout, max_retries, deferred)
-
-    async def _send(
-        self,
-        path: str,
-        body: dict[str, Any],
-        timeout: Timeout | float | None,
-        max_retries: int | None,
-        deferred: bool,
-    ) -> ImagesResponse | DeferredRequest:
-        client = self._client
-        answer = await client._request(
-            "POST", path, body=body, timeout=timeout, max_retries=max_retries
+        request = EditRequest(
+            prompt,
+            image=image,
+            images=images,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
         )
-        if deferred:
-            request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
-            if not isinstance(request_id, str) or not request_id:
-                raise APIResponseError(
-                    f"the answer to a deferred POST {path} has no request_id",
-                    method="POST",
-                    path=path,
-                )
-            return DeferredRequest(request_id, client=client)
+        return await self.send(request, timeout=timeout, max_retries=max_retries)
+
+    async def edit_deferred(
+        self,
+        prompt: str,
+        *,
+        image: ImageInput | None = None,
+        images: Sequence[ImageInput] | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredRequest:
+        """Start an edit and return at once with a :class:`DeferredRequest`.
+
+        Same arguments as :meth:`edit`; as for :meth:`generate_deferred`, URL format only.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                :meth:`edit`.
+            APIResponseError: the answer carries no ``request_id``.
+        """
+        request = EditRequest(
+            prompt,
+            image=image,
+            images=images,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> ImagesResponse:
+        """Send a :class:`GenerateRequest` or :class:`EditRequest` built beforehand.
+
+        What :meth:`generate` and :meth:`edit` do with their arguments; a bulk job's ``id``
+        and ``line`` are not sent, and an edit's relative paths resolve against its
+        ``base_dir``.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                :meth:`generate` and :meth:`edit`.
+        """
+        path, body, answer = await self._post(request, timeout, max_retries, deferred=False)
         return parse_images_response(
             answer.body,
             answer.payloads,
             request_id=answer.request_id,
             requested=_requested(body),
-            client=client,
+            client=self._client,
             where=f"POST {path}",
         )
+
+    async def send_deferred(
+        self,
+        request: Request,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredRequest:
+        """Start a request built beforehand as a deferred one (see :meth:`generate_deferred`).
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
+                APIResponseError: as :meth:`generate_deferred`.
+        """
+        path, _body, answer = await self._post(request, timeout, max_retries, deferred=True)
+        request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise APIResponseError(
+                f"the answer to a deferred POST {path} has no request_id",
+                method="POST",
+                path=path,
+            )
+        return DeferredRequest(request_id, client=self._client)
+
+    async def _post(
+        self,
+        request: Request,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        *,
+        deferred: bool,
+    ) -> tuple[str, dict[str, Any], Any]:
+        """Check, build and send the body; return the path, the body and the raw answer."""
+        if isinstance(request, EditRequest):
+            # Every other field is checked before (possibly large) local files are read.
+            request.check_body(deferred=deferred)
+            _check_call_options(timeout, max_retries)
+            inputs = [await resolve_image(value, name) for name, value in request.named_inputs()]
+            path, body = "/images/edits", request.to_body(inputs, deferred=deferred)
+        elif isinstance(request, GenerateRequest):
+            body = request.to_body(deferred=deferred)
+            _check_call_options(timeout, max_retries)
+            path = "/images/generations"
+        else:
+            raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
+        answer = await self._client._request(
+            "POST", path, body=body, timeout=timeout, max_retries=max_retries
+        )
+        return path, body, answer
 
     async def get_deferred(
         self,

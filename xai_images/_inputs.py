@@ -18,7 +18,9 @@ import attrs
 
 from ._errors import ValidationError
 from ._sniff import sniff_mime
-from ._validation import MAX_IMAGE_BYTES
+
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+"""Largest input image (decoded bytes) an edit may send."""
 
 __all__ = ["FileId", "ImageInput", "resolve_image", "resolve_images"]
 

@@ -66,7 +66,7 @@ def _no_client() -> ConfigurationError:
 
 @attrs.frozen
 class GeneratedImage:
-    """One image of an answer: a temporary URL, or decoded bytes (``response_format="b64_json"``).
+    """One image of an answer: a temporary URL, or decoded bytes (``b64_json`` format).
 
     Attributes:
         url: the temporary image URL (``None`` in ``b64_json`` mode). Image URLs expire:

@@ -6,6 +6,7 @@ moderation, expiring URLs and faulty downloads. ``instant_retries()`` makes ever
 backoff of the SDK return at once, so tests of retry paths run fast. See ``docs/testing.md``.
 """
 
+from .._public import publish
 from .._retry import instant_retries
 from ._server import DEFAULT_API_KEY, FakeSettings, FakeXAIServer, Ledger, RecordedRequest, Reply
 
@@ -18,3 +19,5 @@ __all__ = [
     "Reply",
     "instant_retries",
 ]
+
+publish(__name__, globals())

@@ -1,0 +1,13 @@
+"""Type aliases for annotating code that calls xai-images.
+
+- ``ImageInput``: what an edit accepts as an input image: a URL or data URI (``str``), a local
+  path (``str`` or ``os.PathLike``), ``bytes``/``bytearray``/``memoryview``, a binary file
+  object, or a :class:`xai_images.FileId`.
+- ``OnExists``: what saving does when the target file exists: ``"overwrite"``, ``"skip"``
+  (keep an identical file) or ``"fail"``.
+"""
+
+from ._download import OnExists
+from ._inputs import ImageInput
+
+__all__ = ["ImageInput", "OnExists"]
