@@ -12,7 +12,8 @@ import sys
 from collections.abc import Sequence
 
 from ._imagegen import FORMATS
-from ._server import FakeXAIServer, _check_loopback
+from ._server import FakeXAIServer
+from ._settings import check_loopback
 
 __all__ = ["main"]
 
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        _check_loopback(args.host)
+        check_loopback(args.host)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2
     try:
