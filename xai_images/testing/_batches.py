@@ -30,7 +30,8 @@ from __future__ import annotations
 import collections
 import math
 import uuid
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -52,6 +53,7 @@ __all__ = ["BatchAPI"]
 _ENDPOINT = "xai_api.Image/GenerateImage"
 _MAX_LIMIT = 1000
 
+T = TypeVar("T")
 Item = tuple[str, str, dict[str, Any], str | None]
 
 
@@ -148,10 +150,16 @@ class BatchAPI:
         return None
 
     def _page(
-        self, request: web.Request, scope: str, items: list[Any], key: str, default: int
+        self,
+        request: web.Request,
+        scope: str,
+        items: Sequence[T],
+        key: str,
+        render: Callable[[T], dict[str, Any]],
     ) -> web.Response:
+        """One page of ``items`` (only that page rendered), with the next page's token."""
         core = self._core
-        limit = page_limit(request.query, default=default, maximum=_MAX_LIMIT)
+        limit = page_limit(request.query, default=100, maximum=_MAX_LIMIT)
         if isinstance(limit, str):
             return core.error(400, limit)
         token = request.query.get("pagination_token") or ""
@@ -160,7 +168,7 @@ class BatchAPI:
             return core.error(400, "pagination_token: not a token this list gave out.")
         page = items[start : start + limit]
         end = start + len(page)
-        body: dict[str, Any] = {key: page}
+        body: dict[str, Any] = {key: [render(item) for item in page]}
         if end < len(items):
             body["pagination_token"] = encode_token(scope, end)
         else:
@@ -198,8 +206,8 @@ class BatchAPI:
     async def _list(self, request: web.Request) -> web.StreamResponse:
         async def run() -> web.StreamResponse:
             self.store.settle()
-            batches = [self._batch_json(b) for b in self.store.batches.values()]
-            return self._page(request, "batches", batches, "batches", 100)
+            batches = list(self.store.batches.values())
+            return self._page(request, "batches", batches, "batches", self._batch_json)
 
         return await run_scripted(self._core, request, "list", run)
 
@@ -228,8 +236,9 @@ class BatchAPI:
             batch = self._find(request)
             if isinstance(batch, web.Response):
                 return batch
-            metas = [self._meta_json(r) for r in batch.requests.values()]
-            return self._page(request, f"requests:{batch.id}", metas, "batch_request_metadata", 100)
+            requests = list(batch.requests.values())
+            scope = f"requests:{batch.id}"
+            return self._page(request, scope, requests, "batch_request_metadata", self._meta_json)
 
         return await run_scripted(self._core, request, "requests", run)
 
@@ -243,23 +252,10 @@ class BatchAPI:
                     404, f"Batch {batch.id} has expired; its results are no longer available."
                 )
             view = self.store.results_view(batch)
-            # Serialise only the page (and count deliveries only for what is sent).
-            return self._results_page(request, batch, view)
+            render = self.store.result_json
+            return self._page(request, f"results:{batch.id}", view, "results", render)
 
         return await run_scripted(self._core, request, "results", run)
-
-    def _results_page(
-        self, request: web.Request, batch: Batch, view: list[BatchRequest]
-    ) -> web.Response:
-        limit = page_limit(request.query, default=100, maximum=_MAX_LIMIT)
-        token = request.query.get("pagination_token") or ""
-        start = decode_token(token, f"results:{batch.id}") if token else 0
-        if isinstance(limit, str) or start is None:
-            return self._page(request, f"results:{batch.id}", view, "results", 100)
-        shown: list[Any] = list(view)
-        for index in range(start, min(start + limit, len(view))):
-            shown[index] = self.store.result_json(view[index])
-        return self._page(request, f"results:{batch.id}", shown, "results", 100)
 
     async def _add(self, request: web.Request) -> web.StreamResponse:
         async def run() -> web.StreamResponse:
@@ -271,6 +267,10 @@ class BatchAPI:
             body = await core.read_json(request)
             if isinstance(body, web.Response):
                 return body
+            entries = body.get("batch_requests")
+            for entry in entries if isinstance(entries, list) else ():
+                if isinstance(entry, dict) and isinstance(entry.get("batch_request_id"), str):
+                    core.ledger.batch_request_adds[entry["batch_request_id"]] += 1
             size = len(await request.read())
             if size > settings.batch_add_max_bytes:
                 return core.error(
@@ -294,9 +294,6 @@ class BatchAPI:
         entries = body.get("batch_requests")
         if not isinstance(entries, list) or not entries:
             return core.error(400, "batch_requests: a non-empty list is required.")
-        for entry in entries:
-            if isinstance(entry, dict) and isinstance(entry.get("batch_request_id"), str):
-                core.ledger.batch_request_adds[entry["batch_request_id"]] += 1
         if batch.cancel_time is not None:
             return core.error(400, f"Batch {batch.id} is cancelled: no requests can be added.")
         if batch.sealed:

@@ -70,8 +70,9 @@ class Ledger:
         batches_created: batches created by ``POST /v1/batches``.
         batch_adds: add-requests calls accepted (answered 200, or run and then dropped).
         batch_requests_added: batch requests accepted, by add calls and from files.
-        batch_request_adds: per ``batch_request_id``, how often it was sent in an add call that
-            got past auth and the rate limit, accepted or refused (a duplicate add shows as 2).
+        batch_request_adds: per ``batch_request_id``, how often it was sent in an add call whose
+            JSON body the server read (past auth and the rate limit), accepted or refused: a
+            duplicate add shows as 2.
         batch_images_billed: images billed by batch requests (also in ``images_billed``).
         batch_requests_succeeded / batch_requests_failed / batch_requests_cancelled: batch
             requests that ended that way (xAI-cancelled file batches count none).
