@@ -1,5 +1,8 @@
 """``python -m xai_images.testing``: run the fake xAI image API for benchmarks and demos.
 
+It serves the same ``FakeXAIServer`` as the pytest fixtures: the real-time image endpoints, the
+Batch and Files APIs (on the real clock) and the image host.
+
 Prints one line with the base URL, serves until Ctrl-C (SIGINT) or SIGTERM, then exits 0.
 """
 
@@ -41,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
         help="probability of a random fault on each generation and each download",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    parser.add_argument(
+        "--batch-processing-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="mean processing time of one Batch API request",
+    )
+    parser.add_argument(
+        "--batch-failure-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="probability that a Batch API request fails",
+    )
     return parser
 
 
@@ -57,6 +74,8 @@ async def _serve(args: argparse.Namespace) -> None:
         generation_fault_rate=args.fault_rate,
         download_fault_rate=args.fault_rate,
         fault_seed=args.seed,
+        batch_processing_seconds=args.batch_processing_seconds,
+        batch_failure_rate=args.batch_failure_rate,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
