@@ -909,6 +909,16 @@ async def test_file_batch_over_the_line_limit_is_cancelled(
     assert "at most 2 requests" in message
 
 
+async def test_empty_file_batch_is_cancelled(
+    server: FakeXAIServer, session: Any, clock: FakeClock
+) -> None:
+    """A file without a single request is cancelled by xAI rather than left validating."""
+    _, uploaded = await upload(session, server, b"\n")
+    batch_id = (await create(session, server, clock, input_file_id=uploaded["id"]))["batch_id"]
+    message = (await get_batch(session, server, batch_id))["cancel_by_xai_message"]
+    assert message == "JSONL file validation failed: the file has no requests."
+
+
 async def test_batch_from_unknown_file_gets_404(server: FakeXAIServer, session: Any) -> None:
     """Creating a batch from a file id that does not exist answers 404."""
     status, _, _ = await call(

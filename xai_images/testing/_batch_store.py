@@ -1,11 +1,12 @@
 """The fake Batch API's state: batches, their requests, processing on the clock, and results.
 
-Time comes from ``settings.clock``. Each added request gets a finish time drawn from an
-exponential distribution of mean ``settings.batch_processing_seconds`` (ties broken at random),
-so results complete in a random order. Work is done lazily: every Batch API call first settles
-what is due by the clock; with the real clock (``time.time``) a timer also settles each request
-when it falls due, so the ledger moves without polling. With another clock (a ``FakeClock``),
-state moves on the next Batch API call after the clock is advanced.
+Time comes from ``settings.clock``. Each added request gets a processing time drawn uniformly
+between 0 and twice ``settings.batch_processing_seconds`` (ties broken at random), so results
+complete in a random order and every request is done within twice the mean. Work is done
+lazily: every Batch API call first settles what is due by the clock; with the real clock
+(``time.time``) a timer also settles each request when it falls due, so the ledger moves
+without polling. With another clock (a ``FakeClock``), state moves on the next Batch API call
+after the clock is advanced.
 
 A finished request is billed like a real-time call (moderated images too, failures not); its
 image URLs expire ``settings.batch_url_ttl`` seconds after it finished.
@@ -17,7 +18,6 @@ import asyncio
 import heapq
 import itertools
 import json
-import math
 import time
 import uuid
 from typing import Any
@@ -219,7 +219,7 @@ class BatchStore:
         now: float,
     ) -> None:
         mean = self._core.settings.batch_processing_seconds
-        due = now + (self._exponential(mean) if mean > 0 else 0.0)
+        due = now + 2.0 * mean * self._core.random()
         problem: Problem | None = None if failure is None else (CODE_INVALID, failure)
         batch.requests[request_id] = BatchRequest(request_id, kind, body, now, due, problem)
         batch.counts["pending"] += 1
@@ -274,9 +274,6 @@ class BatchStore:
         entry = (due, self._core.random(), next(self._seq), batch_id, request_id)
         heapq.heappush(self._queue, entry)
 
-    def _exponential(self, mean: float) -> float:
-        return -mean * math.log(1.0 - self._core.random())
-
     def _error_shape(self) -> str:
         shape = self._core.settings.batch_error_shape
         if shape == "mixed":
@@ -291,8 +288,10 @@ class BatchStore:
             return
         settings = self._core.settings
         lines = [line for line in stored.data.decode("utf-8", "replace").splitlines() if line]
-        if len(lines) > settings.batch_file_max_requests:
+        if not lines or len(lines) > settings.batch_file_max_requests:
             message = f"at most {settings.batch_file_max_requests} requests per file."
+            if not lines:
+                message = "the file has no requests."
             self._xai_cancel(batch, when, f"JSONL file validation failed: {message}")
             return
         items: list[tuple[str, str, dict[str, Any], str | None]] = []

@@ -2,8 +2,9 @@
 
 Batch API settings (all read when a batch request is added, processed or read):
 
-- ``batch_processing_seconds``: mean seconds a batch request takes once added (exponential, so
-  requests finish in a random order); 0 finishes each at once, still in shuffled order.
+- ``batch_processing_seconds``: mean seconds a batch request takes once added (uniform between
+  0 and twice this, so requests finish in a random order); 0 finishes each at once, still in
+  shuffled order.
 - ``batch_validation_seconds``: seconds before a file batch's JSONL is validated and its
   requests appear (until then ``num_requests`` is 0).
 - ``batch_failure_rate`` / ``batch_moderation_rate``: probability that a batch request fails
