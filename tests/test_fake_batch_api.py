@@ -943,7 +943,7 @@ async def test_pytest_fixture_serves_the_batch_api(
 async def test_reset_keeps_batches_and_clears_the_ledger(
     server: FakeXAIServer, session: Any, clock: FakeClock
 ) -> None:
-    """reset() empties the batch counters but batches already created stay readable."""
+    """reset() empties the counters, queues and limits; batches already created stay."""
     batch_id = (await create(session, server, clock))["batch_id"]
     await add(session, server, batch_id, gen("a"))
     server.enqueue_batch(Reply.error(500))
@@ -951,6 +951,8 @@ async def test_reset_keeps_batches_and_clears_the_ledger(
     assert server.ledger.batch_adds == 0
     assert not server.ledger.batch_request_adds
     assert (await get_batch(session, server, batch_id))["batch_id"] == batch_id
+    status, _, _ = await call(session, server, "POST", "/batches", {"name": "again"})
+    assert status == 200  # the creation limit's window was emptied too
 
 
 def test_fake_clock_moves_only_forward() -> None:

@@ -75,6 +75,11 @@ class BatchAPI:
         """Stop the real-clock timer."""
         self.store.stop()
 
+    def reset_limits(self) -> None:
+        """Forget the creations and add calls counted by the rolling limits."""
+        self._creates.clear()
+        self._adds.clear()
+
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the application."""
         one = "/v1/batches/{batch_id:[^/:]+}"

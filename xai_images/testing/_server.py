@@ -217,6 +217,7 @@ class FakeXAIServer(ServerCore):
         self.download_queue.clear()
         self.batch_queues.clear()
         self._window.clear()
+        self._batches.reset_limits()
         self.ledger.clear()
         self._rng = random.Random(self.settings.fault_seed)
         self._rng_seed = self.settings.fault_seed
