@@ -930,6 +930,8 @@ async def test_command_line_serves_and_stops_on_sigint(session: Any) -> None:
         "0",
         "--format",
         "jpeg",
+        "--batch-processing-seconds",
+        "0.5",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -944,6 +946,9 @@ async def test_command_line_serves_and_stops_on_sigint(session: Any) -> None:
         status, body = await download(session, url)
         assert status == 200
         assert body.startswith(b"\xff\xd8")
+        async with session.post(base_url + "/batches", json={"name": "n"}, headers=headers) as r:
+            assert r.status == 200
+            assert (await r.json())["batch_id"].startswith("batch_")
         proc.send_signal(signal.SIGINT)
         _, stderr = await asyncio.wait_for(proc.communicate(), 30)
         assert proc.returncode == 0

@@ -1,5 +1,8 @@
 """``python -m xai_images.testing``: run the fake xAI image API for benchmarks and demos.
 
+It serves the same ``FakeXAIServer`` as the pytest fixtures: the real-time image endpoints, the
+Batch and Files APIs (on the real clock) and the image host.
+
 Prints one line with the base URL, serves until Ctrl-C (SIGINT) or SIGTERM, then exits 0.
 """
 
@@ -12,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from ._imagegen import FORMATS
-from ._server import FakeXAIServer, _check_loopback
+from ._server import FakeXAIServer
+from ._settings import check_loopback
 
 __all__ = ["main"]
 
@@ -40,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
         help="probability of a random fault on each generation and each download",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    parser.add_argument(
+        "--batch-processing-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="mean processing time of one Batch API request",
+    )
+    parser.add_argument(
+        "--batch-failure-rate",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="probability that a Batch API request fails",
+    )
     return parser
 
 
@@ -56,6 +74,8 @@ async def _serve(args: argparse.Namespace) -> None:
         generation_fault_rate=args.fault_rate,
         download_fault_rate=args.fault_rate,
         fault_seed=args.seed,
+        batch_processing_seconds=args.batch_processing_seconds,
+        batch_failure_rate=args.batch_failure_rate,
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -72,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        _check_loopback(args.host)
+        check_loopback(args.host)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2
     try:

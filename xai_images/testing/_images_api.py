@@ -1,0 +1,143 @@
+"""``POST /v1/images/generations``, ``/v1/images/edits`` and the deferred poll route."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import attrs
+from aiohttp import web
+
+from ._core import ServerCore, send_json
+from ._settings import DEFAULT_MODEL, TICKS_PER_IMAGE, TICKS_PER_INPUT_IMAGE
+from ._validation import validate_body
+
+__all__ = ["ImageAPI", "deliverable", "ticks_for"]
+
+
+@attrs.define
+class _Deferred:
+    images: list[dict[str, Any]]
+    usage: dict[str, Any]
+    model: str
+    created: int
+    polls: int = 0
+    delivered: bool = False
+
+
+def deliverable(images: list[dict[str, Any]]) -> int:
+    """How many images carry a ``url`` or ``b64_json``."""
+    return sum(1 for i in images if i.get("url") or i.get("b64_json"))
+
+
+def ticks_for(body: dict[str, Any], *, edit: bool) -> int:
+    """What a generate or edit body costs, in USD ticks."""
+    n: int = body.get("n") or 1
+    inputs = (1 if body.get("image") is not None else len(body.get("images") or ())) if edit else 0
+    return TICKS_PER_IMAGE * n + TICKS_PER_INPUT_IMAGE * inputs
+
+
+class ImageAPI:
+    """The real-time image endpoints, answering from a ``ServerCore``."""
+
+    def __init__(self, core: ServerCore) -> None:
+        self._core = core
+        self._deferred: dict[str, _Deferred] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        """The routes to add to the application."""
+        return [
+            web.post("/v1/images/generations", self._generations),
+            web.post("/v1/images/edits", self._edits),
+            web.get("/v1/images/{request_id}", self._poll, allow_head=False),
+        ]
+
+    async def _generations(self, request: web.Request) -> web.StreamResponse:
+        return await self._create(request, edit=False)
+
+    async def _edits(self, request: web.Request) -> web.StreamResponse:
+        return await self._create(request, edit=True)
+
+    async def _create(self, request: web.Request, *, edit: bool) -> web.StreamResponse:
+        core = self._core
+        refusal = core.check_auth(request) or core.check_rate()
+        if refusal is not None:
+            return refusal
+        script = core.api_queue.popleft() if core.api_queue else None
+        # The body is read even for a scripted error, so the ledger shows what was sent.
+        parsed = await core.read_json(request)
+        if script is not None and script.kind == "error":
+            return core.scripted_error(script)
+        if isinstance(parsed, web.Response):
+            return parsed
+        body = parsed
+        problem = validate_body(body, edit=edit)
+        if problem is not None:
+            return core.error(*problem)
+        settings = core.settings
+        if settings.generation_fault_rate and core.random() < settings.generation_fault_rate:
+            if core.random() < 0.5:
+                return core.error(429, "Random fault: rate limited.")
+            return core.error(500, "Random fault: internal error.")
+        if settings.generation_latency > 0:
+            await asyncio.sleep(settings.generation_latency)
+
+        n: int = body.get("n") or 1
+        prompt: str = body["prompt"]
+        ticks = ticks_for(body, edit=edit)
+        core.bill(prompt, n, ticks)
+        usage = {"cost_in_usd_ticks": ticks}
+        model = body.get("model") or DEFAULT_MODEL
+
+        if script is not None and script.kind == "drop":
+            core.drop(request)
+        if script is not None and script.kind == "hang":
+            await asyncio.sleep(script.seconds or 0.0)
+
+        if body.get("deferred"):
+            request_id = str(uuid.uuid4())
+            self._deferred[request_id] = _Deferred(
+                images=core.make_images(prompt, n, "url"),
+                usage=usage,
+                model=model,
+                created=int(time.time()),
+            )
+            return web.json_response(
+                {"request_id": request_id}, headers={"x-request-id": str(uuid.uuid4())}
+            )
+
+        images = core.make_images(prompt, n, body.get("response_format") or "url")
+        core.ledger.images_delivered += deliverable(images)
+        answer = {"data": images, "usage": usage, "created": int(time.time()), "model": model}
+        return await send_json(request, answer)
+
+    async def _poll(self, request: web.Request) -> web.StreamResponse:
+        core = self._core
+        refusal = core.check_auth(request) or core.check_rate()
+        if refusal is not None:
+            return refusal
+        request_id = request.match_info["request_id"]
+        job = self._deferred.get(request_id)
+        if job is None:
+            return core.error(404, f"Deferred request {request_id!r} not found or expired.")
+        headers = {"x-request-id": str(uuid.uuid4())}
+        job.polls += 1
+        if job.polls <= core.settings.deferred_pending_polls:
+            return web.json_response({"status": "pending"}, status=202, headers=headers)
+        if core.settings.deferred_fail:
+            return web.json_response(
+                {"status": "failed", "error": "Image generation failed."}, headers=headers
+            )
+        if not job.delivered:
+            job.delivered = True
+            core.ledger.images_delivered += deliverable(job.images)
+        answer = {
+            "status": "done",
+            "data": job.images,
+            "usage": job.usage,
+            "created": job.created,
+            "model": job.model,
+        }
+        return web.json_response(answer, headers=headers)
