@@ -20,9 +20,11 @@ generate+save calls at once in the app with the bulk benchmark's shape (n=4, 500
 latency) and reports the loop lag of that start.
 
 ``--diagnose`` adds a stall sampler (a thread that records the loop thread's Python stack while
-the loop is late), garbage-collector pauses and ``asyncio`` debug mode's slow-callback log
-(callbacks over 5 ms); ``--profile DIR`` writes cProfile stats of the app process per run. Both
-perturb the timing: the figures in the table come from runs without them.
+the loop is late); ``--slow-callbacks`` turns on ``asyncio`` debug mode and collects its
+slow-callback log (callbacks over 5 ms; debug mode itself slows the app several-fold);
+garbage-collector pauses are always recorded; ``--profile DIR`` writes cProfile stats of the
+app process per run. These perturb the timing: the figures in the table come from runs without
+them.
 
 Usage::
 
@@ -44,12 +46,12 @@ import re
 import resource
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import traceback
 from array import array
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -125,7 +127,7 @@ class LagTicker:
 
 
 class StallSampler(threading.Thread):
-    """While the loop is late by more than 2 ms, records the loop thread's stack every 0.5 ms.
+    """While the loop is late by more than 2 ms, records the loop thread's stack every ~1 ms.
 
     A thread needs the GIL to look: during one long C call (``json.loads``, ``b64decode``) the
     sample is taken right after it returns, in the Python frame that made the call, which still
@@ -140,7 +142,7 @@ class StallSampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(0.0005):
+        while not self.stop.wait(0.001):
             beat = self.ticker.beat
             if time.perf_counter() - beat < 0.003:
                 continue
@@ -173,13 +175,17 @@ class StallSampler(threading.Thread):
 
 
 def _stack(frame: Any) -> tuple[str, ...]:
+    # A bare walk: traceback.extract_stack reads source lines and would hold the GIL itself.
     out = []
-    for fs in traceback.extract_stack(frame):
-        name = fs.filename
-        short = name.split("site-packages/")[-1].split("/lib/python3")[-1]
+    while frame is not None:
+        name = frame.f_code.co_filename
         if "xai_images/" in name:
             short = "xai_images/" + name.split("xai_images/")[-1]
-        out.append(f"{short}:{fs.lineno} {fs.name}")
+        else:
+            short = name.split("site-packages/")[-1].split("/lib/python3")[-1]
+        out.append(f"{short}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    out.reverse()
     return tuple(out)
 
 
@@ -380,6 +386,7 @@ class App:
         }
         if self.sampler is not None:
             out["stall_sources"] = self.sampler.report(self.ticker.stalls)
+        if self.args.slow_callbacks:
             out.update(self.slow.summary())
         return web.json_response(out)
 
@@ -403,12 +410,14 @@ def _cpu_s() -> float:
 async def serve_app(args: argparse.Namespace) -> None:
     app_state = App(args)
     loop = asyncio.get_running_loop()
-    if args.diagnose:
+    if args.slow_callbacks:
+        # Debug mode records where every future was created: it slows the app several-fold.
         loop.set_debug(True)
         loop.slow_callback_duration = 0.005
         asyncio_log = logging.getLogger("asyncio")
         asyncio_log.addHandler(app_state.slow)
         asyncio_log.propagate = False
+    if args.diagnose:
         app_state.sampler = StallSampler(app_state.ticker, threading.get_ident())
         app_state.sampler.start()
     gc.callbacks.append(app_state.gc)
@@ -516,6 +525,8 @@ def run(
         argv.append("--burst")
     if args.diagnose:
         argv.append("--diagnose")
+    if args.slow_callbacks:
+        argv.append("--slow-callbacks")
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         kind = "burst" if is_burst else "web"
@@ -532,6 +543,22 @@ def run(
         os.sync()  # the next run does not pay for this one's dirty pages
     result.update(mode=mode, handler=handler, kind="burst" if is_burst else "web")
     return result
+
+
+def repeat(
+    args: argparse.Namespace, server: FakeServer, mode: str, handler: str, *, is_burst: bool
+) -> dict[str, Any]:
+    """``--repeat`` runs of one row; every figure is the median over them (the machine is shared,
+    so one run's worst stall may be another process's time slice)."""
+    got = [run(args, server, mode, handler, is_burst=is_burst) for _ in range(args.repeat)]
+    for r in got:
+        print(f"# {r['kind']} {mode} {handler}: {json.dumps(r)[:300]}", file=sys.stderr)
+    row = dict(got[0])
+    for key, value in got[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            row[key] = statistics.median(r[key] for r in got)
+    row["runs"] = got
+    return row
 
 
 def table(runs: list[dict[str, Any]]) -> str:
@@ -568,11 +595,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--latency", type=float, default=0.2, help="fake generation latency (s)")
     p.add_argument("--image-bytes", type=int, default=100_000)
     p.add_argument("--n", type=int, default=1, help="images per request")
+    p.add_argument("--repeat", type=int, default=1, help="runs per row (figures: medians)")
     p.add_argument("--no-burst", action="store_true")
     p.add_argument("--burst-size", type=int, default=128)
     p.add_argument("--burst-n", type=int, default=4)
     p.add_argument("--burst-image-bytes", type=int, default=500_000)
-    p.add_argument("--diagnose", action="store_true", help="stall sampler, gc, slow callbacks")
+    p.add_argument("--diagnose", action="store_true", help="stall sampler: stacks during stalls")
+    p.add_argument(
+        "--slow-callbacks", action="store_true", help="asyncio debug mode's slow-callback log"
+    )
     p.add_argument("--profile", help="directory for cProfile stats (one file per run)")
     p.add_argument("--json", help="write every run's figures to this file")
     p.add_argument("--tmp-dir", help="where saved files go (deleted after each run)")
@@ -600,19 +631,18 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         with FakeServer(web_sc, "png") as server:
             for handler in handlers:
-                runs.append(run(args, server, mode, handler, is_burst=False))
-                print(f"# web {mode} {handler}: {json.dumps(runs[-1])[:200]}", file=sys.stderr)
+                runs.append(repeat(args, server, mode, handler, is_burst=False))
         if args.no_burst:
             continue
         with FakeServer(burst_sc, "png") as server:
             for handler in ("bare_save", "sdk_save"):
-                runs.append(run(args, server, mode, handler, is_burst=True))
-                print(f"# burst {mode} {handler}: {json.dumps(runs[-1])[:200]}", file=sys.stderr)
+                runs.append(repeat(args, server, mode, handler, is_burst=True))
     print(
         f"web: {args.requests} requests at concurrency {args.concurrency}, n={args.n}, "
         f"{args.image_bytes} B images, generation latency {args.latency * 1e3:.0f} ms; "
         f"burst: {args.burst_size} generate+save at once, n={args.burst_n}, "
-        f"{args.burst_image_bytes} B images, no latency. Times in ms; "
+        f"{args.burst_image_bytes} B images, no latency. Times in ms; medians of "
+        f"{args.repeat} run(s) per row; "
         f"{time.perf_counter() - started:.0f} s in all"
         f"{' (diagnose mode: timings perturbed)' if args.diagnose else ''}.\n"
     )
