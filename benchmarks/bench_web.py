@@ -383,6 +383,8 @@ class App:
             "total_p99_ms": _pct(self.totals, 0.99) * 1e3,
             "app_cpu_s": cpu,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            # What a full collection walks: its pause grows with this.
+            "gc_tracked_objects": len(gc.get_objects()),
         }
         if self.sampler is not None:
             out["stall_sources"] = self.sampler.report(self.ticker.stalls)
@@ -469,14 +471,25 @@ class AppProcess:
             self.proc.wait()
 
 
-async def load(url: str, requests: int, concurrency: int) -> dict[str, Any]:
-    """R requests at concurrency C (C workers), from this process; client-side figures."""
+async def load(url: str, requests: int, concurrency: int, warmup: bool) -> dict[str, Any]:
+    """R requests at concurrency C (C workers), from this process; client-side figures.
+
+    ``warmup``: first one wave of C requests, not measured, so that the app's connection pool
+    to the API is already open (a long-running worker's state) when measuring starts.
+    """
     latencies: list[float] = []
     errors = 0
     next_i = 0
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        if warmup:
+
+            async def one(i: int) -> None:
+                async with session.get(f"{url}/gen", params={"i": str(i)}) as r:
+                    await r.read()
+
+            await asyncio.gather(*(one(-1 - i) for i in range(concurrency)))
         await (await session.get(url + "/reset")).read()
 
         async def worker() -> None:
@@ -536,12 +549,13 @@ def run(
         if is_burst:
             result = asyncio.run(burst(app.url))
         else:
-            result = asyncio.run(load(app.url, args.requests, args.concurrency))
+            result = asyncio.run(load(app.url, args.requests, args.concurrency, args.warmup))
     finally:
         app.stop()
         shutil.rmtree(out, ignore_errors=True)
         os.sync()  # the next run does not pay for this one's dirty pages
-    result.update(mode=mode, handler=handler, kind="burst" if is_burst else "web")
+    kind = "burst" if is_burst else "web (warm pool)" if args.warmup else "web"
+    result.update(mode=mode, handler=handler, kind=kind)
     return result
 
 
@@ -596,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-bytes", type=int, default=100_000)
     p.add_argument("--n", type=int, default=1, help="images per request")
     p.add_argument("--repeat", type=int, default=1, help="runs per row (figures: medians)")
+    p.add_argument(
+        "--warmup", action="store_true", help="open the app's connections before measuring"
+    )
     p.add_argument("--no-burst", action="store_true")
     p.add_argument("--burst-size", type=int, default=128)
     p.add_argument("--burst-n", type=int, default=4)

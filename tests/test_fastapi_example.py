@@ -33,7 +33,8 @@ IMAGE_BYTES = 900_000
 
 def _load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("fastapi_service_app", APP_PATH)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     # pydantic resolves the models' postponed annotations through sys.modules.
     sys.modules[spec.name] = module
@@ -182,6 +183,5 @@ async def test_post_disconnect_leaves_no_partial_file(service: Service) -> None:
 
 async def test_healthz_counts_nothing_in_flight_when_idle(service: Service) -> None:
     """GET /healthz answers the number of calls in flight, 0 when idle."""
-    async with aiohttp.ClientSession() as http:
-        async with http.get(service.url + "/healthz") as resp:
-            assert await resp.json() == {"in_flight": 0}
+    async with aiohttp.ClientSession() as http, http.get(service.url + "/healthz") as resp:
+        assert await resp.json() == {"in_flight": 0}

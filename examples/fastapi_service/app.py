@@ -22,16 +22,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import xai_images
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
+import xai_images
+
 _T = TypeVar("_T")
 
 # Longest prompt the API takes (xai_images validates it too; here it becomes a 422 early).
-MAX_PROMPT = 8000
+MAX_PROMPT = 10_000
 
 
 @dataclass(frozen=True)
