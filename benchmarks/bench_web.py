@@ -206,18 +206,63 @@ def _sdk_frame(stack: tuple[str, ...]) -> str:
     return sdk[-1] if sdk else "(no SDK frame)"
 
 
+class IterationTimer:
+    """The loop thread's CPU time per event-loop iteration: a stall without the OS's share.
+
+    Wraps the loop's private ``_run_once`` (benchmark only): one iteration runs every callback
+    that was ready, so its CPU time is what the app's and the SDK's callbacks cost together.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, gc_watch: GCWatch) -> None:
+        self.cpu = array("d")
+        self.started = time.perf_counter()
+        # Iterations over 10 ms of CPU: (seconds since reset, CPU ms, of which GC ms).
+        self.long: list[tuple[float, float, float]] = []
+        inner = loop._run_once  # type: ignore[attr-defined]
+        cpu_clock = time.thread_time
+
+        def run_once() -> None:
+            c0 = cpu_clock()
+            gc0 = gc_watch.total
+            inner()
+            cpu = cpu_clock() - c0
+            self.cpu.append(cpu)
+            if cpu > 0.010:
+                at = time.perf_counter() - self.started
+                self.long.append(
+                    (round(at, 3), round(cpu * 1e3, 1), round(gc_watch.total - gc0, 1))
+                )
+
+        loop._run_once = run_once  # type: ignore[attr-defined]
+
+    def summary(self) -> dict[str, Any]:
+        ordered = sorted(self.cpu)
+        if not ordered:
+            return {}
+        return {
+            "iter_cpu_max_ms": ordered[-1] * 1e3,
+            "iter_cpu_p99_ms": ordered[int(0.99 * (len(ordered) - 1))] * 1e3,
+            "iters_over_10ms_cpu": sum(1 for c in ordered if c > 0.010),
+            "iterations": len(ordered),
+            "long_iterations": self.long[:20],
+        }
+
+
 class GCWatch:
     """Durations of garbage-collector passes (a full pass over many objects is a stall too)."""
 
     def __init__(self) -> None:
         self.pauses: list[tuple[int, float]] = []
+        self.total = 0.0  # milliseconds, ever
         self._t0 = 0.0
 
     def __call__(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._t0 = time.perf_counter()
         else:
-            self.pauses.append((info["generation"], time.perf_counter() - self._t0))
+            took = time.perf_counter() - self._t0
+            self.pauses.append((info["generation"], took))
+            self.total += took * 1e3
 
     def summary(self) -> dict[str, Any]:
         longest = max((p for _, p in self.pauses), default=0.0)
@@ -272,6 +317,7 @@ class App:
         self.calls: list[float] = []  # seconds in generate (or the bare POST + parse)
         self.totals: list[float] = []  # seconds in the whole job (with saving)
         self.sampler: StallSampler | None = None
+        self.iterations: IterationTimer | None = None
         self.slow = SlowCallbacks()
         self.profile: Any = None
         self.cpu0 = 0.0
@@ -355,6 +401,10 @@ class App:
         self.slow.seen.clear()
         if self.sampler is not None:
             self.sampler.samples.clear()
+        if self.iterations is not None:
+            self.iterations.cpu = array("d")
+            self.iterations.long = []
+            self.iterations.started = time.perf_counter()
         if self.args.profile:
             import cProfile
 
@@ -388,6 +438,8 @@ class App:
         }
         if self.sampler is not None:
             out["stall_sources"] = self.sampler.report(self.ticker.stalls)
+        if self.iterations is not None:
+            out.update(self.iterations.summary())
         if self.args.slow_callbacks:
             out.update(self.slow.summary())
         return web.json_response(out)
@@ -420,10 +472,16 @@ async def serve_app(args: argparse.Namespace) -> None:
         asyncio_log.addHandler(app_state.slow)
         asyncio_log.propagate = False
     if args.diagnose:
+        app_state.iterations = IterationTimer(loop, app_state.gc)
         app_state.sampler = StallSampler(app_state.ticker, threading.get_ident())
         app_state.sampler.start()
     gc.callbacks.append(app_state.gc)
     await app_state.open()
+    if args.gc_freeze:
+        # What an app can do after startup: the objects alive now (imports, the client) leave
+        # the collector's generations, so a full pass no longer walks them.
+        gc.collect()
+        gc.freeze()
     app = web.Application()
     app.router.add_get("/gen", app_state.handle)
     app.router.add_get("/reset", app_state.reset)
@@ -540,6 +598,8 @@ def run(
         argv.append("--diagnose")
     if args.slow_callbacks:
         argv.append("--slow-callbacks")
+    if args.gc_freeze:
+        argv.append("--gc-freeze")
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         kind = "burst" if is_burst else "web"
@@ -555,6 +615,8 @@ def run(
         shutil.rmtree(out, ignore_errors=True)
         os.sync()  # the next run does not pay for this one's dirty pages
     kind = "burst" if is_burst else "web (warm pool)" if args.warmup else "web"
+    if args.gc_freeze:
+        kind += " (gc.freeze)"
     result.update(mode=mode, handler=handler, kind=kind)
     return result
 
@@ -613,6 +675,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--warmup", action="store_true", help="open the app's connections before measuring"
     )
+    p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() in the app after startup")
     p.add_argument("--no-burst", action="store_true")
     p.add_argument("--burst-size", type=int, default=128)
     p.add_argument("--burst-n", type=int, default=4)
