@@ -78,7 +78,9 @@ async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncItera
         monkeypatch.setenv("XAI_BASE_URL", fake.base_url)
         example = _load_example()
         images_dir = tmp_path / "images"
-        app = example.create_app(example.Settings(images_dir=str(images_dir)))
+        # No gc.freeze(): it would freeze the whole test process.
+        settings = example.Settings(images_dir=str(images_dir), freeze_gc=False)
+        app = example.create_app(settings)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         server = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="on"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -42,6 +43,9 @@ class Settings:
     rate_limit: float | None = None
     shared_limit: str | None = None
     images_dir: str | None = None
+    # gc.freeze() after startup (see the lifespan); off only where the process is shared,
+    # such as a test run that serves the app in-process.
+    freeze_gc: bool = True
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -219,6 +223,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.client = client
             app.state.settings = config
             app.state.work = InFlight()
+            # Everything alive now (modules, the app, the client) lives as long as the worker:
+            # taken out of the collector's generations, a full collection no longer walks it.
+            # In benchmarks/bench_web.py this cut the worst event-loop stall from 22-34 ms of
+            # CPU (a full collection over ~48,000 objects) to 9-18 ms.
+            if config.freeze_gc:
+                gc.collect()
+                gc.freeze()
             yield
 
     app = FastAPI(title="images", lifespan=lifespan)
