@@ -8,7 +8,7 @@ import re
 import pytest
 
 from xai_images import InternalServerError, Progress, ProgressEvent
-from xai_images._progress import PlainRenderer, RichRenderer, make_renderer
+from xai_images._render import PlainRenderer, RichRenderer, make_renderer
 
 
 def sample_progress() -> Progress:

@@ -40,7 +40,8 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._inputs import FileId
+from ._hooks import DownloadRetry, Event, RateLimited, RequestSent, RetryScheduled
+from ._inputs import FileId, resolve_image, resolve_images
 from ._manifest import (
     FileRecord,
     ItemStatus,
@@ -49,13 +50,14 @@ from ._manifest import (
     PendingImage,
     load_manifest,
 )
-from ._models import GeneratedImage, ImagesResponse
-from ._progress import ClientSignal, EventKind, Progress, ProgressEvent, observing
+from ._models import GeneratedImage, ImagesResponse, parse_images_response
+from ._progress import EventKind, Progress, ProgressEvent
+from ._resume import ResumeOptions, decide_resume
 from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
-    from ._download import OnExists, SavedImage
+    from ._files import OnExists, SavedImage
 
 __all__ = [
     "BatchRun",
@@ -483,6 +485,7 @@ class _Item:
 
     id: str
     request: Request
+    run: BatchRun | None = attrs.field(default=None, eq=False, repr=False)
     prior: ManifestRecord | None = None
     download_only: bool = False
     attempts: int = 0
@@ -546,8 +549,10 @@ class BatchRun:
             Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
         )
         self._concurrency = concurrency
-        self._retry_failed = retry_failed
-        self._resend_unknown = resend_unknown
+        self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
+        # Images being saved, by identity, to the item they belong to: download retries name
+        # the image as their origin.
+        self._saving: dict[int, _Item] = {}
         self._on_event = on_event
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
@@ -636,6 +641,9 @@ class BatchRun:
         await writer.open()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
+        # The run hears of retries and 429s through the client's public event hooks; it tells
+        # its own items apart by the origin each event carries.
+        self._client.add_event_hook(self._on_client_event)
         producer = asyncio.ensure_future(self._produce(prior, writer, queue, tasks))
         try:
             while True:
@@ -653,6 +661,7 @@ class BatchRun:
                 await asyncio.gather(*pending, return_exceptions=True)
             if not producer.cancelled() and producer.done():
                 producer.exception()  # retrieved; raised above through _Failure when relevant
+            self._client.remove_event_hook(self._on_client_event)
             await writer.aclose()
             self.progress.finish()
             self._emit("finished", None)
@@ -757,7 +766,7 @@ class BatchRun:
             repeats[base] = count
             item_id = base if count == 1 else f"{base}-{count}"
         ids.add(item_id)
-        item = _Item(item_id, job)
+        item = _Item(item_id, job, self)
         earlier = prior.get(item_id)
         if earlier is not None and earlier.request == job.to_json():
             decision = self._resume_decision(item, earlier)
@@ -770,54 +779,24 @@ class BatchRun:
 
     def _resume_decision(self, item: _Item, earlier: ManifestRecord) -> Outcome | None:
         """``None`` to run the item; else the outcome of skipping it."""
+        intact = earlier.status == "ok" and earlier.files_intact(
+            self.output_dir, check_sha256=self._verify
+        )
+        decision = decide_resume(earlier, self._resume, files_intact=intact)
+        if decision.action == "download":
+            item.prior = earlier
+            item.download_only = True
+            return None
+        if decision.action == "run":
+            if earlier.status == "ok":
+                logger.info(
+                    "%s: recorded ok but its files are missing or changed; running it", item.id
+                )
+            return None
         request = item.request
-
-        def skip(error: BaseException | None = None) -> Outcome:
-            files = tuple(self.output_dir / f.path for f in earlier.files)
-            status: Any = earlier.status
-            return Outcome(item.id, status, request, files, error, True, request.line, earlier)
-
-        status = earlier.status
-        if status == "ok":
-            if earlier.files_intact(self.output_dir, check_sha256=self._verify):
-                return skip()
-            logger.info("%s: recorded ok but its files are missing or changed; running it", item.id)
-            return None
-        if status == "unknown":
-            if self._resend_unknown:
-                return None
-            return skip(
-                OutcomeUnknownError(
-                    f"{earlier.error or 'the answer was lost'} (not resent: it may have been "
-                    "billed; pass resend_unknown=True / --resend-unknown to send it again)",
-                    reason="earlier",
-                )
-            )
-        if not self._retry_failed:
-            return skip(
-                XAIImagesError(
-                    f"{status} in an earlier run: {earlier.error or ''} "
-                    "(retry with retry_failed=True / --retry-failed)"
-                )
-            )
-        if status == "blocked":
-            # Moderation withheld every image: there is nothing to download, and running it
-            # again means generating (and maybe paying) again, which retry_failed asks for.
-            return None
-        if earlier.billed:
-            if any(p.url for p in earlier.pending):
-                item.prior = earlier
-                item.download_only = True
-                return None
-            if not self._resend_unknown:
-                return skip(
-                    XAIImagesError(
-                        "its images were generated (and billed) in an earlier run but could not be "
-                        "saved and cannot be fetched again; pass resend_unknown=True / "
-                        "--resend-unknown to generate (and pay) again"
-                    )
-                )
-        return None
+        files = tuple(self.output_dir / f.path for f in earlier.files)
+        status: Any = earlier.status
+        return Outcome(item.id, status, request, files, decision.error, True, request.line, earlier)
 
     async def _run_item(
         self,
@@ -827,7 +806,6 @@ class BatchRun:
         request_slots: asyncio.Semaphore,
         item_slots: asyncio.Semaphore,
     ) -> None:
-        observing(lambda signal, delay, error: self._observe(item, signal, delay, error))
         record: ManifestRecord | None = None
         try:
             try:
@@ -848,34 +826,45 @@ class BatchRun:
         self._count(outcome)
         queue.put_nowait(outcome)
 
-    def _observe(
-        self, item: _Item, signal: ClientSignal, delay: float | None, error: BaseException | None
-    ) -> None:
+    def _on_client_event(self, event: Event) -> None:
+        """Count the retries and 429s of this run's items (other callers' events are ignored)."""
+        if isinstance(event, DownloadRetry):
+            saving = self._saving.get(id(event.origin))
+            if saving is not None:
+                self.progress.retries += 1
+                self._emit(
+                    "retrying",
+                    saving.id,
+                    delay=event.delay,
+                    error=event.error,
+                    line=saving.request.line,
+                )
+            return
+        item = event.origin
+        if not isinstance(item, _Item) or item.run is not self:
+            return
         p = self.progress
-        if signal == "attempt":
+        if isinstance(event, RequestSent):
             item.attempts += 1
             if item.attempts - 1 > item.retry_notes:
                 p.retries += 1
                 self._emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
-        elif signal == "retry":
+        elif isinstance(event, RetryScheduled):
             item.retry_notes += 1
-            # 429s are counted by their own "rate_limited" signal, sent for every 429.
+            # 429s are counted by their own RateLimited event, sent for every 429.
             if item.retry_notes > item.attempts - 1:
                 p.retries += 1
                 self._emit(
                     "retrying",
                     item.id,
                     attempt=item.attempts,
-                    delay=delay,
-                    error=error,
+                    delay=event.delay,
+                    error=event.error,
                     line=item.request.line,
                 )
-        elif signal == "rate_limited":
+        elif isinstance(event, RateLimited):
             p.rate_limited += 1
-            self._emit("rate_limited", item.id, delay=delay, line=item.request.line)
-        elif signal == "download_retry":
-            p.retries += 1
-            self._emit("retrying", item.id, delay=delay, error=error, line=item.request.line)
+            self._emit("rate_limited", item.id, delay=event.retry_after, line=item.request.line)
 
     def _count(self, outcome: Outcome) -> None:
         p = self.progress
@@ -918,7 +907,7 @@ class BatchRun:
             self._emit("started", item.id, line=item.request.line)
             item.sent = True
             try:
-                response = await self._send(item.request)
+                response = await self._send(item)
             except OutcomeUnknownError as exc:
                 return self._finish(item, "unknown", error=exc)
             except (APIError, ValidationError, XAIImagesError) as exc:
@@ -939,7 +928,7 @@ class BatchRun:
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
             return self._finish(item, "blocked", error=blocked, billed=bool(ticks))
-        saved, pending, errors = await self._save_images(item.id, images)
+        saved, pending, errors = await self._save_images(item, images)
         note = None
         if response.blocked_count:
             note = f"{response.blocked_count} image(s) withheld by moderation"
@@ -949,49 +938,52 @@ class BatchRun:
             )
         return self._finish(item, "ok", files=saved, billed=True, note=note)
 
-    async def _send(self, request: Request) -> ImagesResponse:
-        images = self._client.images
+    async def _send(self, item: _Item) -> ImagesResponse:
+        """Send the item's request once (with the client's retries), naming the item as origin."""
+        request = item.request
+        options = request.options()
         if isinstance(request, EditRequest):
+            path = "/images/edits"
             inputs = request.resolved_inputs()
-            response = await images.edit(
-                request.prompt,
-                image=inputs.get("image"),
-                images=inputs.get("images"),
-                model=request.model,
-                n=request.n,
-                quality=request.quality,
-                response_format=request.response_format,
-                aspect_ratio=request.aspect_ratio,
-                resolution=request.resolution,
-                user=request.user,
-                extra_body=request.extra_body,
-            )
+            if "images" in inputs:
+                resolved = await resolve_images(list(inputs["images"]))
+                body = edit_body(request.prompt, images=resolved, **options)
+            else:
+                body = edit_body(
+                    request.prompt, image=await resolve_image(inputs["image"]), **options
+                )
         else:
-            response = await images.generate(
-                request.prompt,
-                model=request.model,
-                n=request.n,
-                quality=request.quality,
-                response_format=request.response_format,
-                aspect_ratio=request.aspect_ratio,
-                resolution=request.resolution,
-                user=request.user,
-                extra_body=request.extra_body,
-            )
-        if not isinstance(response, ImagesResponse):  # deferred is never asked for
-            raise TypeError(f"expected ImagesResponse, got {type(response).__name__}")
-        return response
+            path = "/images/generations"
+            body = generate_body(request.prompt, **options)
+        client = self._client
+        answer = await client._request("POST", path, body=body, origin=item)
+        return parse_images_response(
+            answer.body,
+            answer.payloads,
+            request_id=answer.request_id,
+            requested=request.n if request.n is not None else 1,
+            client=client,
+            where=f"POST {path}",
+        )
 
     async def _save_images(
-        self, item_id: str, images: Sequence[GeneratedImage]
+        self, item: _Item, images: Sequence[GeneratedImage]
     ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
-        results = await asyncio.gather(
-            *(
-                image.save(self.output_dir / f"{item_id}-{image.index}", on_exists=self._on_exists)
-                for image in images
-            ),
-            return_exceptions=True,
-        )
+        for image in images:
+            self._saving[id(image)] = item
+        try:
+            results = await asyncio.gather(
+                *(
+                    image.save(
+                        self.output_dir / f"{item.id}-{image.index}", on_exists=self._on_exists
+                    )
+                    for image in images
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            for image in images:
+                self._saving.pop(id(image), None)
         saved: list[SavedImage] = []
         pending: list[PendingImage] = []
         errors: list[BaseException] = []
@@ -1020,15 +1012,15 @@ class BatchRun:
                 revised_prompt=p.revised_prompt,
                 index=p.index,
                 request_id=prior.request_id,
-                client=self._client,
+                transfers=self._client._transfers,
             )
             for p in prior.pending
             if p.url
         ]
-        saved, pending, errors = await self._save_images(item.id, images)
+        saved, pending, errors = await self._save_images(item, images)
         kept = [f for f in prior.files if (self.output_dir / f.path).is_file()]
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
-            if self._resend_unknown:
+            if self._resume.resend_unknown:
                 item.download_only = False
                 return None
             pending = []  # expired for good: a later retry must not try them again
