@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path, PurePath
 from types import TracebackType
@@ -40,7 +39,6 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._hooks import DownloadRetry, Event, RateLimited, RequestSent, RetryScheduled
 from ._inputs import FileId, resolve_image, resolve_images
 from ._manifest import (
     FileRecord,
@@ -51,8 +49,10 @@ from ._manifest import (
     load_manifest,
 )
 from ._models import GeneratedImage, ImagesResponse, parse_images_response
-from ._progress import EventKind, Progress, ProgressEvent
+from ._progress import ProgressEvent
+from ._records import interrupted_record, item_record
 from ._resume import ResumeOptions, decide_resume
+from ._tally import Item, Tally
 from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
@@ -479,21 +479,6 @@ def load_jobs(
 # -- the engine -----------------------------------------------------------------------------------
 
 
-@attrs.define
-class _Item:
-    """Mutable state of one item while it runs."""
-
-    id: str
-    request: Request
-    run: BatchRun | None = attrs.field(default=None, eq=False, repr=False)
-    prior: ManifestRecord | None = None
-    download_only: bool = False
-    attempts: int = 0
-    retry_notes: int = 0
-    sent: bool = False
-    response: ImagesResponse | None = None
-
-
 class _NotStarted(Exception):
     """The run was stopped while the item waited for a request slot."""
 
@@ -550,17 +535,13 @@ class BatchRun:
         )
         self._concurrency = concurrency
         self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
-        # Images being saved, by identity, to the item they belong to: download retries name
-        # the image as their origin.
-        self._saving: dict[int, _Item] = {}
-        self._on_event = on_event
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
-        self.progress = Progress()
+        self._tally = Tally(on_event)
+        self.progress = self._tally.progress
         self._stop = asyncio.Event()
         self._agen: AsyncIterator[Outcome] | None = None
         self._closed = False
-        self._event_error_logged = False
 
     def __repr__(self) -> str:
         return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
@@ -623,17 +604,6 @@ class BatchRun:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
-        except Exception:
-            # A broken progress callback must not fail the items (they may be paid for).
-            if not self._event_error_logged:
-                self._event_error_logged = True
-                logger.exception("xai-images batch: the on_event callback raised; ignoring")
-
     async def _run(self) -> AsyncIterator[Outcome]:
         prior = await asyncio.to_thread(load_manifest, self.manifest_path)
         await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
@@ -643,7 +613,7 @@ class BatchRun:
         tasks: set[asyncio.Task[None]] = set()
         # The run hears of retries and 429s through the client's public event hooks; it tells
         # its own items apart by the origin each event carries.
-        self._client.add_event_hook(self._on_client_event)
+        self._client.add_event_hook(self._tally.on_client_event)
         producer = asyncio.ensure_future(self._produce(prior, writer, queue, tasks))
         try:
             while True:
@@ -661,10 +631,10 @@ class BatchRun:
                 await asyncio.gather(*pending, return_exceptions=True)
             if not producer.cancelled() and producer.done():
                 producer.exception()  # retrieved; raised above through _Failure when relevant
-            self._client.remove_event_hook(self._on_client_event)
+            self._client.remove_event_hook(self._tally.on_client_event)
             await writer.aclose()
             self.progress.finish()
-            self._emit("finished", None)
+            self._tally.emit("finished", None)
 
     async def _iterate(self) -> AsyncIterator[Job]:
         source = self._requests
@@ -698,7 +668,7 @@ class BatchRun:
                 if isinstance(item, Outcome):
                     if not item.skipped:
                         self.progress.failed += 1
-                        self._emit(
+                        self._tally.emit(
                             "failed", item.id, status="failed", error=item.error, line=item.line
                         )
                     queue.put_nowait(item)
@@ -732,7 +702,7 @@ class BatchRun:
         ids: set[str],
         repeats: dict[str, int],
         prior: dict[str, ManifestRecord],
-    ) -> _Item | Outcome:
+    ) -> Item | Outcome:
         """Validate and name a job, and decide from the manifest whether it runs."""
         job: Request | InvalidJob
         if isinstance(source_job, Mapping):
@@ -766,18 +736,18 @@ class BatchRun:
             repeats[base] = count
             item_id = base if count == 1 else f"{base}-{count}"
         ids.add(item_id)
-        item = _Item(item_id, job, self)
+        item = Item(item_id, job, self._tally)
         earlier = prior.get(item_id)
         if earlier is not None and earlier.request == job.to_json():
             decision = self._resume_decision(item, earlier)
             if decision is not None:
                 self.progress.skipped += 1
-                self._emit("skipped", item_id, status=decision.status, line=job.line)
+                self._tally.emit("skipped", item_id, status=decision.status, line=job.line)
                 return decision
-        self._emit("queued", item_id, line=job.line)
+        self._tally.emit("queued", item_id, line=job.line)
         return item
 
-    def _resume_decision(self, item: _Item, earlier: ManifestRecord) -> Outcome | None:
+    def _resume_decision(self, item: Item, earlier: ManifestRecord) -> Outcome | None:
         """``None`` to run the item; else the outcome of skipping it."""
         intact = earlier.status == "ok" and earlier.files_intact(
             self.output_dir, check_sha256=self._verify
@@ -800,7 +770,7 @@ class BatchRun:
 
     async def _run_item(
         self,
-        item: _Item,
+        item: Item,
         writer: ManifestWriter,
         queue: asyncio.Queue[Any],
         request_slots: asyncio.Semaphore,
@@ -813,7 +783,7 @@ class BatchRun:
             except _NotStarted:
                 return
             except asyncio.CancelledError:
-                record = self._interrupted_record(item)
+                record = interrupted_record(item, self.output_dir)
                 if record is not None:
                     await asyncio.shield(writer.write(record))
                 raise
@@ -823,75 +793,11 @@ class BatchRun:
             await writer.write(record)
         finally:
             item_slots.release()
-        self._count(outcome)
+        self._tally.count(outcome)
         queue.put_nowait(outcome)
 
-    def _on_client_event(self, event: Event) -> None:
-        """Count the retries and 429s of this run's items (other callers' events are ignored)."""
-        if isinstance(event, DownloadRetry):
-            saving = self._saving.get(id(event.origin))
-            if saving is not None:
-                self.progress.retries += 1
-                self._emit(
-                    "retrying",
-                    saving.id,
-                    delay=event.delay,
-                    error=event.error,
-                    line=saving.request.line,
-                )
-            return
-        item = event.origin
-        if not isinstance(item, _Item) or item.run is not self:
-            return
-        p = self.progress
-        if isinstance(event, RequestSent):
-            item.attempts += 1
-            if item.attempts - 1 > item.retry_notes:
-                p.retries += 1
-                self._emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
-        elif isinstance(event, RetryScheduled):
-            item.retry_notes += 1
-            # 429s are counted by their own RateLimited event, sent for every 429.
-            if item.retry_notes > item.attempts - 1:
-                p.retries += 1
-                self._emit(
-                    "retrying",
-                    item.id,
-                    attempt=item.attempts,
-                    delay=event.delay,
-                    error=event.error,
-                    line=item.request.line,
-                )
-        elif isinstance(event, RateLimited):
-            p.rate_limited += 1
-            self._emit("rate_limited", item.id, delay=event.retry_after, line=item.request.line)
-
-    def _count(self, outcome: Outcome) -> None:
-        p = self.progress
-        if outcome.status == "ok":
-            p.ok += 1
-        elif outcome.status == "blocked":
-            p.blocked += 1
-        elif outcome.status == "unknown":
-            p.unknown += 1
-        else:
-            p.failed += 1
-        if outcome.status == "ok":
-            record = outcome.record
-            self._emit(
-                "saved",
-                outcome.id,
-                images=len(outcome.files),
-                bytes=sum(f.bytes for f in record.files) if record else 0,
-                line=outcome.line,
-            )
-        else:
-            self._emit(
-                "failed", outcome.id, status=outcome.status, error=outcome.error, line=outcome.line
-            )
-
     async def _process(
-        self, item: _Item, request_slots: asyncio.Semaphore
+        self, item: Item, request_slots: asyncio.Semaphore
     ) -> tuple[ManifestRecord, Outcome]:
         if item.download_only:
             assert item.prior is not None
@@ -904,7 +810,7 @@ class BatchRun:
                 # Stopped while waiting for a request slot: not started, so not recorded.
                 raise _NotStarted
             self.progress.started += 1
-            self._emit("started", item.id, line=item.request.line)
+            self._tally.emit("started", item.id, line=item.request.line)
             item.sent = True
             try:
                 response = await self._send(item)
@@ -922,7 +828,7 @@ class BatchRun:
         ticks = response.usage.cost_in_usd_ticks if response.usage else None
         self.progress.cost_in_usd_ticks += ticks or 0
         images = response.images
-        self._emit("generated", item.id, images=len(images), line=item.request.line)
+        self._tally.emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:
             blocked = ImageBlockedError(
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
@@ -938,7 +844,7 @@ class BatchRun:
             )
         return self._finish(item, "ok", files=saved, billed=True, note=note)
 
-    async def _send(self, item: _Item) -> ImagesResponse:
+    async def _send(self, item: Item) -> ImagesResponse:
         """Send the item's request once (with the client's retries), naming the item as origin."""
         request = item.request
         options = request.options()
@@ -967,10 +873,10 @@ class BatchRun:
         )
 
     async def _save_images(
-        self, item: _Item, images: Sequence[GeneratedImage]
+        self, item: Item, images: Sequence[GeneratedImage]
     ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
         for image in images:
-            self._saving[id(image)] = item
+            self._tally.saving[id(image)] = item
         try:
             results = await asyncio.gather(
                 *(
@@ -983,7 +889,7 @@ class BatchRun:
             )
         finally:
             for image in images:
-                self._saving.pop(id(image), None)
+                self._tally.saving.pop(id(image), None)
         saved: list[SavedImage] = []
         pending: list[PendingImage] = []
         errors: list[BaseException] = []
@@ -1001,11 +907,11 @@ class BatchRun:
         self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
         return saved, pending, errors
 
-    async def _download_pending(self, item: _Item) -> tuple[ManifestRecord, Outcome] | None:
+    async def _download_pending(self, item: Item) -> tuple[ManifestRecord, Outcome] | None:
         """Fetch the images of an earlier billed item again; ``None`` to generate afresh."""
         prior = item.prior
         assert prior is not None
-        self._emit("started", item.id, line=item.request.line)
+        self._tally.emit("started", item.id, line=item.request.line)
         images = [
             GeneratedImage(
                 url=p.url,
@@ -1038,7 +944,7 @@ class BatchRun:
 
     def _finish(
         self,
-        item: _Item,
+        item: Item,
         status: ItemStatus,
         *,
         error: BaseException | None = None,
@@ -1048,88 +954,29 @@ class BatchRun:
         note: str | None = None,
         keep: Sequence[FileRecord] = (),
     ) -> tuple[ManifestRecord, Outcome]:
-        request = item.request
-        response = item.response
-        prior = item.prior if item.download_only else None
-        revised = {}
-        if response is not None:
-            revised = {img.index: img.revised_prompt for img in response.images}
-        elif prior is not None:
-            revised = {p.index: p.revised_prompt for p in prior.pending}
-        records = list(keep) + [
-            FileRecord(
-                path=_relative(s.path, self.output_dir),
-                bytes=s.bytes,
-                sha256=s.sha256,
-                mime_type=s.mime_type,
-                revised_prompt=revised.get(s.index),
-            )
-            for s in files
-        ]
-        if prior is not None:
-            cost = prior.cost_in_usd_ticks
-            request_id = prior.request_id
-            attempts = prior.attempts
-            model = prior.model
-        else:
-            cost = response.usage.cost_in_usd_ticks if response and response.usage else None
-            request_id = response.request_id if response else getattr(error, "request_id", None)
-            attempts = max(item.attempts, item.retry_notes + 1) if item.sent else 0
-            model = (response.model if response else None) or request.model
-        message = None
-        if error is not None:
-            message = str(error)
-        elif note is not None:
-            message = note
-        record = ManifestRecord(
-            id=item.id,
-            kind=request.kind,
-            request=request.to_json(),
-            status=status,
-            files=tuple(records),
-            request_id=request_id,
-            attempts=attempts,
-            cost_in_usd_ticks=cost,
-            error=message,
-            error_type=type(error).__name__ if error is not None else None,
-            billed=billed or (prior is not None and prior.billed),
-            pending=tuple(pending),
-            line=request.line,
-            model=model,
-            finished_at=time.time(),
+        record = item_record(
+            item,
+            status,
+            self.output_dir,
+            error=error,
+            files=files,
+            pending=pending,
+            billed=billed,
+            note=note,
+            keep=keep,
         )
+        request = item.request
         outcome = Outcome(
             item.id,
             status,
             request,
-            tuple(self.output_dir / f.path for f in records),
+            tuple(self.output_dir / f.path for f in record.files),
             error,
             False,
             request.line,
             record,
         )
         return record, outcome
-
-    def _interrupted_record(self, item: _Item) -> ManifestRecord | None:
-        """What to record for an item cancelled mid-way, so a resume never pays twice."""
-        if item.response is not None:
-            pending = [PendingImage(i.index, i.url, i.revised_prompt) for i in item.response.images]
-            error = XAIImagesError("interrupted while saving; retry downloads the images")
-            return self._finish(item, "failed", error=error, pending=pending, billed=True)[0]
-        if item.sent and not item.download_only:
-            error = OutcomeUnknownError(
-                "interrupted after the request was sent: it may have been billed",
-                reason="cancelled",
-            )
-            return self._finish(item, "unknown", error=error)[0]
-        return None
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 # The engine behind ``AsyncClient.batch`` (which documents every argument):
