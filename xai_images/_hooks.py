@@ -185,7 +185,10 @@ class Hooks:
             ValueError: ``hook`` was not added.
         """
         hooks = list(self._hooks)
-        hooks.remove(hook)
+        try:
+            hooks.remove(hook)
+        except ValueError:
+            raise ValueError(f"{hook!r} is not an event hook of this client") from None
         self._hooks = tuple(hooks)
 
     def emit(self, event: Event) -> None:

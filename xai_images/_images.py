@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, overload
 from urllib.parse import quote
 
+from ._config import Timeout
 from ._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
 from ._inputs import ImageInput, resolve_image, resolve_images
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
@@ -36,7 +37,7 @@ from ._retry import sleep
 from ._validation import PENDING_INPUT, check_edit_inputs, edit_body, generate_body
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, Timeout
+    from ._client import AsyncClient
 
 __all__ = ["Images"]
 
@@ -65,9 +66,6 @@ def _check_call_options(timeout: object, max_retries: object) -> None:
     Raises:
         ValidationError: either is of the wrong type or out of range.
     """
-    # Imported here: _client imports this module.
-    from ._client import Timeout
-
     if timeout is not None and not isinstance(timeout, Timeout) and not _finite_positive(timeout):
         raise ValidationError("timeout", timeout, "a positive number of seconds, a Timeout or None")
     if max_retries is not None and (
