@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from ._config import int_at_least
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -521,7 +522,7 @@ class BatchRun:
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        if not int_at_least(concurrency, 1):
             raise ValidationError("concurrency", concurrency, "an int >= 1")
         if on_exists not in ("fail", "overwrite", "skip"):
             raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
