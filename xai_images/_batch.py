@@ -869,7 +869,7 @@ class BatchRun:
             answer.payloads,
             request_id=answer.request_id,
             requested=request.n if request.n is not None else 1,
-            client=client,
+            transfers=client._transfers,
             where=f"POST {path}",
         )
 
