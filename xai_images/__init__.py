@@ -30,6 +30,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     SaveError,
+    SharedLimitError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
     ValidationError,
@@ -49,6 +50,7 @@ from ._models import (
 from ._progress import Progress, ProgressEvent
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy
+from ._shared_limit import SharedRateLimiter
 
 __version__ = "0.1.0"
 
@@ -97,6 +99,8 @@ __all__ = [
     "RetryPolicy",
     "SaveError",
     "SavedImage",
+    "SharedLimitError",
+    "SharedRateLimiter",
     "Timeout",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",

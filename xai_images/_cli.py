@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--max-retries", type=int, default=None, help="retries per API request (default 2)"
     )
+    group.add_argument(
+        "--shared-limit",
+        metavar="URL",
+        help="share the --rps budget with every process on this API key through Redis "
+        "(redis://HOST:PORT/DB; needs xai-images[shared])",
+    )
 
     display = argparse.ArgumentParser(add_help=False)
     display.add_argument(
@@ -91,11 +97,23 @@ def _parser() -> argparse.ArgumentParser:
         "generate", parents=[connection, image_options], help="generate images from a prompt"
     )
     gen.add_argument("prompt")
+    gen.add_argument(
+        "--rps",
+        type=_positive_float,
+        default=None,
+        help="requests per second (5 with --shared-limit)",
+    )
 
     edit = sub.add_parser(
         "edit", parents=[connection, image_options], help="edit or combine images"
     )
     edit.add_argument("prompt")
+    edit.add_argument(
+        "--rps",
+        type=_positive_float,
+        default=None,
+        help="requests per second (5 with --shared-limit)",
+    )
     edit.add_argument(
         "--image",
         action="append",
@@ -161,6 +179,8 @@ def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["base_url"] = base_url
     if args.max_retries is not None:
         kwargs["max_retries"] = args.max_retries
+    if args.shared_limit:
+        kwargs["shared_limit"] = args.shared_limit
     return kwargs
 
 
@@ -204,7 +224,8 @@ async def _single(args: argparse.Namespace) -> int:
         "aspect_ratio": args.aspect_ratio,
         "resolution": args.resolution,
     }
-    async with AsyncClient(**client_kwargs) as client:
+    rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
+    async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         if args.command == "edit":
             images = args.image
