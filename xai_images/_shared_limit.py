@@ -14,6 +14,7 @@ every process on one key meets there without configuration, and the key itself n
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import logging
 import random
@@ -42,6 +43,8 @@ _HORIZON = 0.5
 _PENALTY_COOLDOWN = 1.0
 # The record lives this long after its last use (then the next start pays the quiet start again).
 _TTL_SECONDS = 600
+# Answers whose timing maps the server clock onto the local one.
+_OFFSET_SAMPLES = 64
 # Reconnection backoff while Redis is unreachable during a run.
 _RECONNECT_FIRST = 0.1
 _RECONNECT_MAX = 2.0
@@ -49,8 +52,8 @@ _RECONNECT_MAX = 2.0
 # KEYS[1]: the budget record (a hash). ARGV: rate, margin, backoff, min_fraction, recovery (per s,
 # as a fraction of rate), horizon_us, cooldown_us, ttl_ms, reserve (0/1), penalize (0/1),
 # retry_after_us. Times are integer microseconds of the server clock. Returns
-# {granted (0/1), wait_us, current_rate * 1000}: when granted, wait_us is the delay to the slot;
-# otherwise it is when to ask again.
+# {granted (0/1), wait_us, current_rate * 1000, now_us}: when granted, wait_us is the delay to the
+# slot; otherwise it is when to ask again.
 _SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -110,7 +113,7 @@ redis.call('HSET', KEYS[1], 'next', string.format('%.0f', next_slot), 'prate', t
   'pat', string.format('%.0f', pat), 'pause', string.format('%.0f', pause))
 local live = math.max(next_slot, pause) - now
 redis.call('PEXPIRE', KEYS[1], ttl + math.max(0, math.floor(live / 1000)))
-return {granted, math.floor(wait), math.floor(rate_at(now) * 1000)}
+return {granted, math.floor(wait), math.floor(rate_at(now) * 1000), now}
 """
 
 
@@ -128,6 +131,13 @@ def redact_url(url: str) -> str:
     if parsed.password is not None:
         parsed = parsed.with_password("***")
     return str(parsed)
+
+
+def _scheme(url: str) -> str | None:
+    try:
+        return URL(url).scheme
+    except (TypeError, ValueError):
+        return None
 
 
 class SharedRateLimiter:
@@ -165,7 +175,7 @@ class SharedRateLimiter:
         margin: float = 0.03,
         backoff: float = 0.5,
         min_fraction: float = 0.1,
-        recovery: float = 0.1,
+        recovery: float = 0.25,
     ) -> None:
         if not rate > 0:
             raise ConfigurationError(f"rate must be positive, got {rate!r}")
@@ -177,7 +187,7 @@ class SharedRateLimiter:
             raise ConfigurationError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
         if not recovery > 0:
             raise ConfigurationError(f"recovery must be positive, got {recovery!r}")
-        if not isinstance(url, str) or URL(url).scheme not in ("redis", "rediss", "unix"):
+        if not isinstance(url, str) or _scheme(url) not in ("redis", "rediss", "unix"):
             raise ConfigurationError(
                 "shared_limit must be a Redis URL such as redis://127.0.0.1:6379/0, got "
                 + (repr(redact_url(url)) if isinstance(url, str) else type(url).__name__)
@@ -194,6 +204,9 @@ class SharedRateLimiter:
         self._key = budget_key(api_key)
         self._rate = float(rate)
         self._margin = margin
+        # Evenly spaced at rate * (1 - margin), a 1 s window has about `margin` seconds to spare;
+        # half of it may be spent starting late, the rest is left to the send path.
+        self._late_tolerance = margin / 2
         self._args = (
             repr(self._rate),
             repr(margin),
@@ -219,6 +232,8 @@ class SharedRateLimiter:
         self._lock = asyncio.Lock()
         # No local start before this (monotonic), from a Retry-After seen by this process.
         self._paused_until = -float("inf")
+        self._offsets: collections.deque[float] = collections.deque(maxlen=_OFFSET_SAMPLES)
+        self._late = 0
         self._outage = False
 
     def __repr__(self) -> str:
@@ -283,10 +298,14 @@ class SharedRateLimiter:
         await self._redis.aclose()
 
     async def _call(self, *, reserve: bool) -> tuple[bool, float]:
-        """Run the script once (with any owed 429 report); returns (granted, wait seconds)."""
+        """Run the script once (with any owed 429 report).
+
+        Returns (granted, at): when granted, the slot as a local ``time.time()``; otherwise the
+        local time to ask again.
+        """
         owed, self._owed = self._owed, None
         try:
-            granted, wait_us, rate_milli = await self._script(
+            granted, wait_us, rate_milli, server_now = await self._script(
                 keys=[self._key],
                 args=[
                     *self._args,
@@ -302,8 +321,13 @@ class SharedRateLimiter:
             if owed is not None:
                 self._owe(owed)
             raise
+        received = time.time()
         self._current_rate = int(rate_milli) / 1000
-        return bool(granted), int(wait_us) / 1e6
+        # Slots are in the Redis server's clock. The smallest recent (local arrival - server
+        # time) maps them to the local clock: an answer that sat in a busy process's socket
+        # buffer would otherwise make its slot look later than it is.
+        self._offsets.append(received - int(server_now) / 1e6)
+        return bool(granted), int(server_now) / 1e6 + int(wait_us) / 1e6 + min(self._offsets)
 
     async def _call_until_answered(self, *, reserve: bool) -> tuple[bool, float]:
         """:meth:`_call`, waiting and reconnecting with backoff while Redis is unreachable."""
@@ -340,16 +364,24 @@ class SharedRateLimiter:
         while True:
             async with self._lock:
                 while True:
-                    granted, wait = await self._call_until_answered(reserve=True)
+                    granted, at = await self._call_until_answered(reserve=True)
                     if granted:
                         break
-                    await asyncio.sleep(wait)
-                slot = time.monotonic() + wait
-            if wait > 0:
-                await asyncio.sleep(wait)
+                    await asyncio.sleep(max(0.0, at - time.time()))
+            delay = at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            late = time.time() - at
+            # A start later than its slot by more than the margin's slack would sit too close
+            # to the starts scheduled after it: the slot is given up and a new one taken.
             # A 429 with Retry-After seen here while waiting moves the start past the pause
-            # (the slot is given up, never used early).
-            if self._paused_until <= slot:
+            # too (the slot is given up, never used early).
+            if late > self._late_tolerance:
+                self._late += 1
+                _logger.debug(
+                    "shared rate limit: woke %.0f ms after the slot; retaking", late * 1e3
+                )
+            elif self._paused_until <= at:
                 return
 
     def _owe(self, retry_after: float) -> None:
@@ -364,7 +396,7 @@ class SharedRateLimiter:
         self._rate_limited += 1
         seconds = retry_after if retry_after is not None and retry_after > 0 else 0.0
         if seconds:
-            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+            self._paused_until = max(self._paused_until, time.time() + seconds)
         self._owe(seconds)
         if self._closed:
             return
