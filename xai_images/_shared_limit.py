@@ -300,8 +300,8 @@ class SharedRateLimiter:
     async def _call(self, *, reserve: bool) -> tuple[bool, float]:
         """Run the script once (with any owed 429 report).
 
-        Returns (granted, at): when granted, the slot as a local ``time.time()``; otherwise the
-        local time to ask again.
+        Returns (granted, at): when granted, the slot on the local ``time.monotonic()`` clock;
+        otherwise the local time to ask again.
         """
         owed, self._owed = self._owed, None
         try:
@@ -321,28 +321,30 @@ class SharedRateLimiter:
             if owed is not None:
                 self._owe(owed)
             raise
-        received = time.time()
+        received = time.monotonic()
         self._current_rate = int(rate_milli) / 1000
         # Slots are in the Redis server's clock. The smallest recent (local arrival - server
-        # time) maps them to the local clock: an answer that sat in a busy process's socket
-        # buffer would otherwise make its slot look later than it is.
+        # time) maps them to the local monotonic clock (which never steps): an answer that sat
+        # in a busy process's socket buffer would otherwise make its slot look later than it is.
         self._offsets.append(received - int(server_now) / 1e6)
         return bool(granted), int(server_now) / 1e6 + int(wait_us) / 1e6 + min(self._offsets)
 
     async def _call_until_answered(self, *, reserve: bool) -> tuple[bool, float]:
         """:meth:`_call`, waiting and reconnecting with backoff while Redis is unreachable."""
-        from redis.exceptions import ConnectionError, TimeoutError
+        from redis.exceptions import RedisError
 
         delay = _RECONNECT_FIRST
         while True:
             try:
                 result = await self._call(reserve=reserve)
-            except (ConnectionError, TimeoutError, OSError) as exc:
+            # Any Redis failure (connection lost, timeout, a replica that became read-only, a
+            # server still loading) is waited out: sending unpaced is never the fallback.
+            except (RedisError, OSError) as exc:
                 if not self._outage:
                     self._outage = True
                     _logger.warning(
                         "shared rate limit: Redis at %s unreachable (%s); requests wait until "
-                        "it is back",
+                        "it answers again",
                         self._shown_url,
                         type(exc).__name__,
                     )
@@ -367,11 +369,11 @@ class SharedRateLimiter:
                     granted, at = await self._call_until_answered(reserve=True)
                     if granted:
                         break
-                    await asyncio.sleep(max(0.0, at - time.time()))
-            delay = at - time.time()
+                    await asyncio.sleep(max(0.0, at - time.monotonic()))
+            delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            late = time.time() - at
+            late = time.monotonic() - at
             # A start later than its slot by more than the margin's slack would sit too close
             # to the starts scheduled after it: the slot is given up and a new one taken.
             # A 429 with Retry-After seen here while waiting moves the start past the pause
@@ -396,7 +398,7 @@ class SharedRateLimiter:
         self._rate_limited += 1
         seconds = retry_after if retry_after is not None and retry_after > 0 else 0.0
         if seconds:
-            self._paused_until = max(self._paused_until, time.time() + seconds)
+            self._paused_until = max(self._paused_until, time.monotonic() + seconds)
         self._owe(seconds)
         if self._closed:
             return
