@@ -275,6 +275,26 @@ async def test_a_429_seen_by_one_client_slows_the_others(
         await other.aclose()
 
 
+async def test_the_shared_rate_recovers_after_a_429(redis_server: RedisServer) -> None:
+    """After a 429 the shared rate climbs back to the configured rate within seconds."""
+    a = SharedRateLimiter(redis_server.url, api_key="k", rate=5)
+    try:
+        await a.acquire()
+        a.on_rate_limited(None)
+    finally:
+        await a.aclose()  # sends the report before closing
+    b = SharedRateLimiter(redis_server.url, api_key="k", rate=5)
+    try:
+        await b.acquire()
+        assert b.current_rate < 4
+        # Recovery runs on the Redis clock; only the passing of time can show it.
+        await asyncio.sleep(2.2)
+        await b.acquire()
+        assert b.current_rate == 5
+    finally:
+        await b.aclose()
+
+
 def test_shared_limit_requires_rate_limit() -> None:
     """shared_limit without rate_limit is refused at construction."""
     with pytest.raises(ConfigurationError, match="rate_limit"):
