@@ -31,6 +31,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     SaveError,
+    SharedLimitError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
     ValidationError,
@@ -48,6 +49,7 @@ from ._models import (
 from ._public import publish
 from ._ratelimit import RateLimiter
 from ._requests import EditRequest, GenerateRequest
+from ._shared_limit import SharedRateLimiter
 
 __version__ = "0.1.0"
 
@@ -86,6 +88,8 @@ __all__ = [
     "RetryPolicy",
     "SaveError",
     "SavedImage",
+    "SharedLimitError",
+    "SharedRateLimiter",
     "Timeout",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
