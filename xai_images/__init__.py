@@ -49,8 +49,7 @@ from ._models import (
 from ._progress import Progress, ProgressEvent
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "APIConnectionError",

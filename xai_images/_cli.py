@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ._errors import ConfigurationError, ValidationError, XAIImagesError
+from ._version import __version__
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -84,6 +85,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Generate and edit images with the xAI API; run resumable bulk jobs.",
         epilog="Try it without a key: xai-images demo",
     )
+    parser.add_argument("--version", action="version", version=f"xai-images {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -38,6 +38,7 @@ from ._images import Images
 from ._progress import notify
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy, parse_retry_after, sleep
+from ._version import __version__
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, Source
@@ -49,7 +50,6 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 """Used when neither ``base_url=`` nor ``XAI_BASE_URL`` is set."""
 
-_VERSION = "0.1.0"
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
 _MAX_ERROR_BODY = 64 * 1024
@@ -573,7 +573,7 @@ class AsyncClient:
         headers = {
             "Authorization": f"Bearer {self._key.get()}",
             "Accept": "application/json",
-            "User-Agent": f"xai-images/{_VERSION}",
+            "User-Agent": f"xai-images/{__version__}",
         }
         if data is not None:
             headers["Content-Type"] = "application/json"
