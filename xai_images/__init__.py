@@ -50,8 +50,7 @@ from ._public import publish
 from ._ratelimit import RateLimiter
 from ._requests import EditRequest, GenerateRequest
 from ._shared_limit import SharedRateLimiter
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "APIConnectionError",
