@@ -19,6 +19,7 @@ import attrs
 from ._manifest import ManifestRecord, load_manifest
 from ._progress import format_bytes, format_usd
 from ._requests import EditRequest, field_spec
+from ._safefs import atomic_write
 
 __all__ = ["image_dimensions", "render_gallery", "write_gallery"]
 
@@ -238,17 +239,17 @@ def write_gallery(
         directory: the job's output directory (image paths in the manifest are relative to it).
         manifest: the manifest file (default ``directory/manifest.jsonl``).
 
+    The page is written to a temporary file with a random name and moved over ``index.html``,
+    so a symbolic link planted at either name is never written through.
+
     Raises:
         FileNotFoundError: there is no manifest.
-        OSError: the page cannot be written.
+        SaveError: the manifest is a symbolic link, or the page cannot be written.
     """
     base = Path(directory)
     source = Path(manifest) if manifest is not None else base / "manifest.jsonl"
     if not source.is_file():
         raise FileNotFoundError(f"no manifest at {source}")
     page = render_gallery(load_manifest(source).values(), base, title=title)
-    target = base / "index.html"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    # Never written through a link planted at index.html: a fresh file replaces the name.
+    return atomic_write(base / "index.html", page.encode("utf-8", "xmlcharrefreplace"))
