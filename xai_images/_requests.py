@@ -26,11 +26,12 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._errors import ValidationError
-from ._inputs import FileId, ImageInput
+from ._inputs import FileId, ImageInput, check_input_scheme
 
 __all__ = [
     "ASPECT_RATIOS",
     "MAX_EDIT_IMAGES",
+    "MAX_EXTRA_DEPTH",
     "MAX_N",
     "MAX_PROMPT_CHARS",
     "QUALITIES",
@@ -41,6 +42,7 @@ __all__ = [
     "GenerateRequest",
     "Request",
     "api_fields",
+    "check_utf8",
     "field_spec",
 ]
 
@@ -50,6 +52,8 @@ MAX_N = 10
 """Most images one request may ask for."""
 MAX_EDIT_IMAGES = 5
 """Most input images one edit may combine (``images=[...]``)."""
+MAX_EXTRA_DEPTH = 32
+"""Deepest nesting of objects and lists ``extra_body`` may have."""
 QUALITIES = ("low", "medium", "high", "auto")
 RESPONSE_FORMATS = ("url", "b64_json")
 # fmt: off
@@ -112,6 +116,26 @@ def api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
 # -- the rules, one per field --------------------------------------------------------------------
 
 
+def check_utf8(name: str, value: str) -> None:
+    """Refuse a string that has no UTF-8 form (a lone surrogate such as ``"\\ud800"``).
+
+    Such a string cannot be sent in a JSON body, hashed into an item id or written to the
+    manifest, so every string field is checked here once, before anything is sent.
+
+    Raises:
+        ValidationError: naming ``name`` and the position of the first bad character.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValidationError(
+            name,
+            f"<{len(value)} characters>" if len(value) > 60 else value,
+            f"text that can be encoded as UTF-8 (it has a lone surrogate {value[exc.start]!r} "
+            f"at index {exc.start})",
+        ) from None
+
+
 def _one_of(allowed: Sequence[str]) -> Callable[[str, Any], None]:
     def check(name: str, value: Any) -> None:
         if not isinstance(value, str) or value not in allowed:
@@ -123,6 +147,7 @@ def _one_of(allowed: Sequence[str]) -> Callable[[str, Any], None]:
 def _check_prompt(name: str, value: Any) -> None:
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(name, value, "a non-empty string")
+    check_utf8(name, value)
     if len(value) > MAX_PROMPT_CHARS:
         # The value is shortened in the message; the length is what matters.
         raise ValidationError(
@@ -134,6 +159,7 @@ def _check_text(name: str, value: Any) -> None:
     # Models are not restricted to a known list: new ones appear, old names are aliased.
     if not isinstance(value, str) or not value.strip():
         raise ValidationError(name, value, "a non-empty string")
+    check_utf8(name, value)
 
 
 def _check_n(name: str, value: Any) -> None:
@@ -144,14 +170,34 @@ def _check_n(name: str, value: Any) -> None:
 def _check_str(name: str, value: Any) -> None:
     if not isinstance(value, str):
         raise ValidationError(name, value, "a string")
+    check_utf8(name, value)
 
 
 def _check_extra(name: str, value: Any) -> None:
     if not isinstance(value, Mapping):
         raise ValidationError(name, value, "a mapping of field names to JSON values")
-    for key in value:
-        if not isinstance(key, str):
-            raise ValidationError(name, key, "a mapping with string keys")
+    # Walked with a stack, not recursion, so that any depth is measured without a RecursionError;
+    # deeper nesting than any API field uses would exhaust the JSON encoder's recursion later.
+    stack: list[tuple[str, Any, int]] = [(name, value, 1)]
+    while stack:
+        where, node, depth = stack.pop()
+        if isinstance(node, str):
+            check_utf8(where, node)
+            continue
+        if isinstance(node, Mapping):
+            children = []
+            for key in node:
+                if not isinstance(key, str):
+                    raise ValidationError(where, key, "a mapping with string keys")
+                check_utf8(f"{where} key", key)
+                children.append((f"{where}[{key!r}]", node[key]))
+        elif isinstance(node, (list, tuple)):
+            children = [(f"{where}[{i}]", item) for i, item in enumerate(node)]
+        else:
+            continue
+        if children and depth >= MAX_EXTRA_DEPTH:
+            raise ValidationError(name, "<nested>", f"nested at most {MAX_EXTRA_DEPTH} levels deep")
+        stack.extend((w, v, depth + 1) for w, v in children)
 
 
 def _check_id(name: str, value: Any) -> None:
@@ -503,11 +549,23 @@ class EditRequest(_Request):
         return value
 
     def _check_local(self, name: str, value: object) -> None:
+        if isinstance(value, str):
+            check_input_scheme(name, value)
+            # The input is recorded in the manifest and hashed into the item's id.
+            check_utf8(name, value)
         if isinstance(value, (FileId, bytes)) or _is_remote(value):
             return
         if isinstance(value, (str, os.PathLike)):
-            path = self.resolve_path(value)
-            if not path.is_file():
+            check_utf8(name, os.fspath(value))
+            if "\x00" in os.fspath(value):
+                raise ValidationError(name, str(value), "a local path without NUL characters")
+            try:
+                path = self.resolve_path(value)
+                found = path.is_file()
+            except (OSError, RuntimeError, ValueError) as exc:
+                # A name too long, an unknown ~user, a NUL: the path cannot name a file.
+                raise ValidationError(name, str(value), f"a usable local path ({exc})") from None
+            if not found:
                 raise ValidationError(name, str(value), f"an existing file (not found: {path})")
             return
         raise ValidationError(
