@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 
 from xai_images import AsyncClient, ValidationError, XAIImagesError
+from xai_images._cli import EXIT_USAGE, main
 from xai_images.testing import FakeXAIServer
 from xai_images.testing._imagegen import image_data
 
@@ -176,3 +178,49 @@ async def test_http_and_https_inputs_are_still_sent(
     """The scheme check lets http(s) URLs through."""
     await client.images.edit("x", image="https://example.com/a.png")
     assert len(server.ledger.requests) == 1
+
+
+async def test_an_input_url_without_utf8_form_is_refused(
+    client: AsyncClient, server: FakeXAIServer
+) -> None:
+    """An input URL with a lone surrogate is refused before sending, naming the input."""
+    with pytest.raises(ValidationError, match="UTF-8") as info:
+        await client.images.edit("x", images=["https://h/a.png", "https://h/\ud800.png"])
+    assert info.value.field == "images[1]"
+    assert server.ledger.requests == []
+
+
+async def test_scheme_is_refused_before_any_input_is_read(
+    client: AsyncClient, server: FakeXAIServer
+) -> None:
+    """An unsupported scheme in images[1] fails even when images[0] is a missing file."""
+    with pytest.raises(ValidationError, match="unsupported") as info:
+        await client.images.edit("x", images=["/no/such/file.png", "ftp://h/a.png"])
+    assert info.value.field == "images[1]"
+    assert server.ledger.requests == []
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["edit", "x", "--image", "file:///etc/passwd"],
+        ["generate", "a \udc80 cat"],  # what a non-UTF-8 argument becomes in sys.argv
+        ["generate", "x", "--user", "\udcff"],
+    ],
+    ids=["file scheme", "prompt", "user"],
+)
+async def test_cli_reports_the_mistake_and_sends_nothing(
+    server: FakeXAIServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    argv: list[str],
+) -> None:
+    """The command exits 2 with the field's error; the fake server saw no request."""
+    monkeypatch.setenv("XAI_API_KEY", server.api_key)
+    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
+    monkeypatch.chdir(tmp_path)
+    assert await asyncio.to_thread(main, argv) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "unsupported" in err or "UTF-8" in err
+    assert server.ledger.requests == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -215,3 +216,27 @@ def test_open_append_refuses_a_directory(out: Path) -> None:
     (out / "d").mkdir()
     with pytest.raises((SaveError, IsADirectoryError)):
         open_append(out / "d")
+
+
+async def test_cli_batch_refuses_a_linked_manifest(
+    server: FakeXAIServer,
+    out: Path,
+    victim: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """xai-images batch with a link at the manifest's name fails typed and sends nothing."""
+    monkeypatch.setenv("XAI_API_KEY", server.api_key)
+    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
+    jobs = out.parent / "jobs.jsonl"
+    plant(out / "manifest.jsonl", victim, VICTIM_TEXT)
+    write_jobs(jobs)
+    argv = ["batch", str(jobs), "-o", str(out), "--plain"]
+    assert await asyncio.to_thread(main, argv) != 0
+    assert "SaveError" in capsys.readouterr().err
+    assert untouched(victim)
+    assert server.ledger.api_requests() == []
+
+
+def write_jobs(path: Path) -> None:
+    path.write_text('{"prompt": "a cat"}\n', encoding="utf-8")

@@ -457,9 +457,16 @@ class EditRequest(_Request):
 
         Raises:
             ValidationError: both or neither of ``image``/``images``, more than 5 images,
+                an input URL of another scheme than http(s) or without a UTF-8 form,
                 ``aspect_ratio`` with fewer than 2 images, or another bad field.
         """
         self._check_shape()
+        for name, value in self._raw_inputs():
+            if isinstance(value, str):
+                check_input_scheme(name, value)
+                if _is_remote(value):
+                    # Sent as given; local paths are read (and may have non-UTF-8 names).
+                    check_utf8(name, value)
         super().check(deferred=deferred)
         if self.aspect_ratio is not None and (self.images is None or len(self.images) < 2):
             raise ValidationError(
