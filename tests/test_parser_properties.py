@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from xai_images._b64stream import PAYLOAD_KEY, B64ResponseScanner
 from xai_images._manifest import ManifestWriter
 from xai_images.bulk import FileRecord, ManifestRecord, load_manifest
 
-_settings = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+_settings = settings(max_examples=100, deadline=None)
 
 # -- the manifest reader ----------------------------------------------------------------------
 
