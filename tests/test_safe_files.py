@@ -15,7 +15,7 @@ from xai_images import AsyncClient, GenerateRequest, SaveError, XAIImagesError
 from xai_images._cli import main
 from xai_images._manifest import ManifestWriter
 from xai_images._safefs import atomic_write, open_append, open_read
-from xai_images.bulk import ManifestRecord, load_manifest, write_gallery
+from xai_images.bulk import FileRecord, ManifestRecord, load_manifest, write_gallery
 from xai_images.testing import FakeXAIServer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
@@ -240,3 +240,21 @@ async def test_cli_batch_refuses_a_linked_manifest(
 
 def write_jobs(path: Path) -> None:
     path.write_text('{"prompt": "a cat"}\n', encoding="utf-8")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_gallery_does_not_hang_on_a_fifo_named_like_an_image(out: Path) -> None:
+    """A FIFO where an image should be gets no dimensions instead of blocking the page."""
+    line = json.dumps(
+        ManifestRecord(
+            id="a",
+            kind="generate",
+            request={"prompt": "p"},
+            status="ok",
+            files=(FileRecord("a-0.png", 10, "ab" * 32),),
+        ).to_json()
+    )
+    (out / "manifest.jsonl").write_text(line + "\n", encoding="utf-8")
+    os.mkfifo(out / "a-0.png")
+    page = write_gallery(out)
+    assert "a-0.png" in page.read_text(encoding="utf-8")

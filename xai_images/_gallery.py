@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import stat
 import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -59,7 +60,12 @@ th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--lin
 def image_dimensions(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(width, height)`` of a PNG, JPEG or WebP file from its header, or ``None``."""
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking open and a regular-file check: a FIFO or device under an image's name
+        # must not hang (or feed) the page being built.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             head = fh.read(65536)
     except OSError:
         return None
