@@ -276,11 +276,14 @@ async def test_decrease_goes_to_the_accepted_rate_not_a_blind_halving() -> None:
 async def test_decrease_is_at_most_the_backoff_factor() -> None:
     """However many 429s the window holds, one decrease divides the rate by at most 1/backoff."""
     limiter, clock = make(10.0, backoff=0.5)
-    times, _ = await run_for(limiter, clock, 2.0, lambda _now: True)
-    for _ in range(len(times)):
-        limiter._limited.append(clock.now)  # a window where every start was refused
+    await run_for(limiter, clock, 2.0, lambda _now: True)
+    limiter.on_rate_limited(None)  # the first decrease; the next second is quiet
+    first = clock.now
+    await run_for(limiter, clock, 0.9, lambda _now: False)  # every start refused
+    clock.now = first + 1.0  # the quiet second is over
+    rate = limiter.current_rate
     limiter.on_rate_limited(None)
-    assert limiter.current_rate == pytest.approx(5.0)
+    assert limiter.current_rate == pytest.approx(rate * 0.5, rel=0.05)
 
 
 async def test_early_429_before_a_full_window_uses_the_backoff() -> None:

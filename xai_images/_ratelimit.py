@@ -185,6 +185,7 @@ class RateLimiter:
         now = self._clock()
         self._rate_limited += 1
         self._limited.append(now)
+        self._forget(self._limited, now)
         if retry_after is not None and retry_after > 0:
             self._paused_until = max(self._paused_until, now + retry_after)
         if now < self._quiet_until:
