@@ -49,6 +49,7 @@ from ._models import (
 from ._progress import Progress, ProgressEvent
 from ._ratelimit import RateLimiter
 from ._retry import RetryPolicy
+from ._sync import Client
 
 __version__ = "0.1.0"
 
@@ -62,6 +63,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRun",
+    "Client",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",

@@ -190,6 +190,11 @@ class SavedImage:
     request_id: str | None
     skipped: bool = False
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from ._display import saved_bundle  # display code is only loaded in notebooks
+
+        return saved_bundle(self)
+
 
 class _Image(Protocol):
     """What the transfer layer reads from a ``GeneratedImage``."""
