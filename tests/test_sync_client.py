@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import subprocess
@@ -221,6 +222,16 @@ def test_close_is_idempotent_and_final(fake: ThreadedFake) -> None:
         client.images.generate("too late")
     with pytest.raises(ClientClosedError), client:
         pass
+    assert set(threading.enumerate()) <= before
+
+
+def test_garbage_collected_client_stops_its_thread(fake: ThreadedFake) -> None:
+    """A client dropped without close() stops its thread when it is collected."""
+    before = set(threading.enumerate())
+    client = fake.client()
+    assert client.images.generate("dropped").request_id is not None
+    del client
+    gc.collect()
     assert set(threading.enumerate()) <= before
 
 
