@@ -14,7 +14,6 @@ for asyncio's one-shot cancellation, and gets exactly that here.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -83,8 +82,11 @@ class LoopThread:
                 "a blocking Client call was made on the client's own event-loop thread (from an "
                 "on_event callback?); it would wait for itself forever"
             )
-        result: concurrent.futures.Future[_T] = concurrent.futures.Future()
-        finished = threading.Event()
+        # The outcome, written on the loop thread before ``finished`` is released: a plain lock
+        # is the cheapest one-shot signal between threads (and Ctrl-C interrupts its acquire).
+        outcome: list[Any] = []
+        finished = threading.Lock()
+        finished.acquire()
         # Loop-thread state: whether start() ran, and the task it made.
         began: list[bool] = []
         started: list[asyncio.Future[_T]] = []
@@ -92,23 +94,22 @@ class LoopThread:
         def done(task: asyncio.Future[_T]) -> None:
             self._tasks.discard(task)
             if task.cancelled():
-                if not result.done():
-                    result.set_exception(
-                        ClientClosedError("the Client was closed while this call was running")
-                    )
+                outcome.append(
+                    ClientClosedError("the Client was closed while this call was running")
+                )
             elif (error := task.exception()) is not None:
-                result.set_exception(error)
+                outcome.append(error)
             else:
-                result.set_result(task.result())
-            finished.set()
+                outcome.extend((None, task.result()))
+            finished.release()
 
         def start() -> None:
             began.append(True)
             try:
                 task = asyncio.ensure_future(func(*args, **kwargs))
             except BaseException as exc:
-                result.set_exception(exc)
-                finished.set()
+                outcome.append(exc)
+                finished.release()
                 return
             started.append(task)
             self._tasks.add(task)
@@ -119,7 +120,8 @@ class LoopThread:
             if started:
                 started[0].cancel()
             elif not began:
-                finished.set()
+                outcome.append(ClientClosedError("the call was cancelled before it started"))
+                finished.release()
 
         if self._closed:
             raise ClientClosedError("this Client is closed; create a new one")
@@ -129,16 +131,24 @@ class LoopThread:
                 if self._closed:
                     raise ClientClosedError("this Client is closed; create a new one")
                 self._loop.call_soon_threadsafe(start)
-            return result.result()
+            finished.acquire()
         except BaseException:
             # Interrupted here (Ctrl-C), possibly even while scheduling: cancel the work and
             # wait until it has cleaned up. A second Ctrl-C stops the waiting.
-            if not finished.is_set():
+            if not outcome:
                 self.call_soon(cancel)
                 # Checked now and then: a loop stopped by close() runs no more callbacks.
-                while not finished.wait(0.1) and not self._loop.is_closed():
+                while not finished.acquire(timeout=0.1) and not self._loop.is_closed():
                     pass
             raise
+        if outcome[0] is not None:
+            error: BaseException = outcome[0]
+            try:
+                raise error
+            finally:
+                del error, outcome[:]  # no reference cycle through the traceback
+        result: _T = outcome[1]
+        return result
 
     def iterate(self, source: AsyncIterator[_T]) -> Iterator[_T]:
         """Iterate an async iterator from this thread, one loop round trip per item.
