@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import html
 import sys
 import threading
@@ -31,6 +30,7 @@ from ._sniff import sniff_mime
 if TYPE_CHECKING:
     from ._download import SavedImage
     from ._models import GeneratedImage, ImagesResponse
+    from ._progress import ProgressEvent
 
 __all__ = [
     "FETCH_TIMEOUT",
@@ -264,35 +264,40 @@ def _kernel_running() -> bool:
 
 
 class LiveProgress:
-    """A bulk job's progress in a notebook, one display updated in place (at most 4 per second)."""
+    """A bulk job's progress in a notebook: one display under the cell, updated in place at most
+    four times a second; does nothing outside a Jupyter kernel.
+
+    The sync client's bulk jobs use one on their own. It is also an ``on_event`` callback, for
+    bulk jobs of the async client in a notebook: ``client.batch(..., on_event=LiveProgress())``.
+    """
 
     _INTERVAL = 0.25
 
-    def __init__(self, progress: Progress, handle: Any) -> None:
-        self._progress = progress
-        self._handle = handle
-        self._last = time.monotonic()
+    def __init__(self) -> None:
+        self._handle: Any = None
+        self._last = 0.0
+        self._off = not _kernel_running()
 
-    @classmethod
-    def start(cls, progress: Progress) -> LiveProgress | None:
-        """Show the counters under the running cell; ``None`` outside a Jupyter kernel."""
-        if not _kernel_running():
-            return None
-        from IPython import display as ipython_display
+    def __call__(self, event: ProgressEvent) -> None:
+        """Show the event's counters (an ``on_event`` callback)."""
+        self.show(event.progress, final=event.kind == "finished")
 
-        show: Any = ipython_display.display
-        handle = show(cls._bundle(progress), raw=True, display_id=True)
-        return cls(progress, handle) if handle is not None else None
-
-    @staticmethod
-    def _bundle(progress: Progress) -> dict[str, str]:
-        return {"text/html": progress_html(progress), "text/plain": repr(progress)}
-
-    def update(self, *, final: bool = False) -> None:
-        """Redraw, unless the last redraw was very recent (``final`` always redraws)."""
+    def show(self, progress: Progress, *, final: bool = False) -> None:
+        """Draw ``progress``, unless the last redraw was very recent (``final`` always draws)."""
+        if self._off:
+            return
         now = time.monotonic()
-        if not final and now - self._last < self._INTERVAL:
+        if not final and self._handle is not None and now - self._last < self._INTERVAL:
             return
         self._last = now
-        with contextlib.suppress(Exception):  # a display problem must not stop the job
-            self._handle.update(self._bundle(self._progress), raw=True)
+        bundle = {"text/html": progress_html(progress), "text/plain": repr(progress)}
+        try:  # a display problem must not stop the job
+            if self._handle is None:
+                from IPython import display as ipython_display
+
+                show: Any = ipython_display.display
+                self._handle = show(bundle, raw=True, display_id=True)
+            else:
+                self._handle.update(bundle, raw=True)
+        except Exception:
+            self._off = True

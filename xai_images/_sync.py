@@ -298,7 +298,7 @@ class SyncBatchRun(_Proxy[BatchRun]):
 
     def __init__(self, client: Client, target: BatchRun) -> None:
         super().__init__(client, target)
-        self._live: _display.LiveProgress | None = None
+        self._live = _display.LiveProgress()
 
     progress = _Field[Progress]()
     output_dir = _Field[Path]()
@@ -313,8 +313,6 @@ class SyncBatchRun(_Proxy[BatchRun]):
         return self
 
     def __next__(self) -> Outcome:
-        if self._live is None:
-            self._live = _display.LiveProgress.start(self._target.progress)
         try:
             outcome = self._client._loop.call(self._target.__anext__)
         except StopAsyncIteration:
@@ -327,8 +325,7 @@ class SyncBatchRun(_Proxy[BatchRun]):
         return outcome
 
     def _show(self, *, final: bool) -> None:
-        if self._live is not None:
-            self._live.update(final=final)
+        self._live.show(self._target.progress, final=final)
 
     def close(self) -> None:
         """Stop the workers (cancelling items in flight), flush and close the manifest."""
