@@ -211,6 +211,23 @@ def test_ctrl_c_during_generate_never_pays_twice(fake: ThreadedFake) -> None:
     assert fake.server.ledger.billed_prompts["once only"] == 1
 
 
+def test_ctrl_c_during_a_batch_records_it_and_a_rerun_never_pays_twice(
+    fake: ThreadedFake, tmp_path: Path
+) -> None:
+    """Ctrl-C in a sync batch closes it with the sent item recorded; running it again skips it."""
+    fake.server.enqueue(Reply.hang(30))
+    jobs = [{"prompt": "sent then interrupted", "id": "first"}]
+    with fake.client() as client:
+        _interrupt_main_when(fake, lambda ledger: ledger.images_billed == 1)
+        with pytest.raises(KeyboardInterrupt), client.batch(jobs, output_dir=tmp_path) as run:
+            list(run)
+        assert run.progress.finished_at is not None  # the run ended: workers and manifest closed
+        again = client.batch(jobs, output_dir=tmp_path).collect()
+    assert [(o.id, o.status, o.skipped) for o in again] == [("first", "unknown", True)]
+    assert fake.server.ledger.billed_prompts["sent then interrupted"] == 1
+    assert _parts(tmp_path) == []
+
+
 def test_close_is_idempotent_and_final(fake: ThreadedFake) -> None:
     """close() twice is fine; afterwards calls raise ClientClosedError and the thread is gone."""
     before = set(threading.enumerate())

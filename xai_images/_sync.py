@@ -366,10 +366,6 @@ def _same_arguments(
     return decorate
 
 
-async def _fetch_all(images: list[GeneratedImage], timeout: float) -> list[bytes | BaseException]:
-    return await _display.fetch_images(images, timeout)
-
-
 class Client:
     """Blocking client for the xAI image API: ``with Client() as client:`` then
     ``client.images.generate(...)``.
@@ -457,4 +453,4 @@ class Client:
 
     def _fetch(self, images: list[GeneratedImage], timeout: float) -> list[bytes | BaseException]:
         """Display support: read ``images`` through this client's loop and connection pool."""
-        return self._loop.call(_fetch_all, images, timeout)
+        return self._loop.call(_display.fetch_images, images, timeout)
