@@ -314,6 +314,13 @@ def test_response_displays_as_thumbnails_fetched_once(fake: ThreadedFake) -> Non
     assert "image/png" in image
 
 
+def test_response_displays_after_its_client_closed(fake: ThreadedFake) -> None:
+    """A sync response first displayed after close() still shows its images."""
+    with fake.client() as client:
+        response = client.images.generate("a kestrel")
+    assert '<img src="data:image/png' in response._repr_mimebundle_()["text/html"]
+
+
 def test_async_image_displays_after_its_loop_ended(fake: ThreadedFake, tmp_path: Path) -> None:
     """An AsyncClient image displays even once its loop is gone (fetched on a private loop)."""
 

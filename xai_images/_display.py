@@ -36,6 +36,7 @@ __all__ = [
     "FETCH_TIMEOUT",
     "Fetch",
     "LiveProgress",
+    "fetch_detached",
     "fetch_images",
     "image_bundle",
     "progress_html",
@@ -88,7 +89,8 @@ async def _fetch_detached(
         return await asyncio.gather(*(one(image) for image in images), return_exceptions=True)
 
 
-def _fetch_on_own_loop(images: list[GeneratedImage], timeout: float) -> list[bytes | BaseException]:
+def fetch_detached(images: list[GeneratedImage], timeout: float) -> list[bytes | BaseException]:
+    """Read ``images`` on a short-lived loop thread with a session of its own (blocking)."""
     # The image's own client may live on a loop that is busy (a notebook cell) or gone (a
     # finished asyncio.run): its URL is public, so a private session fetches it instead.
     from anyio.from_thread import start_blocking_portal
@@ -107,7 +109,7 @@ def _bytes_of(images: Sequence[GeneratedImage], fetch: Fetch | None) -> list[byt
         ]
         if missing:
             try:
-                results = (fetch or _fetch_on_own_loop)(missing, FETCH_TIMEOUT)
+                results = (fetch or fetch_detached)(missing, FETCH_TIMEOUT)
             except Exception as exc:  # e.g. the client is closed: shown, never raised
                 results = [exc] * len(missing)
             for image, result in zip(missing, results, strict=True):

@@ -452,5 +452,8 @@ class Client:
     batch = _bridge_plain(AsyncClient.batch, SyncBatchRun)
 
     def _fetch(self, images: list[GeneratedImage], timeout: float) -> list[bytes | BaseException]:
-        """Display support: read ``images`` through this client's loop and connection pool."""
+        """Display support: read ``images`` through this client's loop and connection pool
+        (once it is closed, as the images of an async client are read)."""
+        if self.closed:
+            return _display.fetch_detached(images, timeout)
         return self._loop.call(_display.fetch_images, images, timeout)
