@@ -285,6 +285,29 @@ def test_unclosed_client_does_not_hang_exit(fake: ThreadedFake, tmp_path: Path) 
     assert (proc.returncode, proc.stdout, proc.stderr) == (0, "1\n", "")
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_client_used_after_fork_fails_clearly(fake: ThreadedFake) -> None:
+    """A client inherited through fork raises a clear error in the child instead of hanging."""
+    script = (
+        "import os, xai_images\n"
+        "client = xai_images.Client()\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    try:\n"
+        "        client.images.generate('in the child')\n"
+        "    except RuntimeError as exc:\n"
+        "        os._exit(3 if 'another process' in str(exc) else 4)\n"
+        "    os._exit(5)\n"
+        "print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))\n"
+        "client.close()\n"
+    )
+    env = {**os.environ, "XAI_API_KEY": fake.server.api_key, "XAI_BASE_URL": fake.server.base_url}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert (proc.returncode, proc.stdout) == (0, "3\n")
+
+
 def test_proxies_expose_every_model_attribute() -> None:
     """Every public attribute of the async models is on their sync proxies too."""
     pairs = [

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, ParamSpec, TypeVar
@@ -49,6 +50,8 @@ class LoopThread:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock = threading.Lock()
         self._closed = False
+        # A forked child has no copy of the thread: its calls would wait forever.
+        self._pid = os.getpid()
 
     @property
     def closed(self) -> bool:
@@ -81,6 +84,11 @@ class LoopThread:
             raise RuntimeError(
                 "a blocking Client call was made on the client's own event-loop thread (from an "
                 "on_event callback?); it would wait for itself forever"
+            )
+        if os.getpid() != self._pid:
+            raise RuntimeError(
+                "this Client was created in another process (before a fork) and cannot be used "
+                "here: create the Client in each process (e.g. in each web server worker)"
             )
         # The outcome, written on the loop thread before ``finished`` is released: a plain lock
         # is the cheapest one-shot signal between threads (and Ctrl-C interrupts its acquire).
@@ -181,6 +189,8 @@ class LoopThread:
             if self._closed:
                 return
             self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked child: the thread and its loop exist only in the parent
         if self.in_loop_thread():
             threading.Thread(target=self._shutdown, args=(cleanup,), daemon=True).start()
         else:
