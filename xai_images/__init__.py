@@ -50,6 +50,7 @@ from ._public import publish
 from ._ratelimit import RateLimiter
 from ._requests import EditRequest, GenerateRequest
 from ._shared_limit import SharedRateLimiter
+from ._sync import Client
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "Client",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",
