@@ -429,7 +429,6 @@ class BatchRun:
                 raise _NotStarted
             self.progress.started += 1
             self._tally.emit("started", item.id, line=item.request.line)
-            item.sent = True
             try:
                 response = await self._send(item)
             except OutcomeUnknownError as exc:
