@@ -139,7 +139,11 @@ async def _peak_while(coro: Any) -> tuple[BaseException | None, int]:
         tracemalloc.stop()
 
 
-@pytest.mark.parametrize("reply", [Reply.bomb(1 << 30), Reply.huge(200_000_000)], ids=repr)
+@pytest.mark.parametrize(
+    "reply",
+    [Reply.bomb(1 << 30), Reply.huge(200_000_000), Reply.huge(200_000_000, announce=False)],
+    ids=["bomb", "huge", "huge-chunked"],
+)
 async def test_oversized_answer_is_refused_within_the_cap(
     fake_xai_server: FakeXAIServer, reply: Reply
 ) -> None:
@@ -162,6 +166,16 @@ async def test_answer_below_the_cap_is_read(fake_xai_server: FakeXAIServer) -> N
         for _ in range(2):
             resp = await client.images.generate("x")
             assert len(resp.images) == 1
+
+
+async def test_answer_with_an_overlong_string_is_a_typed_error(
+    fake_xai_server: FakeXAIServer,
+) -> None:
+    """A 2xx answer with one multi-MB string (not image data) is an APIResponseError."""
+    fake_xai_server.enqueue(Reply.error(200, body={"data": [], "junk": "x" * 3_000_000}))
+    async with _client(fake_xai_server) as client:
+        with pytest.raises(APIResponseError, match="longer than"):
+            await client.images.generate("x")
 
 
 @pytest.mark.parametrize("value", [0, 1023, -1, 2.5, True, "128"])

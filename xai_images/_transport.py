@@ -20,6 +20,7 @@ import aiohttp
 import attrs
 from multidict import CIMultiDict
 
+from . import _jsonslice as jsonslice
 from ._b64stream import B64ResponseScanner
 from ._config import DEFAULT_MAX_ANSWER_BYTES, Timeout
 from ._errors import (
@@ -41,7 +42,7 @@ VERSION = "0.1.0"
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
 _MAX_ERROR_BODY = 64 * 1024
-# Skeletons (the JSON without base64 payloads) above this are parsed off the event loop.
+# Request bodies above this (edit data URIs) are encoded off the event loop.
 _LARGE_JSON = 512 * 1024
 
 
@@ -421,10 +422,9 @@ def _approx_large(body: Mapping[str, Any]) -> bool:
 
 async def _loads(skeleton: bytes, method: str, log_path: str) -> Any:
     try:
-        if len(skeleton) > _LARGE_JSON:
-            return await asyncio.to_thread(json.loads, skeleton)
-        return json.loads(skeleton)
-    except ValueError as exc:
+        # In slices: json.loads keeps the GIL, so even a thread would stall the event loop.
+        return await jsonslice.loads(skeleton)
+    except (ValueError, RecursionError) as exc:
         raise APIResponseError(
             f"the answer to {method} {log_path} is not JSON: {exc}", method=method, path=log_path
         ) from exc

@@ -306,22 +306,23 @@ _PAD_CHUNK = 1 << 20
 
 
 async def send_padded(
-    request: web.Request, answer: dict[str, Any], size: int, *, gzip: bool
+    request: web.Request, answer: dict[str, Any], size: int, *, gzip: bool, chunked: bool = False
 ) -> web.StreamResponse:
-    """Answer 200 with ``answer`` padded to ``size`` bytes of JSON (a ``"padding"`` string of
-    zeros), streamed a MiB at a time; gzip-compressed on the fly when ``gzip`` (a compression
-    bomb: about 1 KB on the wire per MB)."""
-    head = json.dumps(answer).encode()[:-1] + b', "padding": "'
-    tail = b'"}'
-    padding = max(0, size - len(head) - len(tail))
+    """Answer 200 with ``answer`` padded to about ``size`` bytes of JSON (a ``"padding"`` list
+    of 1 KiB strings of zeros), streamed a MiB at a time; gzip-compressed on the fly when
+    ``gzip`` (a compression bomb: about 1 KB on the wire per MB)."""
+    head = json.dumps(answer).encode()[:-1] + b', "padding": ['
+    tail = b'"0"]}'
+    unit = b'"' + b"0" * 1021 + b'",'
+    padding = max(0, size - len(head) - len(tail)) // len(unit) * len(unit)
     headers = {"Content-Type": "application/json", "x-request-id": str(uuid.uuid4())}
     compressor = zlib.compressobj(9, zlib.DEFLATED, 31) if gzip else None
     if compressor is not None:
         headers["Content-Encoding"] = "gzip"
-    else:
+    elif not chunked:
         headers["Content-Length"] = str(len(head) + padding + len(tail))
     response = web.StreamResponse(headers=headers)
-    if compressor is not None:
+    if compressor is not None or chunked:
         response.enable_chunked_encoding()
     await response.prepare(request)
 
@@ -330,9 +331,9 @@ async def send_padded(
 
     try:
         await put(head)
-        zeros = b"0" * _PAD_CHUNK
+        block = unit * (_PAD_CHUNK // len(unit))
         while padding > 0:
-            await put(zeros[: min(padding, _PAD_CHUNK)])
+            await put(block[: min(padding, _PAD_CHUNK)])
             padding -= _PAD_CHUNK
         await put(tail)
         if compressor is not None:

@@ -115,7 +115,9 @@ class ImageAPI:
         usage = {"cost_in_usd_ticks": ticks}
         model = body.get("model") or DEFAULT_MODEL
 
-        if script is not None and script.kind == "drop":
+        dropping = script is not None and script.kind == "drop"
+        rate = settings.drop_after_billing_rate
+        if dropping or (script is None and rate and core.random() < rate):
             core.drop(request)
         if script is not None and script.kind == "hang":
             await asyncio.sleep(script.seconds or 0.0)
@@ -138,7 +140,9 @@ class ImageAPI:
         _store(images, body.get("storage_options"))
         answer = {"data": images, "usage": usage, "created": int(time.time()), "model": model}
         if script is not None and script.kind in ("bomb", "huge"):
-            return await send_padded(request, answer, script.size, gzip=script.kind == "bomb")
+            return await send_padded(
+                request, answer, script.size, gzip=script.kind == "bomb", chunked=script.abort
+            )
         core.ledger.images_delivered += deliverable(images)
         headers = script.headers if script is not None and script.kind == "ok" else None
         return await send_json(request, answer, headers=headers)

@@ -92,10 +92,11 @@ class Reply:
         return cls("bomb", size=size)
 
     @classmethod
-    def huge(cls, size: int) -> Reply:
+    def huge(cls, size: int, *, announce: bool = True) -> Reply:
         """API: bill, then answer 200 with a valid JSON answer of ``size`` bytes, streamed
-        (one long string field beside ``data``)."""
-        return cls("huge", size=size)
+        (one long string field beside ``data``); with a ``Content-Length`` when ``announce``,
+        else chunked."""
+        return cls("huge", size=size, abort=not announce)
 
     @classmethod
     def truncate(cls, fraction: float = 0.5) -> Reply:
