@@ -14,7 +14,7 @@ Scenarios (``--scenario``, default all):
 - ``hostile``: 200 prompts, 20 % of generations fail (429/500), 10 % of downloads fail
   (500/truncated) and 5 % more are truncated, 20 % of answers are lost after billing: billed
   images must equal delivered + unknown, with no partial files.
-- ``interrupt``: 200 prompts behind a 40/s limiter, 8 at once, 0.2 s per generation; the run
+- ``interrupt``: 200 prompts behind a 10/s limiter, 8 at once, 0.2 s per generation; the run
   task is cancelled (a second Ctrl-C) while items wait for the limiter and others are in
   flight, then resumed without ``resend_unknown``: every prompt billed at most once, every
   prompt not recorded ``unknown`` delivered.
@@ -235,7 +235,7 @@ async def scenario_interrupt(count: int = 200) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as out:
             requests = [GenerateRequest(f"interrupt {i}") for i in range(count)]
             async with AsyncClient(
-                api_key=server.api_key, base_url=server.base_url, rate_limit=40
+                api_key=server.api_key, base_url=server.base_url, rate_limit=10
             ) as client:
                 task = asyncio.ensure_future(
                     run_batch(client, requests, output_dir=out, concurrency=8).collect()
@@ -247,6 +247,9 @@ async def scenario_interrupt(count: int = 200) -> dict[str, Any]:
             first = load_manifest(Path(out) / "manifest.jsonl")
             statuses = [r.status for r in first.values()]
             sent_first = len(server.ledger.api_requests())
+            sent_prompts = {
+                r.body.get("prompt") for r in server.ledger.api_requests() if r.body is not None
+            }
             async with AsyncClient(api_key=server.api_key, base_url=server.base_url) as client:
                 second = await run_batch(
                     client, requests, output_dir=out, retry_failed=True
@@ -259,6 +262,7 @@ async def scenario_interrupt(count: int = 200) -> dict[str, Any]:
             "api_requests_before_cancel": sent_first,
             "recorded_at_cancel": len(first),
             "recorded_unknown": statuses.count("unknown"),
+            "unknown_never_sent": len(unknown - sent_prompts),
             "recorded_failed_billed": statuses.count("failed"),
             "not_recorded_resumed_as_new": count - len(first),
             "ok_after_resume": sum(o.ok for o in second),
