@@ -17,7 +17,7 @@ import pytest
 
 import xai_images
 from xai_images.bulk import load_manifest
-from xai_images.hooks import RateLimited
+from xai_images.hooks import RateLimited, RetryScheduled
 from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 PROMPTS = [f"prompt {n}" for n in range(8)]
@@ -147,3 +147,22 @@ async def test_mixed_interruption_bills_every_prompt_once(
     assert {o.request.prompt for o in outcomes if o.ok} <= set(billed)
     assert {o.status for o in outcomes} <= {"ok", "unknown"}
     assert all(o.skipped for o in outcomes if o.status == "unknown")
+
+
+async def test_item_between_connection_retries_resumes_as_not_run(tmp_path: Path) -> None:
+    """An item whose attempts could not connect is not unknown when cancelled before the next."""
+    server = FakeXAIServer()
+    await server.start()
+    base_url = server.base_url
+    await server.stop()  # nothing listens there any more: every attempt fails to connect
+    async with xai_images.AsyncClient(api_key="k", base_url=base_url) as client:
+        task = asyncio.ensure_future(client.batch(JOBS[:1], output_dir=tmp_path).collect())
+
+        def cancel_on_retry(event: object) -> None:
+            if isinstance(event, RetryScheduled):
+                task.cancel()
+
+        client.add_event_hook(cancel_on_retry)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert _statuses(tmp_path) == {}

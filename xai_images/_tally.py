@@ -122,6 +122,9 @@ class Tally:
                 item.awaiting = False  # an error status: the server did not run it
         elif isinstance(event, RetryScheduled):
             item.retry_notes += 1
+            # The attempt is over. The client retries a paid request only when the server
+            # provably did not run it, except a lost answer under retry_unknown_outcome.
+            item.awaiting = False
             if isinstance(event.error, OutcomeUnknownError):
                 item.lost += 1
             # 429s are counted by their own RateLimited event, sent for every 429.

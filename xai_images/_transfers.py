@@ -85,7 +85,7 @@ def _format_name(pattern: str, image: _Image) -> str:
             index=image.index,
             stem=_stem_of(image),
         )
-    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise ValidationError(
             "name", pattern, "a pattern using only {request_id}, {index} and {stem}"
         ) from exc
