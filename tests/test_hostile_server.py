@@ -333,3 +333,11 @@ def test_storage_error_accepts_text_or_an_error_object(raw: object, expected: st
 
     resp = parse_images_response({"data": [{"url": "https://i/x.png", "storage_error": raw}]})
     assert resp.data[0].storage_error == expected
+
+
+@pytest.mark.parametrize("request_id", HOSTILE_IDS)
+def test_image_stem_is_one_safe_component(request_id: str) -> None:
+    """GeneratedImage.stem, which callers may build paths from, is a single harmless name."""
+    stem = xai_images.GeneratedImage(url="https://x/y.png", request_id=request_id).stem
+    assert (Path("/out") / stem).parent == Path("/out")
+    assert not stem.startswith(".")

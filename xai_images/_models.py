@@ -19,6 +19,7 @@ import cattrs
 
 from ._b64stream import PAYLOAD_KEY
 from ._errors import APIResponseError, ConfigurationError, ImageBlockedError
+from ._files import safe_component
 
 if TYPE_CHECKING:
     import os
@@ -149,8 +150,9 @@ class GeneratedImage:
 
     @property
     def stem(self) -> str:
-        """Default file name without extension: ``{request_id}-{index}`` (``image`` if no id)."""
-        return f"{self.request_id or 'image'}-{self.index}"
+        """Default file name without extension: ``{request_id}-{index}`` (``image`` if no id),
+        made one harmless file name component (the server chooses the request id)."""
+        return safe_component(f"{self.request_id or 'image'}-{self.index}")
 
     def _attached(self) -> Transfers:
         if self.blocked:
