@@ -42,6 +42,7 @@ from ._inputs import FileId
 from ._models import (
     DeferredRequest,
     DeferredStatus,
+    FileOutput,
     GeneratedImage,
     ImagesResponse,
     Usage,
@@ -74,6 +75,7 @@ __all__ = [
     "EditRequest",
     "FileCollisionError",
     "FileId",
+    "FileOutput",
     "GenerateRequest",
     "GeneratedImage",
     "ImageBlockedError",

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 from yarl import URL
 
-from ._config import DownloadOptions, Timeout, coerce_timeout, int_at_least, positive_number
+from ._config import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DownloadOptions,
+    Timeout,
+    coerce_timeout,
+    int_at_least,
+    positive_number,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -102,6 +109,9 @@ class AsyncClient:
         download: options for saving and streaming images (``DownloadOptions``).
         event_hooks: callbacks called with every event of this client (request sent, answer,
             retry, 429, download retry, cost); see :meth:`add_event_hook`.
+        max_answer_bytes: the largest API answer read, counted after decompression (default
+            128 MiB, above ten 2k images as base64); a larger one raises ``APIResponseError``
+            without being held in memory.
 
     Raises:
         ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
@@ -125,6 +135,7 @@ class AsyncClient:
         download: DownloadOptions | None = None,
         event_hooks: Iterable[EventHook] | None = None,
         shared_limit: str | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
@@ -147,6 +158,13 @@ class AsyncClient:
         self._key = Secret(key)
         if base_url is not None and not isinstance(base_url, str):
             raise _bad_argument("base_url", base_url, f"an http(s) URL such as {DEFAULT_BASE_URL}")
+        if base_url is not None and not base_url.strip():
+            # An empty base_url is a mistake (an unset variable, a bad template), never a
+            # request for the default: falling back would send the key to the live API.
+            raise _bad_argument(
+                "base_url", base_url, f"a non-empty http(s) URL such as {DEFAULT_BASE_URL}"
+            )
+        # An empty XAI_BASE_URL counts as unset, as for any environment variable.
         self._base_url = self._check_base_url(
             base_url or os.environ.get("XAI_BASE_URL") or DEFAULT_BASE_URL
         )
@@ -184,6 +202,8 @@ class AsyncClient:
             raise _bad_argument(
                 "max_concurrent_requests", max_concurrent_requests, "an int >= 1 or None"
             )
+        if not int_at_least(max_answer_bytes, 1024):
+            raise _bad_argument("max_answer_bytes", max_answer_bytes, "an int >= 1024 (bytes)")
         if download is not None and not isinstance(download, DownloadOptions):
             raise _bad_argument("download", download, "a DownloadOptions or None")
         self._max_connections = max_connections
@@ -210,7 +230,12 @@ class AsyncClient:
             if not all(callable(hook) for hook in hooks):
                 raise _bad_argument("event_hooks", hooks, "a list of callables or None")
         self._hooks = Hooks(hooks)
-        self._transport = Transport(self._key, self._base_url, traced=self._owns_session)
+        self._transport = Transport(
+            self._key,
+            self._base_url,
+            traced=self._owns_session,
+            max_answer_bytes=max_answer_bytes,
+        )
         # The writer threads belong to the client: started on the first save, shut down in
         # aclose().
         self._writers = WriterPool()

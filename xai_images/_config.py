@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DownloadOptions",
     "RetryPolicy",
     "Timeout",
@@ -31,6 +32,16 @@ __all__ = [
     "valid_non_negative",
     "valid_positive",
 ]
+
+DEFAULT_MAX_ANSWER_BYTES = 128 * 1024 * 1024
+"""Default cap on one API answer, counted after decompression (``AsyncClient(max_answer_bytes=)``).
+
+The largest legitimate answer is ten images (``n`` is at most 10) as ``b64_json``. A 2048x2048
+image is about 1-2 MB as JPEG (what the API returns) and at most about 8 MB as a photographic
+PNG; as base64 (4/3 of the bytes) ten of those are 10 x 8 MB x 4/3 = 107 MB, plus a few KB of
+JSON. 128 MiB (134 MB) stays above that with room to spare, while a compression bomb or a
+runaway answer is stopped long before it can exhaust memory.
+"""
 
 
 def positive_number(value: object) -> bool:

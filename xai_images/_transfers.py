@@ -29,6 +29,7 @@ from ._files import (
     check_on_exists,
     final_path,
     retrieve,
+    safe_component,
     save_error,
 )
 from ._hooks import DownloadRetry, Hooks
@@ -66,22 +67,34 @@ def _blocked_error(image: _Image) -> ImageBlockedError:
 
 
 def _stem_of(image: _Image) -> str:
+    """The default file stem; server values in it are made safe by ``safe_component``."""
     stem = getattr(image, "stem", None)
-    if isinstance(stem, str) and stem:
-        return stem
-    return f"{image.request_id or 'image'}-{image.index}"
+    if not (isinstance(stem, str) and stem):
+        stem = f"{image.request_id or 'image'}-{image.index}"
+    return safe_component(stem)
 
 
 def _format_name(pattern: str, image: _Image) -> str:
+    if not isinstance(pattern, str) or "\0" in pattern:
+        raise ValidationError("name", pattern, "a str pattern without NUL characters")
     try:
+        # The server's request id is made a harmless name part before it meets the caller's
+        # pattern, so that only the pattern itself can be refused below.
         name = pattern.format(
-            request_id=image.request_id or "image", index=image.index, stem=_stem_of(image)
+            request_id=safe_component(image.request_id or "image"),
+            index=image.index,
+            stem=_stem_of(image),
         )
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise ValidationError(
             "name", pattern, "a pattern using only {request_id}, {index} and {stem}"
         ) from exc
-    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+    if (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\", os.sep))
+        or (os.altsep and os.altsep in name)
+    ):
         raise ValidationError("name", pattern, "a plain file name (no directories)")
     return name
 
