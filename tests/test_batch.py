@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,31 +27,25 @@ from xai_images import (
 from xai_images._batch import run_batch
 from xai_images._jobs import derive_id
 from xai_images.bulk import Outcome, ProgressEvent, load_jobs, load_manifest
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 from xai_images.testing._imagegen import image_data
 
-
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep bulk runs quick."""
+    return {"image_bytes": 512}
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=server.api_key,
-        base_url=server.base_url,
-        max_retries=2,
-        download=DownloadOptions(retry=RetryPolicy(max_attempts=1)),
-    ) as c:
-        yield c
+def xai_client_options() -> dict[str, Any]:
+    """Two API retries; a failed download is not retried."""
+    return {
+        "max_retries": 2,
+        "download": DownloadOptions(retry=RetryPolicy(max_attempts=1)),
+    }
 
 
 async def run(client: AsyncClient, requests: Any, out: Path, **kwargs: Any) -> list[Outcome]:

@@ -7,8 +7,8 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,9 +19,9 @@ from xai_images.testing._imagegen import image_data
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep CLI runs quick."""
+    return {"image_bytes": 512}
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -17,9 +17,9 @@ KEY = "xai-SECRET-config-a1b2c3"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(api_key=KEY) as s:
-        yield s
+def fake_xai_server_options() -> dict[str, Any]:
+    """The fake requires this module's key."""
+    return {"api_key": KEY}
 
 
 @pytest.fixture(autouse=True)

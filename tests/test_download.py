@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -24,21 +24,18 @@ from xai_images import (
     RetryPolicy,
 )
 from xai_images._transfers import Transfers
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 IMAGE_BYTES = 200_000
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES, stall_seconds=2.0) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Large images, and stalls long enough to trip the stall timeout."""
+    return {"image_bytes": IMAGE_BYTES, "stall_seconds": 2.0}
 
 
 def options(**overrides: object) -> DownloadOptions:
@@ -53,11 +50,9 @@ def options(**overrides: object) -> DownloadOptions:
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=server.api_key, base_url=server.base_url, download=options()
-    ) as api:
-        yield api
+def xai_client_options() -> dict[str, Any]:
+    """Short download timeouts."""
+    return {"download": options()}
 
 
 async def generate(client: AsyncClient, n: int = 1) -> ImagesResponse:

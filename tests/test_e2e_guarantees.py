@@ -26,7 +26,7 @@ import aiohttp
 import pytest
 
 import xai_images
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 # Looks like a real xAI key, so that a leak cannot hide behind a short or common string.
 SECRET = "xai-Zq8mN3vR7tY2wK5pL9sD4fG6hJ1aX0cBv3Qe8Rt5Yu2Io7Pa4Sd6Fg9Hj1Kl0ZxWq"
@@ -36,16 +36,13 @@ GIF = b"GIF89a" + b"\x00" * 64
 MIB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES) as fake:  # accepts any key
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Images over 64 KiB; the fake accepts any key."""
+    return {"image_bytes": IMAGE_BYTES}
 
 
 def _options() -> xai_images.DownloadOptions:
@@ -55,11 +52,9 @@ def _options() -> xai_images.DownloadOptions:
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[xai_images.AsyncClient]:
-    async with xai_images.AsyncClient(
-        api_key=SECRET, base_url=server.base_url, download=_options()
-    ) as api:
-        yield api
+def xai_client_options() -> dict[str, Any]:
+    """A realistic key (to look for leaks) and short download timeouts."""
+    return {"api_key": SECRET, "download": _options()}
 
 
 def nothing_sent(server: FakeXAIServer) -> bool:
