@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
@@ -258,18 +257,11 @@ def test_positive_numbers_are_refused_alike_everywhere(value: object) -> None:
         AsyncClient("key", rate_limit=value)  # type: ignore[arg-type]
 
 
-async def test_aclose_shuts_the_writer_threads_down(tmp_path: Path) -> None:
+async def test_aclose_shuts_the_writer_threads_down(server: FakeXAIServer, tmp_path: Path) -> None:
     """The client's writer pool stops in aclose(); images in hand can still be saved after."""
-    from xai_images._models import parse_images_response
-    from xai_images.testing._imagegen import image_data
-
-    client = AsyncClient("key")
-    png = image_data("png", 2048, 0)
-    resp = parse_images_response(
-        {"data": [{"b64_json": base64.b64encode(png).decode()}]},
-        transfers=client._transfers,
-    )
-    await resp.data[0].save(tmp_path / "a")
+    client = AsyncClient(KEY, base_url=server.base_url)
+    resp = await client.images.generate("a fox", response_format="b64_json")
+    png = (await resp.data[0].save(tmp_path / "a")).path.read_bytes()
     assert client._writers.executor() is not None
     await client.aclose()
     assert client._writers.executor() is None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from xai_images import AsyncClient, ConfigurationError, InternalServerError
-from xai_images._hooks import (
+from xai_images.hooks import (
     CostReported,
     DownloadRetry,
     Event,
