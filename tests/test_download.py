@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import socket
-from pathlib import Path
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
