@@ -16,7 +16,7 @@ callback, with its traceback, on the ``xai_images`` logger) and the other callba
 The events are sent while a paid request is in flight: an observer's bug must never turn a
 generation that succeeded (and was billed) into a failure, nor abort a retry half-way.
 
-This module is at the bottom of the package: it imports nothing from it.
+It imports nothing from the package (it sits at the bottom, below the client).
 """
 
 from __future__ import annotations

@@ -63,19 +63,10 @@ class Progress:
         self._clock = clock
         self.started_at = clock()
         self.finished_at: float | None = None
-        self.total = 0
-        self.ok = 0
-        self.failed = 0
-        self.blocked = 0
-        self.unknown = 0
-        self.skipped = 0
-        self.started = 0
-        self.generated = 0
-        self.images = 0
-        self.bytes = 0
-        self.cost_in_usd_ticks = 0
-        self.rate_limited = 0
-        self.retries = 0
+        # Every counter starts at zero: items by outcome, then work done, then API trouble.
+        self.total = self.ok = self.failed = self.blocked = self.unknown = self.skipped = 0
+        self.started = self.generated = self.images = self.bytes = self.cost_in_usd_ticks = 0
+        self.rate_limited = self.retries = 0
         self.interrupted = False
 
     def __repr__(self) -> str:

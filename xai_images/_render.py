@@ -8,7 +8,6 @@ Only the CLI imports this module. :func:`make_renderer` picks rich progress bars
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ._progress import Progress, ProgressEvent, format_bytes, format_usd
@@ -26,12 +25,7 @@ class Renderer(Protocol):
 
     def __enter__(self) -> Renderer: ...
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None: ...
 
 
 def _stats(p: Progress) -> str:
@@ -68,12 +62,7 @@ class PlainRenderer:
     def __enter__(self) -> PlainRenderer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._flush()
 
     def _write(self, text: str) -> None:
@@ -160,12 +149,7 @@ class RichRenderer:
         self._live.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._live.stop()
 
     def __call__(self, event: ProgressEvent) -> None:

@@ -3,8 +3,9 @@
 ``FakeXAIServer`` serves the generations, edits and deferred endpoints, the Batch API and the
 Files API, plus an image host on 127.0.0.1, with switches for latency, scripted errors, dropped
 connections, rate limits, moderation, expiring URLs and faulty downloads. ``FakeClock`` moves
-the fake's time by hand (batch processing, URL expiry). ``sample_image()`` gives real image bytes for edit inputs. ``instant_retries()`` makes every retry
-backoff of the SDK return at once, so tests of retry paths run fast. See ``docs/testing.md``.
+the fake's time by hand (batch processing, URL expiry). ``instant_retries()`` makes every retry
+backoff of the SDK return at once, so tests of retry paths run fast. ``sample_image()`` gives
+real image bytes, e.g. as edit inputs. See ``docs/testing.md``.
 """
 
 from .._public import publish
