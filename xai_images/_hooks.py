@@ -127,8 +127,8 @@ class DownloadRetry:
     attempt: int
     delay: float
     reason: str
-    error: BaseException = attrs.field(eq=False)
     origin: object = attrs.field(default=None, eq=False, repr=False)
+    error: BaseException = attrs.field(eq=False)
 
 
 @attrs.frozen(kw_only=True)
