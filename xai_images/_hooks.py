@@ -151,7 +151,7 @@ Event = RequestSent | ResponseReceived | RetryScheduled | RateLimited | Download
 """Any of the event classes."""
 
 EventHook = Callable[[Event], Any]
-"""A callback for :data:`Event` values (its return value is ignored)."""
+"""A callback for `Event` values (its return value is ignored)."""
 
 
 class Hooks:

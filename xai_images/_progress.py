@@ -1,7 +1,7 @@
 """Progress of a bulk job: typed events and running counters.
 
 The bulk engine calls ``on_event(event)`` for every step of every item; each event carries the
-live :class:`Progress` counters. The renderers that draw them (rich bars, plain lines) are in
+live `Progress` counters. The renderers that draw them (rich bars, plain lines) are in
 ``_render.py``, which only the CLI imports.
 """
 
@@ -110,7 +110,7 @@ class Progress:
         return self.cost_in_usd_ticks / TICKS_PER_USD
 
     def finish(self) -> None:
-        """Freeze :attr:`elapsed` (called by the engine when the run ends)."""
+        """Freeze `elapsed` (called by the engine when the run ends)."""
         if self.finished_at is None:
             self.finished_at = self._clock()
 
@@ -120,7 +120,7 @@ class ProgressEvent:
     """One step of one item of a bulk job.
 
     Attributes:
-        kind: see :data:`EventKind`.
+        kind: see `EventKind`.
         item_id: the item's id (``None`` for ``finished``).
         progress: the live counters, already updated for this event.
         status: for ``failed``/``skipped``: the item's status (``failed``, ``blocked``,

@@ -1,6 +1,6 @@
 """Drawing bulk-job progress: rich bars on a terminal, plain log lines otherwise.
 
-Only the CLI imports this module. :func:`make_renderer` picks rich progress bars on a terminal
+Only the CLI imports this module. `make_renderer` picks rich progress bars on a terminal
 (when ``rich`` is installed: the ``xai-images[cli]`` extra) and plain log lines otherwise;
 ``rich`` is imported only when bars are actually drawn.
 """
@@ -185,8 +185,8 @@ class _StatusLine:
 
 
 def make_renderer(stream: IO[str] | None = None, *, plain: bool | None = None) -> Renderer:
-    """A :class:`RichRenderer` when ``stream`` is a terminal and ``rich`` is installed, else a
-    :class:`PlainRenderer`.
+    """A `RichRenderer` when ``stream`` is a terminal and ``rich`` is installed, else a
+    `PlainRenderer`.
 
     Args:
         stream: the output (default ``sys.stderr``).
