@@ -57,6 +57,16 @@ def xai_client_options() -> dict[str, Any]:
     return {"api_key": SECRET, "download": _options()}
 
 
+# A stall the client waits out: the download stays half-written until the test cancels it (with
+# the usual 0.2 s stall timeout the client would give up on the stall and finish the download
+# before the test sees the .part file, when the machine is busy).
+patient = pytest.mark.parametrize(
+    "xai_client_options",
+    [{"api_key": SECRET, "download": xai_images.DownloadOptions(stall_timeout=60.0)}],
+    ids=["patient"],
+)
+
+
 def nothing_sent(server: FakeXAIServer) -> bool:
     return server.ledger.requests_started == 0
 
@@ -858,6 +868,7 @@ async def test_full_disk_is_a_save_error_and_leaves_nothing(
     assert leftovers(tiny_disk) == []
 
 
+@patient
 async def test_cancelled_save_mid_download_leaves_nothing(
     client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
@@ -887,6 +898,7 @@ async def test_cancelled_save_as_the_download_starts_leaves_nothing(
     assert leftovers(tmp_path) == []
 
 
+@patient
 async def test_interrupted_batch_resumes_without_paying_again(
     client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
