@@ -150,7 +150,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one.
 
         A server-requested ``retry_after`` is honoured exactly (never shortened; the caller
-        checks it against :attr:`max_retry_after` first); otherwise the wait is a full-jitter
+        checks it against `max_retry_after` first); otherwise the wait is a full-jitter
         exponential backoff.
         """
         if retry_after is not None:
@@ -186,7 +186,7 @@ class Timeout:
 
 
 def coerce_timeout(value: Timeout | float | None, base: Timeout) -> Timeout:
-    """``value`` as a :class:`Timeout`: ``None`` is ``base``, a number replaces its ``request``.
+    """``value`` as a `Timeout`: ``None`` is ``base``, a number replaces its ``request``.
 
     Raises:
         TypeError: ``value`` is neither a Timeout, a number nor ``None``.

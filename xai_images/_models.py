@@ -207,7 +207,7 @@ class ImagesResponse:
     """The answer to a generation or an edit.
 
     Attributes:
-        data: the images, in order. Blocked images stay in place (see :attr:`blocked`).
+        data: the images, in order. Blocked images stay in place (see `blocked`).
         usage: the cost, when the server reported it.
         request_id: the API request id (``x-request-id``), for support tickets.
         model: the model that answered, when the server said.
@@ -228,7 +228,7 @@ class ImagesResponse:
 
     @property
     def blocked(self) -> tuple[GeneratedImage, ...]:
-        """The images in :attr:`data` that were withheld by moderation."""
+        """The images in `data` that were withheld by moderation."""
         return tuple(image for image in self.data if image.blocked)
 
     @property
@@ -256,7 +256,7 @@ class ImagesResponse:
     ) -> list[SavedImage]:
         """Save every delivered image into ``directory`` in parallel, atomically.
 
-        Blocked images are skipped (count them with :attr:`blocked_count`). ``name`` is a
+        Blocked images are skipped (count them with `blocked_count`). ``name`` is a
         pattern with ``{request_id}`` and ``{index}``; the extension comes from the bytes.
         ``concurrency`` may lower the client's download concurrency for this call.
 
@@ -290,7 +290,7 @@ class DeferredStatus:
         error: the server's message when ``status`` is ``"failed"`` or ``"expired"`` (or
             another final status, when the server sent one).
         raw_status: the ``status`` field exactly as the server sent it (``None`` when absent),
-            e.g. ``"queued"`` where :attr:`status` says ``"pending"``.
+            e.g. ``"queued"`` where `status` says ``"pending"``.
     """
 
     status: str
@@ -458,7 +458,7 @@ def parse_images_response(
     transfers: Transfers | None = None,
     where: str = "response",
 ) -> ImagesResponse:
-    """Build an :class:`ImagesResponse` from a decoded JSON body.
+    """Build an `ImagesResponse` from a decoded JSON body.
 
     ``transfers`` is what the images save and download through (the client's).
 

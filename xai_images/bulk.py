@@ -1,9 +1,9 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
-Start a job with ``client.batch(...)`` (it returns a :class:`BatchRun`); iterate it for one
-:class:`Outcome` per item. A JSONL job file is read with :func:`load_jobs`; the job's manifest
-(one :class:`ManifestRecord` per finished item) with :func:`load_manifest`; its gallery page is
-written by :func:`write_gallery`. :class:`Progress` and :class:`ProgressEvent` are what
+Start a job with ``client.batch(...)`` (it returns a `BatchRun`); iterate it for one
+`Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
+(one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
+written by `write_gallery`. `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 """
 
