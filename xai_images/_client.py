@@ -28,6 +28,7 @@ from ._errors import (
     OutcomeUnknownError,
 )
 from ._files import WriterPool
+from ._gate import budgets
 from ._hooks import (
     CostReported,
     EventHook,
@@ -197,8 +198,8 @@ class AsyncClient:
                 raise _bad_argument("event_hooks", hooks, "a list of callables or None")
         self._hooks = Hooks(hooks)
         self._transport = Transport(self._key, self._base_url, traced=self._owns_session)
-        # The writer threads belong to the client: started on the first save, shut down in
-        # aclose().
+        # The writer threads belong to the client: started when it opens (or at its first
+        # request), shut down in aclose().
         self._writers = WriterPool()
         self._transfers = Transfers(
             self._require_session,
@@ -250,6 +251,8 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
+        # The writer threads start now, not inside the first save on a busy loop.
+        self._writers.start()
         return self
 
     async def __aexit__(
@@ -289,6 +292,7 @@ class AsyncClient:
                 # API requests set their own limits; downloads have their own stall detection.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.connect),
             )
+            self._writers.start()  # a client used without ``async with``: at first use
         return self._session
 
     def batch(
@@ -488,6 +492,10 @@ class AsyncClient:
         session = self._require_session()
         if self._limiter is not None:
             await self._limiter.acquire()
+        # At most a few request starts per loop iteration (shared with image fetches), so that
+        # a hundred calls made at once do not hold the caller's loop for tens of milliseconds.
+        # Nothing has been sent yet: waiting here changes no retry or billing decision.
+        await budgets().starts.spend()
         hooks = self._hooks
         if hooks:
             hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
