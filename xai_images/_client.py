@@ -198,6 +198,7 @@ class AsyncClient:
                 raise _bad_argument("event_hooks", hooks, "a list of callables or None")
         self._hooks = Hooks(hooks)
         self._transport = Transport(self._key, self._base_url, traced=self._owns_session)
+        self._log_paths: dict[str, str] = {}
         # The writer threads belong to the client: started when it opens (or at its first
         # request), shut down in aclose().
         self._writers = WriterPool()
@@ -424,7 +425,12 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         url = self._base_url + path
-        log_path = URL(url).path
+        log_path = self._log_paths.get(path)
+        if log_path is None:
+            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
+            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
+                self._log_paths.clear()
+            log_path = self._log_paths[path] = URL(url).path
         data = await dumps(body) if body is not None else None
         hooks = self._hooks
 

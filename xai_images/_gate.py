@@ -8,10 +8,9 @@ per iteration. A :class:`LoopBudget` admits a bounded amount of such work per it
 rest waits, first come first served, for the next iteration. Waiting happens before anything is
 sent, so no guarantee of the request path changes.
 
-A budget is spent, then reset by a ``call_soon`` callback scheduled by the first spender of an
-iteration: that callback runs at the start of the next iteration, admits the oldest waiters up
-to the budget and wakes them (they run in the iteration after the reset, which is the one the
-budget was charged for).
+Every spender waits for a ``call_soon`` callback (the reset, once per iteration while there is
+work) that admits the oldest waiters up to the budget and wakes them: they run in the next
+iteration, which holds nothing else the budget admitted.
 """
 
 from __future__ import annotations
@@ -32,16 +31,18 @@ DECODE_BYTES_PER_ITERATION = 1024 * 1024
 class LoopBudget:
     """At most ``limit`` units of work per iteration of one event loop (plus one overshoot).
 
-    A single spend larger than what is left is admitted when the iteration has spent nothing
-    yet, so that no amount ever waits forever.
+    Every spend waits for the budget's reset, which admits the oldest waiters while less than
+    ``limit`` was admitted (so a spend larger than ``limit`` is admitted alone, never starved).
+    The admitted ones run in the next iteration, and nothing else is admitted for it: that
+    makes the bound exact without knowing where an iteration starts. It costs each spend one
+    or two loop iterations of latency (microseconds on an idle loop).
     """
 
-    __slots__ = ("_limit", "_loop", "_reset_pending", "_spent", "_waiters")
+    __slots__ = ("_limit", "_loop", "_reset_pending", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
         self._limit = limit
-        self._spent = 0
         self._reset_pending = False
         self._waiters: deque[tuple[asyncio.Future[None], int]] = deque()
 
@@ -50,42 +51,34 @@ class LoopBudget:
         return self._limit
 
     def __repr__(self) -> str:
-        return f"<LoopBudget {self._spent}/{self._limit} waiting={len(self._waiters)}>"
+        return f"<LoopBudget limit={self._limit} waiting={len(self._waiters)}>"
 
     async def spend(self, amount: int = 1) -> None:
-        """Return once ``amount`` fits in this iteration's budget (at once when it does)."""
-        if not self._waiters and self._spent < self._limit:
-            self._charge(amount)
-            return
+        """Return in the next iteration whose budget ``amount`` fits in."""
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((future, amount))
-        self._schedule_reset()
-        # A cancelled waiter is skipped by the reset; one admitted and then cancelled leaves
-        # its share unused for one iteration only.
-        await future
-
-    def _charge(self, amount: int) -> None:
-        self._spent += amount
-        self._schedule_reset()
-
-    def _schedule_reset(self) -> None:
         if not self._reset_pending:
             self._reset_pending = True
             self._loop.call_soon(self._reset)
+        # A waiter cancelled before admission is skipped by the reset; one cancelled after it
+        # leaves its share unused for one iteration.
+        await future
 
     def _reset(self) -> None:
         self._reset_pending = False
-        self._spent = 0
+        spent = 0
         waiters = self._waiters
-        while waiters and self._spent < self._limit:
+        while waiters and spent < self._limit:
             future, amount = waiters.popleft()
             if future.done():  # cancelled while waiting
                 continue
             future.set_result(None)
-            self._spent += amount
-        if self._spent or waiters:
-            # The admitted waiters run in the next iteration: their share is charged to it.
-            self._schedule_reset()
+            spent += amount
+        if spent or waiters:
+            # Scheduled after the wake-ups, so that it runs in the iteration of the admitted
+            # tasks, after them: a task that asks again at once is admitted for the next one.
+            self._reset_pending = True
+            self._loop.call_soon(self._reset)
 
 
 class _Budgets:

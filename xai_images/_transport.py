@@ -329,8 +329,14 @@ def _log_exchange(
     )
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
 async def dumps(body: Mapping[str, Any]) -> bytes:
     """``body`` as compact UTF-8 JSON; large ones (edit data URIs) encoded off the loop."""
+    if _flat_and_small(body):
+        # A generation: a few scalars and a prompt. No walk for nested data URIs.
+        return _encode(body)
     if _approx_large(body):
         return await asyncio.to_thread(_encode, body)
     return _encode(body)
@@ -338,6 +344,16 @@ async def dumps(body: Mapping[str, Any]) -> bytes:
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _flat_and_small(body: Mapping[str, Any]) -> bool:
+    text = 0
+    for value in body.values():
+        if type(value) is str:
+            text += len(value)
+        elif not isinstance(value, _SCALARS):
+            return False
+    return text <= _LARGE_JSON
 
 
 def _approx_large(body: Mapping[str, Any]) -> bool:
