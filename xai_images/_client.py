@@ -22,6 +22,7 @@ from ._config import (
     DEFAULT_MAX_ANSWER_BYTES,
     DownloadOptions,
     Timeout,
+    check_base_url,
     coerce_timeout,
     int_at_least,
     positive_number,
@@ -35,6 +36,7 @@ from ._errors import (
     OutcomeUnknownError,
 )
 from ._files import WriterPool
+from ._gate import budgets
 from ._hooks import (
     CostReported,
     EventHook,
@@ -165,7 +167,7 @@ class AsyncClient:
                 "base_url", base_url, f"a non-empty http(s) URL such as {DEFAULT_BASE_URL}"
             )
         # An empty XAI_BASE_URL counts as unset, as for any environment variable.
-        self._base_url = self._check_base_url(
+        self._base_url = check_base_url(
             base_url or os.environ.get("XAI_BASE_URL") or DEFAULT_BASE_URL
         )
         if (
@@ -236,8 +238,9 @@ class AsyncClient:
             traced=self._owns_session,
             max_answer_bytes=max_answer_bytes,
         )
-        # The writer threads belong to the client: started on the first save, shut down in
-        # aclose().
+        self._log_paths: dict[str, str] = {}
+        # The writer threads belong to the client: started when it opens (or at its first
+        # request), shut down in aclose().
         self._writers = WriterPool()
         self._transfers = Transfers(
             self._require_session,
@@ -247,18 +250,6 @@ class AsyncClient:
         )
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
-
-    @staticmethod
-    def _check_base_url(raw: str) -> str:
-        try:
-            url = URL(raw.strip())
-        except (TypeError, ValueError):
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(
-                f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {raw!r}"
-            )
-        return str(url).rstrip("/")
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -291,6 +282,8 @@ class AsyncClient:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
         if isinstance(self._limiter, SharedRateLimiter):
             await self._limiter.start()
+        # The writer threads start now, not inside the first save on a busy loop.
+        self._writers.start()
         return self
 
     async def __aexit__(
@@ -332,6 +325,7 @@ class AsyncClient:
                 # API requests set their own limits; downloads have their own stall detection.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.connect),
             )
+            self._writers.start()  # a client used without ``async with``: at first use
         return self._session
 
     def batch(
@@ -463,7 +457,12 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         url = self._base_url + path
-        log_path = URL(url).path
+        log_path = self._log_paths.get(path)
+        if log_path is None:
+            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
+            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
+                self._log_paths.clear()
+            log_path = self._log_paths[path] = URL(url).path
         data = await dumps(body) if body is not None else None
         hooks = self._hooks
 
@@ -531,6 +530,10 @@ class AsyncClient:
         session = self._require_session()
         if self._limiter is not None:
             await self._limiter.acquire()
+        # At most a few request starts per loop iteration (shared with image fetches), so that
+        # a hundred calls made at once do not hold the caller's loop for tens of milliseconds.
+        # Nothing has been sent yet: waiting here changes no retry or billing decision.
+        await budgets().starts.spend()
         hooks = self._hooks
         if hooks:
             hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))

@@ -18,12 +18,16 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from yarl import URL
+
+from ._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
     "DownloadOptions",
     "RetryPolicy",
     "Timeout",
+    "check_base_url",
     "coerce_timeout",
     "int_at_least",
     "non_negative",
@@ -239,3 +243,20 @@ class DownloadOptions:
     min_speed: float | None = attrs.field(default=None, validator=valid_positive(optional=True))
     speed_window: float = attrs.field(default=5.0, validator=valid_positive())
     fsync: bool = False
+
+
+def check_base_url(raw: str) -> str:
+    """``raw`` as an http(s) URL without a trailing slash.
+
+    Raises:
+        ConfigurationError: not an http(s) URL with a host.
+    """
+    try:
+        url = URL(raw.strip())
+    except (TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as https://api.x.ai/v1, got {raw!r}"
+        )
+    return str(url).rstrip("/")

@@ -81,7 +81,8 @@ _pools: weakref.WeakSet[WriterPool] = weakref.WeakSet()
 
 
 class WriterPool:
-    """The threads that write one client's files: created on first use, shut down by the client.
+    """The threads that write one client's files: started by :meth:`start` (or on first use),
+    shut down by the client.
 
     After :meth:`shutdown` (the client was closed) writes still work, on asyncio's default
     executor, so that images already in hand (``b64_json``) can be saved after the client closed.
@@ -91,6 +92,7 @@ class WriterPool:
         self._workers = workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        self._started = False
         # Event loops in several threads may share one client's pool.
         self._lock = threading.Lock()
         _pools.add(self)
@@ -111,6 +113,25 @@ class WriterPool:
                 executor = self._executor
         return executor
 
+    def start(self) -> None:
+        """Start every writer thread now (idempotent): starting a thread waits until it runs,
+        which on a busy machine can hold the event loop for milliseconds, so a client does it
+        when it opens rather than inside its first save."""
+        if self._started:
+            return
+        executor = self.executor()
+        if executor is None:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        # The executor adds a thread per task while none is idle: tasks that wait for each
+        # other make it start all of them.
+        barrier = threading.Barrier(self._workers)
+        for _ in range(self._workers):
+            executor.submit(_meet, barrier)
+
     def shutdown(self) -> None:
         """Stop the threads once the writes already queued are done; idempotent, non-blocking."""
         self._closed = True
@@ -122,7 +143,13 @@ class WriterPool:
         # A forked child has none of the parent's threads: start a new executor on first use
         # (and a new lock, in case another thread held it at the fork).
         self._executor = None
+        self._started = False
         self._lock = threading.Lock()
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=5)
 
 
 def _forget_executors() -> None:
