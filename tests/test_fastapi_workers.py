@@ -24,6 +24,9 @@ import pytest_asyncio
 
 from xai_images.testing import FakeXAIServer
 
+# Real-clock pacing against a server that answers 429: run where the machine is quiet.
+pytestmark = pytest.mark.realtime
+
 if TYPE_CHECKING:
     from conftest import RedisServer
 

@@ -24,6 +24,9 @@ from xai_images import (
 from xai_images._cli import EXIT_USAGE, main
 from xai_images.testing import FakeXAIServer, Reply
 
+# Real-clock pacing against a server that answers 429: run where the machine is quiet.
+pytestmark = pytest.mark.realtime
+
 if TYPE_CHECKING:
     from conftest import RedisServer
 
