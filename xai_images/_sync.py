@@ -19,7 +19,6 @@ import functools
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from . import _display
@@ -27,14 +26,9 @@ from ._batch import BatchRun
 from ._client import AsyncClient
 from ._errors import ClientClosedError, ConfigurationError
 from ._images import Images
-from ._models import (
-    DeferredRequest,
-    DeferredStatus,
-    FileOutput,
-    GeneratedImage,
-    ImagesResponse,
-    Usage,
-)
+from ._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse
+from ._models import FileOutput as _FileOutput
+from ._models import Usage as _Usage
 from ._portal import LoopThread
 from ._progress import Progress
 
@@ -203,7 +197,7 @@ class SyncGeneratedImage(_Proxy[GeneratedImage]):
     blocked = _Field[bool]()
     source = _Field[str | None]()
     stem = _Field[str]()
-    file_output = _Field[FileOutput | None]()
+    file_output = _Field[_FileOutput | None]()
     storage_error = _Field[str | None]()
 
     save = _bridge(GeneratedImage.save, _keep)
@@ -224,7 +218,7 @@ class SyncImagesResponse(_Proxy[ImagesResponse]):
         super().__init__(client, target)
         self._data = tuple(SyncGeneratedImage(client, image) for image in target.data)
 
-    usage = _Field[Usage | None]()
+    usage = _Field[_Usage | None]()
     request_id = _Field[str | None]()
     model = _Field[str | None]()
     created = _Field[int | None]()
@@ -345,12 +339,7 @@ class SyncBatchRun(_Proxy[BatchRun]):
     def __enter__(self) -> SyncBatchRun:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def collect(self) -> list[Outcome]:
@@ -442,12 +431,7 @@ class Client:
             raise ClientClosedError("this Client is closed; create a new one")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:
