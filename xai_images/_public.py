@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import types
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,7 +26,11 @@ def publish(module: str, namespace: Mapping[str, Any]) -> None:
     """
     for name in namespace["__all__"]:
         obj = namespace[name]
-        if not (isinstance(obj, type) or inspect.isfunction(obj)):
+        # Before Python 3.11, a parametrised alias (``Callable[[Event], None]``) passes
+        # isinstance(..., type); it is an alias, not a class.
+        if isinstance(obj, types.GenericAlias) or not (
+            isinstance(obj, type) or inspect.isfunction(obj)
+        ):
             continue
         if isinstance(obj, type) and attrs.has(obj):
             # String annotations are resolved against the defining module; after the move they
