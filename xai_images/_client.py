@@ -14,13 +14,14 @@ import math
 import os
 from collections.abc import Callable, Mapping
 from types import SimpleNamespace, TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import attrs
 from yarl import URL
 
 from ._b64stream import B64ResponseScanner
+from ._batches import Batches, Files
 from ._download import DownloadOptions, Transfers
 from ._errors import (
     APIConnectionError,
@@ -32,6 +33,7 @@ from ._errors import (
     ConfigurationError,
     OutcomeUnknownError,
     RateLimitError,
+    ValidationError,
     status_error_class,
 )
 from ._images import Images
@@ -41,6 +43,7 @@ from ._retry import RetryPolicy, parse_retry_after, sleep
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, Source
+    from ._batch_remote import RemoteBatchRun
     from ._download import OnExists
     from ._progress import ProgressEvent
 
@@ -286,6 +289,10 @@ class AsyncClient:
         self._transfers = Transfers(self._require_session, download or DownloadOptions())
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
+        self.batches = Batches(self)
+        """xAI's Batch API: create, add, poll, page through results, cancel."""
+        self.files = Files(self)
+        """The Files API, as far as batches need it: upload, get, delete."""
 
     @staticmethod
     def _check_base_url(raw: str) -> str:
@@ -381,7 +388,11 @@ class AsyncClient:
         on_event: Callable[[ProgressEvent], None] | None = None,
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
-    ) -> BatchRun:
+        via: Literal["realtime", "batch-api"] = "realtime",
+        detach: bool = False,
+        wait: bool = True,
+        cancel: bool = False,
+    ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
         Nothing starts before the first iteration. Prefer
@@ -424,12 +435,42 @@ class AsyncClient:
                 identical file; a different one fails the item), ``"fail"``.
             verify_sha256: when resuming, hash the files of done items instead of checking
                 their sizes.
+            via: ``"realtime"`` (default): each request is a real-time call, paced by the
+                client's ``rate_limit``. ``"batch-api"``: the requests go into one xAI batch
+                (not counted against the rate limit; results over minutes to hours) and each
+                image is saved as its result appears; returns a ``RemoteBatchRun``. See
+                ``docs/batch-api.md``.
+            detach: (batch-api) submit everything, record it in the manifest, and end without
+                waiting; ``run.batch_id`` says which batch. Running the same job again
+                (same manifest) attaches to it.
+            wait: (batch-api) ``False``: save the results already there, then end.
+            cancel: (batch-api) cancel the recorded batch, then save what finished.
 
         Raises:
             ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
+        if via == "batch-api":
+            from ._batch_remote import RemoteBatchRun
+
+            return RemoteBatchRun(
+                self,
+                requests,
+                output_dir=output_dir,
+                manifest=manifest,
+                concurrency=concurrency,
+                retry_failed=retry_failed,
+                resend_unknown=resend_unknown,
+                on_event=on_event,
+                on_exists=on_exists,
+                verify_sha256=verify_sha256,
+                detach=detach,
+                wait=wait,
+                cancel=cancel,
+            )
+        if via != "realtime":
+            raise ValidationError("via", via, "'realtime' or 'batch-api'")
         from ._batch import BatchRun  # deferred: the bulk engine is not needed otherwise
 
         return BatchRun(
@@ -456,11 +497,15 @@ class AsyncClient:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
         idempotent: bool = False,
+        content: tuple[bytes, str] | None = None,
+        reconciled: bool = False,
     ) -> _Answer:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
-        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``.
+        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``, and
+        ``reconciled`` ones never (their caller reconciles a lost answer itself).
+        ``content`` is a raw body and its content type, sent instead of ``body`` as JSON.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -477,7 +522,10 @@ class AsyncClient:
         url = self._base_url + path
         log_path = URL(url).path
         data: bytes | None = None
-        if body is not None:
+        content_type = "application/json"
+        if content is not None:
+            data, content_type = content
+        elif body is not None:
             data = await _dumps(body)
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -485,8 +533,12 @@ class AsyncClient:
         while True:
             attempt += 1
             try:
-                return await self._limited_attempt(method, url, log_path, data, attempt_timeout)
+                return await self._limited_attempt(
+                    method, url, log_path, (data, content_type), attempt_timeout
+                )
             except APIError as error:
+                if reconciled and isinstance(error, OutcomeUnknownError):
+                    raise
                 delay = self._retry_delay(error, attempt, policy, idempotent, started, loop.time())
                 if delay is None:
                     raise
@@ -555,7 +607,12 @@ class AsyncClient:
         )
 
     async def _limited_attempt(
-        self, method: str, url: str, log_path: str, data: bytes | None, timeout: Timeout
+        self,
+        method: str,
+        url: str,
+        log_path: str,
+        data: tuple[bytes | None, str],
+        timeout: Timeout,
     ) -> _Answer:
         if self._semaphore is None:
             return await self._attempt(method, url, log_path, data, timeout)
@@ -563,7 +620,12 @@ class AsyncClient:
             return await self._attempt(method, url, log_path, data, timeout)
 
     async def _attempt(
-        self, method: str, url: str, log_path: str, data: bytes | None, timeout: Timeout
+        self,
+        method: str,
+        url: str,
+        log_path: str,
+        content: tuple[bytes | None, str],
+        timeout: Timeout,
     ) -> _Answer:
         session = self._require_session()
         if self._limiter is not None:
@@ -574,8 +636,9 @@ class AsyncClient:
             "Accept": "application/json",
             "User-Agent": f"xai-images/{_VERSION}",
         }
+        data, content_type = content
         if data is not None:
-            headers["Content-Type"] = "application/json"
+            headers["Content-Type"] = content_type
         state = _SendState()
         loop = asyncio.get_running_loop()
         started = loop.time()
