@@ -45,6 +45,7 @@ from ._models import (
 )
 from ._public import publish
 from ._ratelimit import RateLimiter
+from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
 from ._retry import RetryPolicy
 
@@ -59,6 +60,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRequestError",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",

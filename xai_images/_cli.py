@@ -191,6 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
+    _add_via_flags(batch)
 
     demo = sub.add_parser(
         "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
@@ -199,11 +200,27 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
+    demo.add_argument("--via", choices=("realtime", "batch-api"), default="realtime")
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
     gallery.add_argument("--manifest", default=None, help="default: DIRECTORY/manifest.jsonl")
     return parser
+
+
+def _add_via_flags(batch: argparse.ArgumentParser) -> None:
+    group = batch.add_argument_group("through xAI's Batch API (--via batch-api)")
+    group.add_argument(
+        "--via",
+        choices=("realtime", "batch-api"),
+        default="realtime",
+        help="real-time calls at --rps (default), or one server-side batch",
+    )
+    group.add_argument(
+        "--detach", action="store_true", help="submit, record, print the batch id, exit"
+    )
+    group.add_argument("--no-wait", action="store_true", help="save what finished, then exit")
+    group.add_argument("--cancel", action="store_true", help="cancel the batch, save what finished")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -410,6 +427,26 @@ async def _batch(args: argparse.Namespace) -> int:
         client_kwargs["max_retries"] = 5
     async with AsyncClient(rate_limit=args.rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
+            from ._cli_remote import run_remote_job
+
+            return await run_remote_job(
+                client,
+                jobs,
+                jobs=args.jobs,
+                output_dir=Path(args.output_dir),
+                manifest=Path(args.manifest) if args.manifest else None,
+                concurrency=args.concurrency,
+                retry_failed=args.retry_failed,
+                resend_unknown=args.resend_unknown,
+                plain=args.plain,
+                gallery=not args.no_gallery,
+                detach=args.detach,
+                wait=not args.no_wait,
+                cancel=args.cancel,
+                summary=_summary,
+                out=_print,
+            )
         return await _run_job(
             client,
             jobs,
@@ -434,11 +471,39 @@ async def _demo(args: argparse.Namespace) -> int:
         f"needed); job file {job_file}\n"
     )
     async with (
-        demo_server() as server,
+        demo_server(via=args.via) as server,
         AsyncClient(
             api_key=server.api_key, base_url=server.base_url, rate_limit=DEMO_RPS, max_retries=5
         ) as client,
     ):
+        if args.via == "batch-api":
+            from ._cli_remote import run_remote_job
+
+            code = await run_remote_job(
+                client,
+                job_file,
+                jobs=job_file,
+                output_dir=output_dir,
+                manifest=None,
+                concurrency=16,
+                retry_failed=False,
+                resend_unknown=False,
+                plain=args.plain,
+                gallery=True,
+                detach=False,
+                wait=True,
+                cancel=False,
+                summary=_summary,
+                out=_print,
+                poll_interval=0.5,
+            )
+            ledger = server.ledger
+            _print(
+                f"fake server ledger: {ledger.batches_created} batch, {ledger.batch_adds} add "
+                f"call(s), {ledger.batch_images_billed} images billed, "
+                f"{ledger.downloads_with_auth} downloads carried the key"
+            )
+            return code
         code = await _run_job(
             client,
             job_file,
