@@ -259,9 +259,10 @@ class RemoteBatchRun(ResultsMixin):
 
     async def _work(self, state: JobState) -> None:
         run = state.open_run
-        attached, to_run = await self._accept_all(state, run)
         if run is not None and run.batch_id is not None:
+            # Settled first, so that ids whose add never landed are submitted again below.
             await self._attach(run)
+        attached, to_run = await self._accept_all(state, run)
         if self._cancel:
             if run is not None and run.batch_id is not None:
                 await self._record("cancel", batch_id=run.batch_id)

@@ -221,6 +221,13 @@ def _add_via_flags(batch: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--no-wait", action="store_true", help="save what finished, then exit")
     group.add_argument("--cancel", action="store_true", help="cancel the batch, save what finished")
+    group.add_argument(
+        "--poll-interval",
+        type=_positive_float,
+        default=2.0,
+        metavar="SECONDS",
+        help="first wait between polls; grows to 30 s while nothing arrives (default 2)",
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -446,6 +453,7 @@ async def _batch(args: argparse.Namespace) -> int:
                 cancel=args.cancel,
                 summary=_summary,
                 out=_print,
+                poll_interval=args.poll_interval,
             )
         return await _run_job(
             client,
