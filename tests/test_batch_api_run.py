@@ -196,6 +196,37 @@ async def test_urls_that_expired_before_saving_are_expired_and_not_regenerated(
     assert server.ledger.batches_created == 1
 
 
+async def test_failed_download_is_fetched_again_on_retry_without_regenerating(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """A billed item whose download failed is downloaded again with retry_failed, not re-run."""
+    server.enqueue_download(Reply.error(500))
+    (first,) = await remote(client, prompts(1), tmp_path).collect()
+    assert first.status == "failed"
+    assert first.record is not None
+    assert first.record.billed
+    (again,) = await remote(client, prompts(1), tmp_path, retry_failed=True).collect()
+    assert again.ok
+    assert server.ledger.batches_created == 1
+    assert server.ledger.batch_images_billed == 1
+    assert image_files(tmp_path) == ["fox-0-0.png"]
+
+
+async def test_retry_failed_runs_server_failures_in_a_new_batch(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """Items that failed at the server run again, with retry_failed, in a second batch."""
+    server.settings.batch_failure_rate = 1.0
+    (first,) = await remote(client, prompts(1), tmp_path).collect()
+    assert first.status == "failed"
+    server.settings.batch_failure_rate = 0.0
+    skipped = await remote(client, prompts(1), tmp_path).collect()
+    assert skipped[0].skipped
+    (again,) = await remote(client, prompts(1), tmp_path, retry_failed=True).collect()
+    assert again.ok
+    assert server.ledger.batches_created == 2
+
+
 async def test_an_expired_batch_expires_its_unsaved_items(
     client: AsyncClient, clock: FakeClock, tmp_path: Path
 ) -> None:

@@ -61,6 +61,7 @@ __all__ = ["RemoteBatchRun"]
 logger = logging.getLogger("xai_images")
 _KEEP_ENTRY = 64 * 1024  # encoded bodies above this (edits with inline images) are rebuilt later
 _DONE = object()
+_DOWNLOAD = object()
 
 
 class _Failure:
@@ -147,6 +148,7 @@ class RemoteBatchRun(ResultsMixin):
         self._out: Callable[[Any], None] = lambda _x: None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
+        self._downloads: list[tuple[Item, ManifestRecord]] = []
 
     def __repr__(self) -> str:
         return f"<RemoteBatchRun batch_id={self.batch_id!r} {self.progress!r}>"
@@ -263,6 +265,8 @@ class RemoteBatchRun(ResultsMixin):
             # Settled first, so that ids whose add never landed are submitted again below.
             await self._attach(run)
         attached, to_run = await self._accept_all(state, run)
+        if self._downloads:
+            await asyncio.gather(*(self._download_again(i, r) for i, r in self._downloads))
         if self._cancel:
             if run is not None and run.batch_id is not None:
                 await self._record("cancel", batch_id=run.batch_id)
@@ -326,7 +330,10 @@ class RemoteBatchRun(ResultsMixin):
                 continue
             if same and record is not None:
                 decision = self._resume_decision(item, record)
-                if decision is not None:
+                if decision is _DOWNLOAD:
+                    self._downloads.append((item, record))
+                    continue
+                if isinstance(decision, Outcome):
                     self.progress.skipped += 1
                     self._emit("skipped", item.id, status=decision.status, line=item.request.line)
                     self._out(decision)
@@ -376,8 +383,9 @@ class RemoteBatchRun(ResultsMixin):
         self._emit("failed", outcome.id, status="failed", error=outcome.error, line=outcome.line)
         self._out(outcome)
 
-    def _resume_decision(self, item: Item, earlier: ManifestRecord) -> Outcome | None:
-        """``None`` to run the item again; else the outcome of skipping it."""
+    def _resume_decision(self, item: Item, earlier: ManifestRecord) -> Outcome | object | None:
+        """``None`` to run the item again, ``_DOWNLOAD`` to fetch its recorded URLs again, else
+        the outcome of skipping it."""
         request = item.request
 
         def skip(error: BaseException | None = None) -> Outcome:
@@ -406,6 +414,17 @@ class RemoteBatchRun(ResultsMixin):
                     "(retry with retry_failed=True / --retry-failed)"
                 )
             )
+        if status == "failed" and earlier.billed:
+            if any(p.url for p in earlier.pending):
+                return _DOWNLOAD  # generated and billed: fetch its URLs again, do not regenerate
+            if not self._resend_unknown:
+                return skip(
+                    XAIImagesError(
+                        "its images were generated (and billed) but could not be saved and "
+                        "cannot be fetched again; pass resend_unknown=True / --resend-unknown "
+                        "to generate (and pay) again"
+                    )
+                )
         return None
 
     # -- submitting --------------------------------------------------------------------------------

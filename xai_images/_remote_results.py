@@ -226,6 +226,34 @@ class ResultsMixin:
         self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
         return saved, pending, errors
 
+    async def _download_again(self, item: Item, earlier: ManifestRecord) -> None:
+        """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
+        images = [
+            GeneratedImage(
+                url=p.url, revised_prompt=p.revised_prompt, index=p.index, client=self._client
+            )
+            for p in earlier.pending
+            if p.url
+        ]
+        async with self._slots:
+            saved, pending, errors = await self._save_images(item.id, images)
+        kept = tuple(f for f in earlier.files if (self.output_dir / f.path).is_file())
+        status: ItemStatus = "ok"
+        if errors:
+            expired = all(isinstance(e, ImageExpiredError) for e in errors)
+            status, pending = ("expired", []) if expired else ("failed", pending)
+        record, outcome = self._finish(
+            item,
+            status,
+            error=errors[0] if errors else None,
+            files=saved,
+            pending=pending,
+            billed=True,
+            cost=earlier.cost_in_usd_ticks,
+            keep=kept,
+        )
+        await self._settle(record, outcome)
+
     async def _settle_rest(self, pending: dict[str, Item], status: ItemStatus, why: str) -> None:
         for item in list(pending.values()):
             error: XAIImagesError = (
@@ -292,9 +320,10 @@ class ResultsMixin:
         pending: Sequence[PendingImage] = (),
         billed: bool = False,
         cost: int | None = None,
+        keep: Sequence[FileRecord] = (),
     ) -> tuple[ManifestRecord, Outcome]:
         request = item.request
-        records = tuple(
+        records = tuple(keep) + tuple(
             FileRecord(
                 path=_relative(s.path, self.output_dir),
                 bytes=s.bytes,
