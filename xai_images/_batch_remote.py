@@ -149,6 +149,8 @@ class RemoteBatchRun(ResultsMixin):
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._downloads: list[tuple[Item, ManifestRecord]] = []
+        self._settled: set[str] = set()
+        self._adders: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return f"<RemoteBatchRun batch_id={self.batch_id!r} {self.progress!r}>"
@@ -233,13 +235,14 @@ class RemoteBatchRun(ResultsMixin):
                     raise item.error
                 yield item
         finally:
-            pending = [t for t in (producer, *self._tasks) if not t.done()]
+            pending = [t for t in (producer, *self._adders, *self._tasks) if not t.done()]
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
-            if not producer.cancelled() and producer.done():
-                producer.exception()
+            for task in (producer, *self._adders):
+                if not task.cancelled() and task.done():
+                    task.exception()  # retrieved; raised above through _Failure when relevant
             await writer.aclose()
             self.progress.finish()
             self._emit("finished", None)
@@ -277,15 +280,21 @@ class RemoteBatchRun(ResultsMixin):
             held = run.intended if run is not None else set()
             fresh = [item for item in to_run if item.id not in held]
             later = [item for item in to_run if item.id in held]
+            adding: asyncio.Future[None] | None = None
             if fresh:
-                run = await self._submit(run, fresh, attached)
+                run = await self._open_batch(run)
+                # Results are read (and saved) while later calls are still being added.
+                adding = asyncio.ensure_future(self._add_items(run, fresh, attached))
+                self._adders.append(adding)
             if run is None or run.batch_id is None:
                 break
             if self._detach:
+                if adding is not None:
+                    await adding
                 self.detached = True
                 self.not_submitted = [item.id for item in later]
                 return
-            await self._collect(run, attached)
+            await self._collect(run, attached, adding)
             if not later or not run.closed or self._stop.is_set() or phase == 1:
                 self.not_submitted = [item.id for item in later]
                 break
@@ -446,9 +455,8 @@ class RemoteBatchRun(ResultsMixin):
                 await self._record("refused", batch_id=run.batch_id, ids=lost)
                 run.intended.difference_update(lost)
 
-    async def _submit(
-        self, run: RunState | None, items: Sequence[Item], attached: dict[str, Item]
-    ) -> RunState:
+    async def _open_batch(self, run: RunState | None) -> RunState:
+        """The run's batch: recorded, found by name after a crash, or created (and recorded)."""
         batches = self._client.batches
         if run is None:
             run_id = f"xai-images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
@@ -461,6 +469,12 @@ class RemoteBatchRun(ResultsMixin):
             await self._record("batch", run_id=run.run_id, batch_id=batch.batch_id)
             run.batch_id = batch.batch_id
         self.batch_id = self.progress.batch_id = run.batch_id
+        return run
+
+    async def _add_items(
+        self, run: RunState, items: Sequence[Item], attached: dict[str, Item]
+    ) -> None:
+        batches = self._client.batches
         entries: list[tuple[str, bytes]] = []
         by_id = {item.id: item for item in items}
         for item in items:
@@ -468,7 +482,6 @@ class RemoteBatchRun(ResultsMixin):
             entries.append((item.id, entry))
         for chunk in batches.chunks(entries):
             await self._add_chunk(run, chunk, by_id, attached)
-        return run
 
     async def _add_chunk(
         self,

@@ -57,6 +57,7 @@ class ResultsMixin:
     _slots: asyncio.Semaphore
     _writer: ManifestWriter | None
     _out: Callable[[Any], None]
+    _settled: set[str]
 
     def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
         raise NotImplementedError
@@ -66,17 +67,31 @@ class ResultsMixin:
 
     # -- collecting --------------------------------------------------------------------------------
 
-    async def _collect(self, run: RunState, attached: dict[str, Item]) -> None:
-        """Poll the batch and save each result as it appears, until every item is settled."""
+    async def _collect(
+        self, run: RunState, attached: dict[str, Item], adding: asyncio.Future[None] | None
+    ) -> None:
+        """Poll the batch and save each result as it appears, until every item is settled.
+
+        ``adding`` is the task still adding requests, if any: items join as they are added, and
+        the batch is not taken as done before it ends.
+        """
         assert run.batch_id is not None
         batch_id = run.batch_id
         self.run_id, self.batch_id = run.run_id, batch_id
         self.progress.batch_id = batch_id
         batches = self._client.batches
-        pending = {i: item for i, item in attached.items() if i in run.added}
+        pending: dict[str, Item] = {}
         token: str | None = None
         interval = self._poll[0]
-        while pending:
+        while True:
+            submitting = adding is not None and not adding.done()
+            if adding is not None and adding.done() and adding.exception() is not None:
+                break  # raised below
+            for request_id in run.added - pending.keys() - self._settled:
+                if request_id in attached:
+                    pending[request_id] = attached[request_id]
+            if not pending and not submitting:
+                break
             batch = await batches.get(batch_id)
             self._server_state(batch.state)
             if batch.expired():
@@ -93,8 +108,9 @@ class ResultsMixin:
                     pending, "expired", "the batch's results are gone (expired)"
                 )
                 break
-            if batch.done:
-                await self._read(batch_id, pending, None)  # a last full sweep
+            if batch.done and not submitting:
+                if any(not item.saving for item in pending.values()):
+                    await self._read(batch_id, pending, None)  # a last full sweep
                 await self._drain()
                 if batch.cancel_by_xai_message:
                     self.cancelled_by_xai = batch.cancel_by_xai_message
@@ -107,12 +123,26 @@ class ResultsMixin:
                 break
             # Back off while nothing arrives; poll at the base rate again once results flow.
             interval = self._poll[0] if new else min(interval * 1.5, self._poll[1])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), interval)
+            await self._pause(interval, adding if submitting else None)
         await self._drain()
-        if not pending:
+        if adding is not None:
+            await adding  # finishes (and records) the adds even when polling stopped early
+        if not pending and not (run.added - self._settled):
             await self._record("closed", batch_id=batch_id)
             run.closed = True
+
+    async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
+        """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""
+        stopped = asyncio.ensure_future(self._stop.wait())
+        waiters: set[asyncio.Future[Any]] = {stopped}
+        if adding is not None:
+            waiters.add(adding)
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopped
 
     def _server_state(self, state: BatchState) -> None:
         p = self.progress
@@ -287,6 +317,7 @@ class ResultsMixin:
     async def _settle(self, record: ManifestRecord, outcome: Outcome) -> None:
         assert self._writer is not None
         await self._writer.write(record)
+        self._settled.add(outcome.id)
         p = self.progress
         status = outcome.status
         if status == "ok":
