@@ -440,3 +440,18 @@ def test_client_batch_documents_every_argument() -> None:
     names = [n for n in inspect.signature(AsyncClient.batch).parameters if n != "self"]
     assert names
     assert [n for n in names if f"{n}:" not in doc] == []
+
+
+async def test_two_runs_on_one_client_count_only_their_own_retries(
+    server: FakeXAIServer, client: AsyncClient, tmp_path: Path
+) -> None:
+    """Runs sharing a client attribute each retry to their own item (events carry the origin)."""
+    server.enqueue(Reply.error(503))
+    first = client.batch([GenerateRequest("one")], output_dir=tmp_path / "a")
+    second = client.batch([GenerateRequest("two")], output_dir=tmp_path / "b")
+    outcomes = await asyncio.gather(first.collect(), second.collect())
+    assert all(o.ok for run_outcomes in outcomes for o in run_outcomes)
+    assert sorted([first.progress.retries, second.progress.retries]) == [0, 1]
+    server.enqueue(Reply.error(503))
+    await client.images.generate("outside the runs")
+    assert first.progress.retries + second.progress.retries == 1

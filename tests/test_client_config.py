@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -226,3 +228,50 @@ def test_a_non_string_key_is_refused_without_showing_it() -> None:
     with pytest.raises(ConfigurationError, match="api_key must be a str") as info:
         AsyncClient(KEY.encode())  # type: ignore[arg-type]
     assert KEY not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [2.5, True, 0, -1, "3"])
+def test_counts_are_refused_alike_everywhere(value: object) -> None:
+    """A count that is a float, a bool, too small or a str is refused by every config class."""
+    from xai_images import DownloadOptions, RetryPolicy
+
+    with pytest.raises(ValueError, match="concurrency"):
+        DownloadOptions(concurrency=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="max_concurrent_requests"):
+        AsyncClient("key", max_concurrent_requests=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [True, 0, -1.0, float("nan"), float("inf"), "1"])
+def test_positive_numbers_are_refused_alike_everywhere(value: object) -> None:
+    """A time or rate that is a bool, not positive, not finite or a str is refused everywhere."""
+    from xai_images import DownloadOptions, RetryPolicy
+
+    with pytest.raises(ValueError, match="request"):
+        Timeout(request=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stall_timeout"):
+        DownloadOptions(stall_timeout=value)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="max_elapsed"):
+        RetryPolicy(max_elapsed=value)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="rate_limit"):
+        AsyncClient("key", rate_limit=value)  # type: ignore[arg-type]
+
+
+async def test_aclose_shuts_the_writer_threads_down(tmp_path: Path) -> None:
+    """The client's writer pool stops in aclose(); images in hand can still be saved after."""
+    from xai_images._models import parse_images_response
+    from xai_images.testing._imagegen import image_data
+
+    client = AsyncClient("key")
+    png = image_data("png", 2048, 0)
+    resp = parse_images_response(
+        {"data": [{"b64_json": base64.b64encode(png).decode()}]},
+        transfers=client._transfers,
+    )
+    await resp.data[0].save(tmp_path / "a")
+    assert client._writers.executor() is not None
+    await client.aclose()
+    assert client._writers.executor() is None
+    saved = await resp.data[0].save(tmp_path / "b")
+    assert saved.path.read_bytes() == png

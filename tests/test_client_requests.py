@@ -247,7 +247,7 @@ async def test_retry_after_is_honoured(
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr("xai_images._client.sleep", fake_sleep)
+    monkeypatch.setattr("xai_images._retry.sleep", fake_sleep)
     mocked.post(GEN, status=429, headers={"Retry-After": "3"})
     mocked.post(GEN, status=429, headers={"retry-after-ms": "1500"})
     mocked.post(GEN, payload=OK)

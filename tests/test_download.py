@@ -23,7 +23,7 @@ from xai_images import (
     IntegrityError,
     RetryPolicy,
 )
-from xai_images._download import Transfers
+from xai_images._transfers import Transfers
 from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 IMAGE_BYTES = 200_000
@@ -470,16 +470,17 @@ def test_download_options_reject_non_positive(field: str) -> None:
 
 def test_writer_pool_is_rebuilt_after_a_fork() -> None:
     """A forked child gets a fresh writer pool instead of the parent's (threadless) one."""
-    from xai_images import _download
+    from xai_images._files import WriterPool, _forget_executors
 
-    before = _download._writer_pool()
-    saved = _download._pool
+    pool = WriterPool()
     try:
-        _download._forget_pool()  # what the after-fork hook runs in the child
-        after = _download._writer_pool()
+        before = pool.executor()
+        _forget_executors()  # what the after-fork hook runs in the child
+        after = pool.executor()
+        assert after is not None
         assert after is not before
         assert after.submit(sum, [1, 2]).result() == 3
     finally:
-        fresh, _download._pool = _download._pool, saved
-        if fresh is not None and fresh is not saved:
-            fresh.shutdown()
+        if before is not None:
+            before.shutdown()
+        pool.shutdown()

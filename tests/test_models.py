@@ -21,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 
 
 def test_the_documented_answer_parses() -> None:
-    """The API-FACTS example answer becomes an ImagesResponse with its fields."""
+    """The documented example answer becomes an ImagesResponse with its fields."""
     resp = parse_images_response(
         {
             "data": [

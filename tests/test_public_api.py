@@ -12,10 +12,17 @@ import pytest
 
 import xai_images
 import xai_images.bulk
+import xai_images.hooks
 import xai_images.testing
 import xai_images.types
 
-PUBLIC_MODULES = [xai_images, xai_images.bulk, xai_images.types, xai_images.testing]
+PUBLIC_MODULES = [
+    xai_images,
+    xai_images.bulk,
+    xai_images.hooks,
+    xai_images.types,
+    xai_images.testing,
+]
 MAX_TOP_LEVEL = 20  # names besides exceptions (and __version__)
 
 

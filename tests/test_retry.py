@@ -124,3 +124,57 @@ async def test_instant_retries_nests_and_restores() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_attempts_stop_at_the_attempt_cap() -> None:
+    """The attempt iterator allows max_attempts attempts, then says why it gave up."""
+    from xai_images._retry import Attempts
+
+    numbers: list[int] = []
+    with instant_retries():
+        async for attempt in Attempts(RetryPolicy(max_attempts=3), "GET /x"):
+            numbers.append(attempt.number)
+            if not attempt.retry(RuntimeError("boom")):
+                break
+    assert numbers == [1, 2, 3]
+    assert attempt.gave_up == "after 3 attempts"
+
+
+async def test_attempts_refuse_a_retry_after_over_the_cap() -> None:
+    """A server-requested wait above max_retry_after ends the loop at once."""
+    from xai_images._retry import Attempts
+
+    async for attempt in Attempts(RetryPolicy(max_retry_after=5.0), "GET /x"):
+        assert not attempt.retry(RuntimeError("429"), retry_after=60.0)
+        break
+    assert attempt.gave_up is not None
+    assert "60" in attempt.gave_up
+
+
+async def test_attempts_respect_the_time_cap() -> None:
+    """A backoff that would end past max_elapsed is not slept: the loop gives up."""
+    from xai_images._retry import Attempts
+
+    policy = RetryPolicy(max_attempts=10, max_elapsed=1.0)
+    async for attempt in Attempts(policy, "GET /x"):
+        assert not attempt.retry(RuntimeError("503"), retry_after=2.0)
+        break
+    assert attempt.gave_up is not None
+    assert "time cap" in attempt.gave_up
+
+
+async def test_attempts_report_each_scheduled_retry() -> None:
+    """on_retry hears the failed attempt, the delay, the error and the detail."""
+    from xai_images._retry import Attempts
+
+    heard: list[tuple[int, float, str]] = []
+    error = RuntimeError("boom")
+    with instant_retries():
+        async for attempt in Attempts(
+            RetryPolicy(max_attempts=2),
+            "GET /x",
+            on_retry=lambda n, delay, err, detail: heard.append((n, delay, detail)),
+        ):
+            if not attempt.retry(error, retry_after=0.5, detail="503"):
+                break
+    assert heard == [(1, 0.5, "503")]

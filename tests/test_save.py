@@ -21,7 +21,7 @@ from xai_images import (
     SaveError,
     ValidationError,
 )
-from xai_images._download import _PartFile
+from xai_images._files import PartFile as _PartFile
 from xai_images.testing import FakeXAIServer, Reply, instant_retries
 
 IMAGE_BYTES = 50_000

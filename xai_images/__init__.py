@@ -2,11 +2,12 @@
 
 Start with ``async with xai_images.AsyncClient() as client:`` and ``client.images.generate()``;
 see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest names are in
-:mod:`xai_images.bulk`, type aliases in :mod:`xai_images.types`.
+:mod:`xai_images.bulk`, event hooks in :mod:`xai_images.hooks`, type aliases in
+:mod:`xai_images.types`.
 """
 
-from ._client import AsyncClient, Timeout
-from ._download import DownloadOptions, SavedImage
+from ._client import AsyncClient
+from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -35,6 +36,7 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
+from ._files import SavedImage
 from ._inputs import FileId
 from ._models import (
     DeferredRequest,
@@ -47,7 +49,6 @@ from ._public import publish
 from ._ratelimit import RateLimiter
 from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
-from ._retry import RetryPolicy
 
 __version__ = "0.1.0"
 
@@ -99,4 +100,5 @@ publish(__name__, globals())
 
 # Imported last: the public submodules re-export names from the private modules above.
 from . import bulk as bulk  # noqa: E402
+from . import hooks as hooks  # noqa: E402
 from . import types as types  # noqa: E402

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._config import int_at_least
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -47,12 +47,15 @@ from ._manifest import (
     load_manifest,
 )
 from ._models import GeneratedImage, ImagesResponse
-from ._progress import ClientSignal, EventKind, Progress, ProgressEvent, observing
+from ._progress import ProgressEvent
+from ._records import interrupted_record, item_record
 from ._requests import EditRequest, GenerateRequest, Request
+from ._resume import ResumeOptions, decide_resume
+from ._tally import Item, Tally
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
-    from ._download import OnExists, SavedImage
+    from ._files import OnExists, SavedImage
 
 __all__ = ["BatchRun", "Outcome", "run_batch"]
 
@@ -92,20 +95,6 @@ class Outcome:
 
 
 # -- the engine -----------------------------------------------------------------------------------
-
-
-@attrs.define
-class _Item:
-    """Mutable state of one item while it runs."""
-
-    id: str
-    request: Request
-    prior: ManifestRecord | None = None
-    download_only: bool = False
-    attempts: int = 0
-    retry_notes: int = 0
-    sent: bool = False
-    response: ImagesResponse | None = None
 
 
 class _NotStarted(Exception):
@@ -150,7 +139,7 @@ class BatchRun:
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        if not int_at_least(concurrency, 1):
             raise ValidationError("concurrency", concurrency, "an int >= 1")
         if on_exists not in ("fail", "overwrite", "skip"):
             raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
@@ -163,16 +152,14 @@ class BatchRun:
             Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
         )
         self._concurrency = concurrency
-        self._retry_failed = retry_failed
-        self._resend_unknown = resend_unknown
-        self._on_event = on_event
+        self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
-        self.progress = Progress()
+        self._tally = Tally(on_event)
+        self.progress = self._tally.progress
         self._stop = asyncio.Event()
         self._agen: AsyncIterator[Outcome] | None = None
         self._closed = False
-        self._event_error_logged = False
 
     def __repr__(self) -> str:
         return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
@@ -235,17 +222,6 @@ class BatchRun:
 
     # -- internals -------------------------------------------------------------------------------
 
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
-        except Exception:
-            # A broken progress callback must not fail the items (they may be paid for).
-            if not self._event_error_logged:
-                self._event_error_logged = True
-                logger.exception("xai-images batch: the on_event callback raised; ignoring")
-
     async def _run(self) -> AsyncIterator[Outcome]:
         prior = await asyncio.to_thread(load_manifest, self.manifest_path)
         await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
@@ -253,6 +229,9 @@ class BatchRun:
         await writer.open()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         tasks: set[asyncio.Task[None]] = set()
+        # The run hears of retries and 429s through the client's public event hooks; it tells
+        # its own items apart by the origin each event carries.
+        self._client.add_event_hook(self._tally.on_client_event)
         producer = asyncio.ensure_future(self._produce(prior, writer, queue, tasks))
         try:
             while True:
@@ -270,9 +249,10 @@ class BatchRun:
                 await asyncio.gather(*pending, return_exceptions=True)
             if not producer.cancelled() and producer.done():
                 producer.exception()  # retrieved; raised above through _Failure when relevant
+            self._client.remove_event_hook(self._tally.on_client_event)
             await writer.aclose()
             self.progress.finish()
-            self._emit("finished", None)
+            self._tally.emit("finished", None)
 
     async def _iterate(self) -> AsyncIterator[Job]:
         source = self._requests
@@ -306,7 +286,7 @@ class BatchRun:
                 if isinstance(item, Outcome):
                     if not item.skipped:
                         self.progress.failed += 1
-                        self._emit(
+                        self._tally.emit(
                             "failed", item.id, status="failed", error=item.error, line=item.line
                         )
                     queue.put_nowait(item)
@@ -340,7 +320,7 @@ class BatchRun:
         ids: set[str],
         repeats: dict[str, int],
         prior: dict[str, ManifestRecord],
-    ) -> _Item | Outcome:
+    ) -> Item | Outcome:
         """Validate and name a job, and decide from the manifest whether it runs."""
         job: Request | InvalidJob
         if isinstance(source_job, Mapping):
@@ -374,77 +354,46 @@ class BatchRun:
             repeats[base] = count
             item_id = base if count == 1 else f"{base}-{count}"
         ids.add(item_id)
-        item = _Item(item_id, job)
+        item = Item(item_id, job, self._tally)
         earlier = prior.get(item_id)
         if earlier is not None and earlier.request == job.to_json():
             decision = self._resume_decision(item, earlier)
             if decision is not None:
                 self.progress.skipped += 1
-                self._emit("skipped", item_id, status=decision.status, line=job.line)
+                self._tally.emit("skipped", item_id, status=decision.status, line=job.line)
                 return decision
-        self._emit("queued", item_id, line=job.line)
+        self._tally.emit("queued", item_id, line=job.line)
         return item
 
-    def _resume_decision(self, item: _Item, earlier: ManifestRecord) -> Outcome | None:
+    def _resume_decision(self, item: Item, earlier: ManifestRecord) -> Outcome | None:
         """``None`` to run the item; else the outcome of skipping it."""
+        intact = earlier.status == "ok" and earlier.files_intact(
+            self.output_dir, check_sha256=self._verify
+        )
+        decision = decide_resume(earlier, self._resume, files_intact=intact)
+        if decision.action == "download":
+            item.prior = earlier
+            item.download_only = True
+            return None
+        if decision.action == "run":
+            if earlier.status == "ok":
+                logger.info(
+                    "%s: recorded ok but its files are missing or changed; running it", item.id
+                )
+            return None
         request = item.request
-
-        def skip(error: BaseException | None = None) -> Outcome:
-            files = tuple(self.output_dir / f.path for f in earlier.files)
-            status: Any = earlier.status
-            return Outcome(item.id, status, request, files, error, True, request.line, earlier)
-
-        status = earlier.status
-        if status == "ok":
-            if earlier.files_intact(self.output_dir, check_sha256=self._verify):
-                return skip()
-            logger.info("%s: recorded ok but its files are missing or changed; running it", item.id)
-            return None
-        if status == "unknown":
-            if self._resend_unknown:
-                return None
-            return skip(
-                OutcomeUnknownError(
-                    f"{earlier.error or 'the answer was lost'} (not resent: it may have been "
-                    "billed; pass resend_unknown=True / --resend-unknown to send it again)",
-                    reason="earlier",
-                )
-            )
-        if not self._retry_failed:
-            return skip(
-                XAIImagesError(
-                    f"{status} in an earlier run: {earlier.error or ''} "
-                    "(retry with retry_failed=True / --retry-failed)"
-                )
-            )
-        if status == "blocked":
-            # Moderation withheld every image: there is nothing to download, and running it
-            # again means generating (and maybe paying) again, which retry_failed asks for.
-            return None
-        if earlier.billed:
-            if any(p.url for p in earlier.pending):
-                item.prior = earlier
-                item.download_only = True
-                return None
-            if not self._resend_unknown:
-                return skip(
-                    XAIImagesError(
-                        "its images were generated (and billed) in an earlier run but could not be "
-                        "saved and cannot be fetched again; pass resend_unknown=True / "
-                        "--resend-unknown to generate (and pay) again"
-                    )
-                )
-        return None
+        files = tuple(self.output_dir / f.path for f in earlier.files)
+        status: Any = earlier.status
+        return Outcome(item.id, status, request, files, decision.error, True, request.line, earlier)
 
     async def _run_item(
         self,
-        item: _Item,
+        item: Item,
         writer: ManifestWriter,
         queue: asyncio.Queue[Any],
         request_slots: asyncio.Semaphore,
         item_slots: asyncio.Semaphore,
     ) -> None:
-        observing(lambda signal, delay, error: self._observe(item, signal, delay, error))
         record: ManifestRecord | None = None
         try:
             try:
@@ -452,7 +401,7 @@ class BatchRun:
             except _NotStarted:
                 return
             except asyncio.CancelledError:
-                record = self._interrupted_record(item)
+                record = interrupted_record(item, self.output_dir)
                 if record is not None:
                     await asyncio.shield(writer.write(record))
                 raise
@@ -462,64 +411,11 @@ class BatchRun:
             await writer.write(record)
         finally:
             item_slots.release()
-        self._count(outcome)
+        self._tally.count(outcome)
         queue.put_nowait(outcome)
 
-    def _observe(
-        self, item: _Item, signal: ClientSignal, delay: float | None, error: BaseException | None
-    ) -> None:
-        p = self.progress
-        if signal == "attempt":
-            item.attempts += 1
-            if item.attempts - 1 > item.retry_notes:
-                p.retries += 1
-                self._emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
-        elif signal == "retry":
-            item.retry_notes += 1
-            # 429s are counted by their own "rate_limited" signal, sent for every 429.
-            if item.retry_notes > item.attempts - 1:
-                p.retries += 1
-                self._emit(
-                    "retrying",
-                    item.id,
-                    attempt=item.attempts,
-                    delay=delay,
-                    error=error,
-                    line=item.request.line,
-                )
-        elif signal == "rate_limited":
-            p.rate_limited += 1
-            self._emit("rate_limited", item.id, delay=delay, line=item.request.line)
-        elif signal == "download_retry":
-            p.retries += 1
-            self._emit("retrying", item.id, delay=delay, error=error, line=item.request.line)
-
-    def _count(self, outcome: Outcome) -> None:
-        p = self.progress
-        if outcome.status == "ok":
-            p.ok += 1
-        elif outcome.status == "blocked":
-            p.blocked += 1
-        elif outcome.status == "unknown":
-            p.unknown += 1
-        else:
-            p.failed += 1
-        if outcome.status == "ok":
-            record = outcome.record
-            self._emit(
-                "saved",
-                outcome.id,
-                images=len(outcome.files),
-                bytes=sum(f.bytes for f in record.files) if record else 0,
-                line=outcome.line,
-            )
-        else:
-            self._emit(
-                "failed", outcome.id, status=outcome.status, error=outcome.error, line=outcome.line
-            )
-
     async def _process(
-        self, item: _Item, request_slots: asyncio.Semaphore
+        self, item: Item, request_slots: asyncio.Semaphore
     ) -> tuple[ManifestRecord, Outcome]:
         if item.download_only:
             assert item.prior is not None
@@ -532,10 +428,10 @@ class BatchRun:
                 # Stopped while waiting for a request slot: not started, so not recorded.
                 raise _NotStarted
             self.progress.started += 1
-            self._emit("started", item.id, line=item.request.line)
+            self._tally.emit("started", item.id, line=item.request.line)
             item.sent = True
             try:
-                response = await self._send(item.request)
+                response = await self._send(item)
             except OutcomeUnknownError as exc:
                 return self._finish(item, "unknown", error=exc)
             except (APIError, ValidationError, XAIImagesError) as exc:
@@ -550,13 +446,13 @@ class BatchRun:
         ticks = response.usage.cost_in_usd_ticks if response.usage else None
         self.progress.cost_in_usd_ticks += ticks or 0
         images = response.images
-        self._emit("generated", item.id, images=len(images), line=item.request.line)
+        self._tally.emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:
             blocked = ImageBlockedError(
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
             return self._finish(item, "blocked", error=blocked, billed=bool(ticks))
-        saved, pending, errors = await self._save_images(item.id, images)
+        saved, pending, errors = await self._save_images(item, images)
         note = None
         if response.blocked_count:
             note = f"{response.blocked_count} image(s) withheld by moderation"
@@ -566,19 +462,28 @@ class BatchRun:
             )
         return self._finish(item, "ok", files=saved, billed=True, note=note)
 
-    async def _send(self, request: Request) -> ImagesResponse:
-        return await self._client.images.send(request)
+    async def _send(self, item: Item) -> ImagesResponse:
+        """Send the item's request once (with the client's retries), naming the item as origin."""
+        return await self._client.images.send(item.request, origin=item)
 
     async def _save_images(
-        self, item_id: str, images: Sequence[GeneratedImage]
+        self, item: Item, images: Sequence[GeneratedImage]
     ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
-        results = await asyncio.gather(
-            *(
-                image.save(self.output_dir / f"{item_id}-{image.index}", on_exists=self._on_exists)
-                for image in images
-            ),
-            return_exceptions=True,
-        )
+        for image in images:
+            self._tally.saving[id(image)] = item
+        try:
+            results = await asyncio.gather(
+                *(
+                    image.save(
+                        self.output_dir / f"{item.id}-{image.index}", on_exists=self._on_exists
+                    )
+                    for image in images
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            for image in images:
+                self._tally.saving.pop(id(image), None)
         saved: list[SavedImage] = []
         pending: list[PendingImage] = []
         errors: list[BaseException] = []
@@ -596,26 +501,26 @@ class BatchRun:
         self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
         return saved, pending, errors
 
-    async def _download_pending(self, item: _Item) -> tuple[ManifestRecord, Outcome] | None:
+    async def _download_pending(self, item: Item) -> tuple[ManifestRecord, Outcome] | None:
         """Fetch the images of an earlier billed item again; ``None`` to generate afresh."""
         prior = item.prior
         assert prior is not None
-        self._emit("started", item.id, line=item.request.line)
+        self._tally.emit("started", item.id, line=item.request.line)
         images = [
             GeneratedImage(
                 url=p.url,
                 revised_prompt=p.revised_prompt,
                 index=p.index,
                 request_id=prior.request_id,
-                client=self._client,
+                transfers=self._client._transfers,
             )
             for p in prior.pending
             if p.url
         ]
-        saved, pending, errors = await self._save_images(item.id, images)
+        saved, pending, errors = await self._save_images(item, images)
         kept = [f for f in prior.files if (self.output_dir / f.path).is_file()]
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
-            if self._resend_unknown:
+            if self._resume.resend_unknown:
                 item.download_only = False
                 return None
             pending = []  # expired for good: a later retry must not try them again
@@ -633,7 +538,7 @@ class BatchRun:
 
     def _finish(
         self,
-        item: _Item,
+        item: Item,
         status: ItemStatus,
         *,
         error: BaseException | None = None,
@@ -643,88 +548,29 @@ class BatchRun:
         note: str | None = None,
         keep: Sequence[FileRecord] = (),
     ) -> tuple[ManifestRecord, Outcome]:
-        request = item.request
-        response = item.response
-        prior = item.prior if item.download_only else None
-        revised = {}
-        if response is not None:
-            revised = {img.index: img.revised_prompt for img in response.images}
-        elif prior is not None:
-            revised = {p.index: p.revised_prompt for p in prior.pending}
-        records = list(keep) + [
-            FileRecord(
-                path=_relative(s.path, self.output_dir),
-                bytes=s.bytes,
-                sha256=s.sha256,
-                mime_type=s.mime_type,
-                revised_prompt=revised.get(s.index),
-            )
-            for s in files
-        ]
-        if prior is not None:
-            cost = prior.cost_in_usd_ticks
-            request_id = prior.request_id
-            attempts = prior.attempts
-            model = prior.model
-        else:
-            cost = response.usage.cost_in_usd_ticks if response and response.usage else None
-            request_id = response.request_id if response else getattr(error, "request_id", None)
-            attempts = max(item.attempts, item.retry_notes + 1) if item.sent else 0
-            model = (response.model if response else None) or request.model
-        message = None
-        if error is not None:
-            message = str(error)
-        elif note is not None:
-            message = note
-        record = ManifestRecord(
-            id=item.id,
-            kind=request.kind,
-            request=request.to_json(),
-            status=status,
-            files=tuple(records),
-            request_id=request_id,
-            attempts=attempts,
-            cost_in_usd_ticks=cost,
-            error=message,
-            error_type=type(error).__name__ if error is not None else None,
-            billed=billed or (prior is not None and prior.billed),
-            pending=tuple(pending),
-            line=request.line,
-            model=model,
-            finished_at=time.time(),
+        record = item_record(
+            item,
+            status,
+            self.output_dir,
+            error=error,
+            files=files,
+            pending=pending,
+            billed=billed,
+            note=note,
+            keep=keep,
         )
+        request = item.request
         outcome = Outcome(
             item.id,
             status,
             request,
-            tuple(self.output_dir / f.path for f in records),
+            tuple(self.output_dir / f.path for f in record.files),
             error,
             False,
             request.line,
             record,
         )
         return record, outcome
-
-    def _interrupted_record(self, item: _Item) -> ManifestRecord | None:
-        """What to record for an item cancelled mid-way, so a resume never pays twice."""
-        if item.response is not None:
-            pending = [PendingImage(i.index, i.url, i.revised_prompt) for i in item.response.images]
-            error = XAIImagesError("interrupted while saving; retry downloads the images")
-            return self._finish(item, "failed", error=error, pending=pending, billed=True)[0]
-        if item.sent and not item.download_only:
-            error = OutcomeUnknownError(
-                "interrupted after the request was sent: it may have been billed",
-                reason="cancelled",
-            )
-            return self._finish(item, "unknown", error=error)[0]
-        return None
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
 
 
 # The engine behind ``AsyncClient.batch`` (which documents every argument):

@@ -368,7 +368,7 @@ def parse_result(
         payloads,
         request_id=request_id,
         requested=None,
-        client=client,
+        transfers=client._transfers if client is not None else None,
         where=f"{where}: {request_id}",
     )
     if not response.images:

@@ -54,7 +54,7 @@ from ._requests import EditRequest, GenerateRequest
 if TYPE_CHECKING:
     from ._batch import Source
     from ._client import AsyncClient
-    from ._download import OnExists
+    from ._files import OnExists
 
 __all__ = ["RemoteBatchRun"]
 

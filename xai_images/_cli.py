@@ -353,7 +353,7 @@ async def _run_job(
 ) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
     from ._batch import run_batch
-    from ._progress import make_renderer
+    from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
     run = run_batch(

@@ -65,7 +65,7 @@ async def run_remote_job(
 ) -> int:
     """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
     from ._batch_remote import RemoteBatchRun
-    from ._progress import make_renderer
+    from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
     console = getattr(renderer, "console", None)

@@ -1,50 +1,54 @@
-"""``AsyncClient``: session ownership, authentication, and the one API request path.
+"""``AsyncClient``: configuration, lifecycle (session and writer threads) and retry decisions.
 
-Every API call goes through :meth:`AsyncClient._request`, which applies the client-wide limits,
-retries what is provably safe to retry, maps transport failures and error statuses onto the
-exception tree of ``_errors.py`` and logs one DEBUG line per exchange and per retry decision.
+Every API call goes through :meth:`AsyncClient._request`: it applies the client-wide limits,
+asks the transport (``_transport.py``) for one attempt at a time, decides from the error whether
+another attempt is safe (never pay twice) and iterates the one retry loop of ``_retry.py``. What
+happens is published to the client's event hooks (``_hooks.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import math
 import os
-from collections.abc import Callable, Mapping
-from types import SimpleNamespace, TracebackType
+from collections.abc import Callable, Iterable, Mapping
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
-import attrs
 from yarl import URL
 
-from ._b64stream import B64ResponseScanner
 from ._batches import Batches, Files
-from ._download import DownloadOptions, Transfers
+from ._config import DownloadOptions, Timeout, coerce_timeout, int_at_least, positive_number
 from ._errors import (
     APIConnectionError,
     APIError,
-    APIResponseError,
     APIStatusError,
-    APITimeoutError,
     ClientClosedError,
     ConfigurationError,
     OutcomeUnknownError,
-    RateLimitError,
     ValidationError,
-    status_error_class,
+)
+from ._files import WriterPool
+from ._hooks import (
+    CostReported,
+    EventHook,
+    Hooks,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
 )
 from ._images import Images
-from ._progress import notify
 from ._ratelimit import RateLimiter
-from ._retry import RetryPolicy, parse_retry_after, sleep
+from ._retry import Attempts, RetryPolicy, parse_retry_after
+from ._transfers import Transfers
+from ._transport import Answer, Secret, Transport, dumps, trace_config
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, Source
     from ._batch_remote import RemoteBatchRun
-    from ._download import OnExists
+    from ._files import OnExists
     from ._progress import ProgressEvent
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
@@ -52,62 +56,8 @@ __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 """Used when neither ``base_url=`` nor ``XAI_BASE_URL`` is set."""
 
-_VERSION = "0.1.0"
 _logger = logging.getLogger("xai_images")
-_READ_CHUNK = 256 * 1024
-_MAX_ERROR_BODY = 64 * 1024
-# Skeletons (the JSON without base64 payloads) above this are parsed off the event loop.
-_LARGE_JSON = 512 * 1024
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-
-
-def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"Timeout.{attribute.name} must be a positive finite number or None")
-
-
-@attrs.frozen
-class Timeout:
-    """Time limits of one API request attempt, in seconds (``None``: no limit).
-
-    Attributes:
-        request: the whole exchange, generation included (image generation can take minutes),
-            from connecting to the last byte of the answer. Default 600.
-        connect: opening the TCP/TLS connection. Default 10. A connect timeout is retried
-            (nothing was sent); a request timeout after sending raises ``OutcomeUnknownError``.
-    """
-
-    request: float | None = attrs.field(default=600.0, validator=_positive_or_none)
-    connect: float | None = attrs.field(default=10.0, validator=_positive_or_none)
-
-
-def _coerce_timeout(value: Timeout | float | None, base: Timeout) -> Timeout:
-    if value is None:
-        return base
-    if isinstance(value, Timeout):
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"timeout must be a Timeout, a number of seconds or None, not {value!r}")
-    return attrs.evolve(base, request=float(value))
-
-
-def _positive(value: object) -> bool:
-    """A finite real number above 0 (``bool``, NaN and infinity are not)."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
-def _int_at_least(value: object, minimum: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and value >= minimum
 
 
 def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
@@ -117,68 +67,16 @@ def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
     return ConfigurationError(f"{name} must be {limit}, got {shown}")
 
 
-class _Secret:
-    """Holds the API key so that no repr, traceback local dump or log can show it."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def redact(self, text: str) -> str:
-        return text.replace(self._value, "***") if self._value else text
-
-    def __repr__(self) -> str:
-        return "'***'"
-
-    __str__ = __repr__
+def _short(error: APIError) -> str:
+    if isinstance(error, APIStatusError):
+        return str(error.status_code)
+    return type(error).__name__
 
 
-class _SendState:
-    """Per-attempt flag set by a trace hook once the request headers went out."""
-
-    __slots__ = ("headers_sent",)
-
-    def __init__(self) -> None:
-        self.headers_sent = False
-
-
-async def _on_headers_sent(
-    _session: aiohttp.ClientSession, ctx: SimpleNamespace, _params: object
-) -> None:
-    state = ctx.trace_request_ctx
-    if isinstance(state, _SendState):
-        state.headers_sent = True
-
-
-@attrs.frozen
-class _Answer:
-    status: int
-    headers: Mapping[str, str]
-    request_id: str | None
-    body: Any
-    payloads: list[bytes]
-
-
-def _error_message(body: Any, text: str) -> tuple[str | None, str | None]:
-    """The server's message and code from either error-body shape."""
-    if isinstance(body, Mapping):
-        error = body.get("error")
-        if isinstance(error, Mapping):  # OpenAI style
-            message = error.get("message")
-            code = error.get("code") or error.get("type")
-            return (str(message) if message else None, str(code) if code else None)
-        code = body.get("code")
-        if isinstance(error, str):  # xAI style
-            return error, str(code) if code else None
-        message = body.get("message") or body.get("detail")
-        if message:
-            return str(message), str(code) if code else None
-    text = text.strip()
-    return (text[:500] or None), None
+def _cost_of(body: Any) -> int | None:
+    usage = body.get("usage") if isinstance(body, Mapping) else None
+    ticks = usage.get("cost_in_usd_ticks") if isinstance(usage, Mapping) else None
+    return ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None
 
 
 class AsyncClient:
@@ -200,6 +98,8 @@ class AsyncClient:
             the live API allows about 5). Shared by every call, spaced with no burst.
         max_concurrent_requests: API requests in flight at once (``None``: unlimited).
         download: options for saving and streaming images (``DownloadOptions``).
+        event_hooks: callbacks called with every event of this client (request sent, answer,
+            retry, 429, download retry, cost); see :meth:`add_event_hook`.
 
     Raises:
         ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
@@ -221,6 +121,7 @@ class AsyncClient:
         rate_limit: float | None = None,
         max_concurrent_requests: int | None = None,
         download: DownloadOptions | None = None,
+        event_hooks: Iterable[EventHook] | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
@@ -240,17 +141,21 @@ class AsyncClient:
                 "characters such as a line break, or non-latin-1 characters); check how it was "
                 "copied or set"
             )
-        self._key = _Secret(key)
+        self._key = Secret(key)
         if base_url is not None and not isinstance(base_url, str):
             raise _bad_argument("base_url", base_url, f"an http(s) URL such as {DEFAULT_BASE_URL}")
         self._base_url = self._check_base_url(
             base_url or os.environ.get("XAI_BASE_URL") or DEFAULT_BASE_URL
         )
-        if timeout is not None and not isinstance(timeout, Timeout) and not _positive(timeout):
+        if (
+            timeout is not None
+            and not isinstance(timeout, Timeout)
+            and not positive_number(timeout)
+        ):
             raise _bad_argument(
                 "timeout", timeout, "a positive number of seconds, a Timeout or None"
             )
-        self._timeout = _coerce_timeout(timeout, Timeout())
+        self._timeout = coerce_timeout(timeout, Timeout())
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise _bad_argument("retry", retry, "a RetryPolicy or None")
         try:
@@ -266,13 +171,13 @@ class AsyncClient:
                 "the session has a default Authorization header; aiohttp would send it to the "
                 "image host as well. Remove it: the client adds the key to API requests itself"
             )
-        if not _int_at_least(max_connections, 0):
+        if not int_at_least(max_connections, 0):
             raise _bad_argument("max_connections", max_connections, "an int >= 0 (0: no limit)")
-        if rate_limit is not None and not (_positive(rate_limit) and math.isfinite(rate_limit)):
+        if rate_limit is not None and not positive_number(rate_limit):
             raise _bad_argument(
                 "rate_limit", rate_limit, "a positive finite number of requests per second or None"
             )
-        if max_concurrent_requests is not None and not _int_at_least(max_concurrent_requests, 1):
+        if max_concurrent_requests is not None and not int_at_least(max_concurrent_requests, 1):
             raise _bad_argument(
                 "max_concurrent_requests", max_concurrent_requests, "an int >= 1 or None"
             )
@@ -286,7 +191,24 @@ class AsyncClient:
         self._semaphore = (
             asyncio.Semaphore(max_concurrent_requests) if max_concurrent_requests else None
         )
-        self._transfers = Transfers(self._require_session, download or DownloadOptions())
+        hooks: list[EventHook] = []
+        if event_hooks is not None:
+            if isinstance(event_hooks, (str, bytes)) or not isinstance(event_hooks, Iterable):
+                raise _bad_argument("event_hooks", event_hooks, "a list of callables or None")
+            hooks = list(event_hooks)
+            if not all(callable(hook) for hook in hooks):
+                raise _bad_argument("event_hooks", hooks, "a list of callables or None")
+        self._hooks = Hooks(hooks)
+        self._transport = Transport(self._key, self._base_url, traced=self._owns_session)
+        # The writer threads belong to the client: started on the first save, shut down in
+        # aclose().
+        self._writers = WriterPool()
+        self._transfers = Transfers(
+            self._require_session,
+            download or DownloadOptions(),
+            writers=self._writers,
+            hooks=self._hooks,
+        )
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
         self.batches = Batches(self)
@@ -346,10 +268,12 @@ class AsyncClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session the client created (a caller's session is left open). Idempotent."""
+        """Close the session the client created (a caller's session is left open) and stop the
+        writer threads (writes in progress finish first). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        self._writers.shutdown()
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()
@@ -363,14 +287,12 @@ class AsyncClient:
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
         if self._session is None:
-            trace = aiohttp.TraceConfig()
-            trace.on_request_headers_sent.append(_on_headers_sent)
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                trace_configs=[trace],
+                trace_configs=[trace_config()],
                 # API requests set their own limits; downloads have their own stall detection.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.connect),
             )
@@ -435,14 +357,10 @@ class AsyncClient:
                 identical file; a different one fails the item), ``"fail"``.
             verify_sha256: when resuming, hash the files of done items instead of checking
                 their sizes.
-            via: ``"realtime"`` (default): each request is a real-time call, paced by the
-                client's ``rate_limit``. ``"batch-api"``: the requests go into one xAI batch
-                (not counted against the rate limit; results over minutes to hours) and each
-                image is saved as its result appears; returns a ``RemoteBatchRun``. See
-                ``docs/batch-api.md``.
-            detach: (batch-api) submit everything, record it in the manifest, and end without
-                waiting; ``run.batch_id`` says which batch. Running the same job again
-                (same manifest) attaches to it.
+            via: ``"realtime"`` (real-time calls at the client's ``rate_limit``) or
+                ``"batch-api"``: one xAI batch, each image saved as its result appears; returns
+                a ``RemoteBatchRun`` (see ``docs/batch-api.md``).
+            detach: (batch-api) submit everything, record it, end without waiting.
             wait: (batch-api) ``False``: save the results already there, then end.
             cancel: (batch-api) cancel the recorded batch, then save what finished.
 
@@ -486,6 +404,27 @@ class AsyncClient:
             verify_sha256=verify_sha256,
         )
 
+    # -- event hooks -------------------------------------------------------------------------------
+
+    def add_event_hook(self, hook: EventHook) -> None:
+        """Call ``hook`` with every event of this client (see ``_hooks.py`` for the events).
+
+        Hooks are called on the event loop, synchronously, in the order they were added; an
+        exception a hook raises is logged once and otherwise ignored.
+
+        Raises:
+            TypeError: ``hook`` is not callable.
+        """
+        self._hooks.add(hook)
+
+    def remove_event_hook(self, hook: EventHook) -> None:
+        """Stop calling ``hook`` (one registration of it).
+
+        Raises:
+            ValueError: ``hook`` was not added.
+        """
+        self._hooks.remove(hook)
+
     # -- the request path --------------------------------------------------------------------------
 
     async def _request(
@@ -497,15 +436,18 @@ class AsyncClient:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
         idempotent: bool = False,
+        origin: object = None,
         content: tuple[bytes, str] | None = None,
         reconciled: bool = False,
-    ) -> _Answer:
+    ) -> Answer:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
         sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``, and
-        ``reconciled`` ones never (their caller reconciles a lost answer itself).
-        ``content`` is a raw body and its content type, sent instead of ``body`` as JSON.
+        ``reconciled`` ones never (their caller settles a lost answer itself, e.g. a batch add
+        by listing the batch). ``origin`` is passed on in every event of this request (the bulk
+        engine passes its item). ``content`` is a raw body and its content type, sent instead of
+        ``body`` as JSON.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -514,97 +456,62 @@ class AsyncClient:
             APIResponseError: a 2xx answer that is not the documented JSON.
             ClientClosedError: the client was closed.
         """
-        attempt_timeout = _coerce_timeout(timeout, self._timeout)
+        attempt_timeout = coerce_timeout(timeout, self._timeout)
         try:
             policy = self._retry.with_attempts(max_retries)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         url = self._base_url + path
         log_path = URL(url).path
-        data: bytes | None = None
         content_type = "application/json"
         if content is not None:
-            data, content_type = content
-        elif body is not None:
-            data = await _dumps(body)
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        attempt = 0
-        while True:
-            attempt += 1
+            data: bytes | None = content[0]
+            content_type = content[1]
+        else:
+            data = await dumps(body) if body is not None else None
+        hooks = self._hooks
+
+        def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
+            if hooks:
+                hooks.emit(
+                    RetryScheduled(
+                        method=method,
+                        path=log_path,
+                        attempt=attempt,
+                        delay=delay,
+                        reason=reason,
+                        error=error,
+                        origin=origin,
+                    )
+                )
+
+        async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
             try:
                 return await self._limited_attempt(
-                    method, url, log_path, (data, content_type), attempt_timeout
+                    method,
+                    url,
+                    log_path,
+                    (data, content_type),
+                    attempt_timeout,
+                    attempt.number,
+                    origin,
                 )
             except APIError as error:
-                if reconciled and isinstance(error, OutcomeUnknownError):
+                retry_after: float | None = None
+                if isinstance(error, APIStatusError):
+                    if error.status_code not in _RETRY_STATUSES:
+                        raise
+                    retry_after = parse_retry_after(error.headers)
+                elif isinstance(error, OutcomeUnknownError):
+                    # Never pay twice: a lost answer to a paid POST is not retried by default.
+                    if reconciled or not (idempotent or policy.retry_unknown_outcome):
+                        attempt.give_up(error, "the request may have been processed", _short(error))
+                        raise
+                elif not isinstance(error, APIConnectionError):
                     raise
-                delay = self._retry_delay(error, attempt, policy, idempotent, started, loop.time())
-                if delay is None:
+                if not attempt.retry(error, retry_after=retry_after, detail=_short(error)):
                     raise
-                _logger.debug(
-                    "retrying %s %s in %.2f s (attempt %d of %d): %s",
-                    method,
-                    log_path,
-                    delay,
-                    attempt + 1,
-                    policy.max_attempts,
-                    _short(error),
-                    extra={
-                        "xai_event": "retry",
-                        "xai_status": getattr(error, "status_code", None),
-                        "xai_delay": delay,
-                        "xai_attempt": attempt + 1,
-                    },
-                )
-                # Bulk jobs count retries through this hook (a no-op outside one).
-                notify("retry", delay=delay, error=error)
-                await sleep(delay)
-
-    def _retry_delay(
-        self,
-        error: APIError,
-        attempt: int,
-        policy: RetryPolicy,
-        idempotent: bool,
-        started: float,
-        now: float,
-    ) -> float | None:
-        """Seconds to wait before retrying ``error``, or ``None`` to raise it."""
-        retry_after: float | None = None
-        if isinstance(error, APIStatusError):
-            if error.status_code not in _RETRY_STATUSES:
-                return None
-            retry_after = parse_retry_after(error.headers)
-            if retry_after is not None and retry_after > policy.max_retry_after:
-                # Raised at once (RateLimitError carries retry_after) instead of sleeping long.
-                self._log_decision(error, f"server asked to wait {retry_after:.1f} s, over the cap")
-                return None
-        elif isinstance(error, OutcomeUnknownError):
-            if not (idempotent or policy.retry_unknown_outcome):
-                self._log_decision(error, "the request may have been processed")
-                return None
-        elif not isinstance(error, APIConnectionError):
-            return None
-        if attempt >= policy.max_attempts:
-            self._log_decision(error, f"giving up after {attempt} attempts")
-            return None
-        delay = policy.delay(attempt, retry_after)
-        if policy.max_elapsed is not None and (now - started) + delay > policy.max_elapsed:
-            self._log_decision(error, f"giving up: retrying would pass {policy.max_elapsed} s")
-            return None
-        return delay
-
-    @staticmethod
-    def _log_decision(error: APIError, why: str) -> None:
-        _logger.debug(
-            "not retrying %s %s: %s (%s)",
-            error.method,
-            error.path,
-            why,
-            _short(error),
-            extra={"xai_event": "give_up", "xai_status": getattr(error, "status_code", None)},
-        )
+        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
     async def _limited_attempt(
         self,
@@ -613,234 +520,80 @@ class AsyncClient:
         log_path: str,
         data: tuple[bytes | None, str],
         timeout: Timeout,
-    ) -> _Answer:
+        number: int,
+        origin: object,
+    ) -> Answer:
         if self._semaphore is None:
-            return await self._attempt(method, url, log_path, data, timeout)
+            return await self._attempt(method, url, log_path, data, timeout, number, origin)
         async with self._semaphore:
-            return await self._attempt(method, url, log_path, data, timeout)
+            return await self._attempt(method, url, log_path, data, timeout, number, origin)
 
     async def _attempt(
         self,
         method: str,
         url: str,
         log_path: str,
-        content: tuple[bytes | None, str],
+        data: tuple[bytes | None, str],
         timeout: Timeout,
-    ) -> _Answer:
+        number: int,
+        origin: object,
+    ) -> Answer:
         session = self._require_session()
         if self._limiter is not None:
             await self._limiter.acquire()
-        notify("attempt")
-        headers = {
-            "Authorization": f"Bearer {self._key.get()}",
-            "Accept": "application/json",
-            "User-Agent": f"xai-images/{_VERSION}",
-        }
-        data, content_type = content
-        if data is not None:
-            headers["Content-Type"] = content_type
-        state = _SendState()
+        hooks = self._hooks
+        if hooks:
+            hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
         loop = asyncio.get_running_loop()
         started = loop.time()
-        status: int | None = None
-        request_id: str | None = None
         try:
-            async with session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout.request, sock_connect=timeout.connect),
-                allow_redirects=False,  # a redirect must never carry the key elsewhere
-                raise_for_status=False,
-                trace_request_ctx=state,
-            ) as resp:
-                status = resp.status
-                request_id = resp.headers.get("x-request-id")
-                if not 200 <= status < 300:
-                    error = await self._status_error(resp, method, log_path, request_id)
-                    self._log_exchange(method, log_path, str(status), started, request_id)
-                    if status == 429:
-                        retry_after = parse_retry_after(resp.headers)
-                        # Every 429 is reported here, once, retried or not and with or without
-                        # a limiter: bulk jobs count them through this hook.
-                        notify("rate_limited", delay=retry_after)
-                        if self._limiter is not None:
-                            self._limiter.on_rate_limited(retry_after)
-                    raise error
-                scanner = B64ResponseScanner()
-                try:
-                    async for chunk in resp.content.iter_chunked(_READ_CHUNK):
-                        scanner.feed(chunk)
-                        # iter_chunked does not suspend while data is buffered: yield, so that
-                        # a body already received (a few MB of base64, ~0.6 ms per chunk to
-                        # decode) is decoded over several loop iterations, not in one step.
-                        await asyncio.sleep(0)
-                    skeleton, payloads = scanner.close()
-                except ValueError as exc:
-                    if isinstance(exc, aiohttp.ClientError):
-                        raise
-                    # Only the base64 scanner raises a plain ValueError here.
-                    self._log_exchange(
-                        method, log_path, f"{status} unreadable", started, request_id
-                    )
-                    raise APIResponseError(
-                        self._key.redact(f"the answer to {method} {log_path} is not valid: {exc}"),
+            answer = await self._transport.send(
+                session, method, url, log_path, data[0], timeout, content_type=data[1]
+            )
+        except APIStatusError as error:
+            if hooks:
+                hooks.emit(
+                    ResponseReceived(
                         method=method,
                         path=log_path,
-                    ) from exc
-                answer_headers = resp.headers
-        except APIError:
+                        status=error.status_code,
+                        request_id=error.request_id,
+                        elapsed=loop.time() - started,
+                        origin=origin,
+                    )
+                )
+            if error.status_code == 429:
+                retry_after = parse_retry_after(error.headers)
+                # Every 429 is reported, once, retried or not and with or without a limiter.
+                if hooks:
+                    hooks.emit(
+                        RateLimited(
+                            method=method, path=log_path, retry_after=retry_after, origin=origin
+                        )
+                    )
+                if self._limiter is not None:
+                    self._limiter.on_rate_limited(retry_after)
             raise
-        except aiohttp.InvalidURL as exc:
-            raise ConfigurationError(f"invalid API URL for {method} {log_path}") from exc
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            raise self._transport_error(exc, state, method, log_path, started, status) from exc
-        self._log_exchange(method, log_path, str(status), started, request_id)
-        body = await _loads(skeleton, method, log_path) if skeleton.strip() else None
-        return _Answer(status, answer_headers, request_id, body, payloads)
-
-    def _transport_error(
-        self,
-        exc: BaseException,
-        state: _SendState,
-        method: str,
-        log_path: str,
-        started: float,
-        status: int | None,
-    ) -> APIError:
-        """Map an aiohttp/asyncio failure onto the error tree (``never pay twice``)."""
-        is_timeout = isinstance(exc, asyncio.TimeoutError)
-        kind = type(exc).__name__
-        # Nothing reached the server when connecting failed, or (for the owned session, whose
-        # trace hook tells) when the failure came before the request headers went out. For a
-        # caller's session without the hook, anything past connecting counts as sent.
-        not_sent = isinstance(exc, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError))
-        if not not_sent and self._owns_session and status is None and not state.headers_sent:
-            not_sent = True
-        where = f"{method} {log_path}"
-        self._log_exchange(method, log_path, f"failed ({kind})", started, None)
-        if not_sent:
-            if is_timeout:
-                return APITimeoutError(
-                    f"{where}: connecting to {self._base_url} timed out; nothing was sent",
+        if hooks:
+            hooks.emit(
+                ResponseReceived(
                     method=method,
                     path=log_path,
+                    status=answer.status,
+                    request_id=answer.request_id,
+                    elapsed=loop.time() - started,
+                    origin=origin,
                 )
-            return APIConnectionError(
-                self._key.redact(f"{where}: could not connect to {self._base_url}: {exc}"),
-                method=method,
-                path=log_path,
             )
-        reason = "timeout" if is_timeout else "disconnected"
-        what = "timed out" if is_timeout else "lost its connection"
-        if method == "GET":
-            message = f"{where} {what} before the answer arrived; polling again is safe"
-        else:
-            message = (
-                f"{where} {what} after the request was sent: the server may have generated, "
-                "and billed, the images anyway. It was not retried so as not to pay twice; to "
-                "retry such failures set AsyncClient(retry=RetryPolicy(retry_unknown_outcome="
-                "True))"
-            )
-        return OutcomeUnknownError(message, reason=reason, method=method, path=log_path)
-
-    async def _status_error(
-        self,
-        resp: aiohttp.ClientResponse,
-        method: str,
-        log_path: str,
-        request_id: str | None,
-    ) -> APIStatusError:
-        status = resp.status
-        text = ""
-        try:
-            raw = await resp.content.read(_MAX_ERROR_BODY)
-            text = raw.decode("utf-8", "replace")
-        except (aiohttp.ClientError, asyncio.TimeoutError):
-            pass  # the status alone is enough to report
-        text = self._key.redact(text)
-        parsed: Any = None
-        try:
-            parsed = json.loads(text) if text else None
-        except ValueError:
-            parsed = None
-        message, code = _error_message(parsed, text)
-        if 300 <= status < 400:
-            message = (
-                f"the API answered a redirect to {resp.headers.get('Location', '?')!r}; it is "
-                "not followed, so that the API key never goes to another URL. Check base_url"
-            )
-        message = message or resp.reason or "no message"
-        cls = status_error_class(status)
-        kwargs: dict[str, Any] = {
-            "status_code": status,
-            "request_id": request_id,
-            "code": code,
-            "headers": resp.headers,
-            "body": parsed if parsed is not None else text,
-            "method": method,
-            "path": log_path,
-        }
-        if cls is RateLimitError:
-            return RateLimitError(message, retry_after=parse_retry_after(resp.headers), **kwargs)
-        return cls(message, **kwargs)
-
-    @staticmethod
-    def _log_exchange(
-        method: str, log_path: str, outcome: str, started: float, request_id: str | None
-    ) -> None:
-        if not _logger.isEnabledFor(logging.DEBUG):
-            return
-        elapsed = asyncio.get_running_loop().time() - started
-        _logger.debug(
-            "%s %s -> %s in %.3f s (request id %s)",
-            method,
-            log_path,
-            outcome,
-            elapsed,
-            request_id or "-",
-            extra={"xai_event": "exchange", "xai_request_id": request_id},
-        )
-
-
-def _short(error: APIError) -> str:
-    if isinstance(error, APIStatusError):
-        return str(error.status_code)
-    return type(error).__name__
-
-
-async def _dumps(body: Mapping[str, Any]) -> bytes:
-    # Edit bodies carry data URIs of up to ~14 MB; encoding those would stall the loop.
-    if _approx_large(body):
-        return await asyncio.to_thread(_encode, body)
-    return _encode(body)
-
-
-def _encode(body: Mapping[str, Any]) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _approx_large(body: Mapping[str, Any]) -> bool:
-    total = 0
-    stack: list[Any] = [body]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            total += len(item)
-        elif isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-    return total > _LARGE_JSON
-
-
-async def _loads(skeleton: bytes, method: str, log_path: str) -> Any:
-    try:
-        if len(skeleton) > _LARGE_JSON:
-            return await asyncio.to_thread(json.loads, skeleton)
-        return json.loads(skeleton)
-    except ValueError as exc:
-        raise APIResponseError(
-            f"the answer to {method} {log_path} is not JSON: {exc}", method=method, path=log_path
-        ) from exc
+            ticks = _cost_of(answer.body)
+            if ticks is not None:
+                hooks.emit(
+                    CostReported(
+                        method=method,
+                        path=log_path,
+                        cost_in_usd_ticks=ticks,
+                        request_id=answer.request_id,
+                        origin=origin,
+                    )
+                )
+        return answer

@@ -11,11 +11,11 @@ type checkers see them, build the request object, and send it. Two more argument
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from ._config import Timeout, int_at_least, positive_number
 from ._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
 from ._inputs import ImageInput, resolve_image
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
@@ -23,7 +23,7 @@ from ._requests import EditRequest, GenerateRequest, Request
 from ._retry import sleep
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, Timeout
+    from ._client import AsyncClient
 
 __all__ = ["Images"]
 
@@ -36,30 +36,15 @@ def _requested(body: Mapping[str, Any]) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) else 1
 
 
-def _finite_positive(value: object) -> bool:
-    """A finite real number above 0 (``bool``, NaN and infinity are not)."""
-    return (
-        not isinstance(value, bool)
-        and isinstance(value, (int, float))
-        and math.isfinite(value)
-        and value > 0
-    )
-
-
 def _check_call_options(timeout: object, max_retries: object) -> None:
     """Check the per-call ``timeout`` and ``max_retries`` before anything is read or sent.
 
     Raises:
         ValidationError: either is of the wrong type or out of range.
     """
-    # Imported here: _client imports this module.
-    from ._client import Timeout
-
-    if timeout is not None and not isinstance(timeout, Timeout) and not _finite_positive(timeout):
+    if timeout is not None and not isinstance(timeout, Timeout) and not positive_number(timeout):
         raise ValidationError("timeout", timeout, "a positive number of seconds, a Timeout or None")
-    if max_retries is not None and (
-        isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0
-    ):
+    if max_retries is not None and not int_at_least(max_retries, 0):
         raise ValidationError("max_retries", max_retries, "an int >= 0 or None")
 
 
@@ -256,24 +241,28 @@ class Images:
         *,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
+        origin: object = None,
     ) -> ImagesResponse:
         """Send a :class:`GenerateRequest` or :class:`EditRequest` built beforehand.
 
         What :meth:`generate` and :meth:`edit` do with their arguments; a bulk job's ``id``
         and ``line`` are not sent, and an edit's relative paths resolve against its
-        ``base_dir``.
+        ``base_dir``. ``origin`` is handed to event hooks as ``event.origin`` for every
+        event of this call (default: the request itself), so a subscriber can tell calls apart.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
                 :meth:`generate` and :meth:`edit`.
         """
-        path, body, answer = await self._post(request, timeout, max_retries, deferred=False)
+        path, body, answer = await self._post(
+            request, timeout, max_retries, deferred=False, origin=origin
+        )
         return parse_images_response(
             answer.body,
             answer.payloads,
             request_id=answer.request_id,
             requested=_requested(body),
-            client=self._client,
+            transfers=self._client._transfers,
             where=f"POST {path}",
         )
 
@@ -283,14 +272,19 @@ class Images:
         *,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
+        origin: object = None,
     ) -> DeferredRequest:
         """Start a request built beforehand as a deferred one (see :meth:`generate_deferred`).
+
+        ``origin``: as :meth:`send`.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
                 APIResponseError: as :meth:`generate_deferred`.
         """
-        path, _body, answer = await self._post(request, timeout, max_retries, deferred=True)
+        path, _body, answer = await self._post(
+            request, timeout, max_retries, deferred=True, origin=origin
+        )
         request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
         if not isinstance(request_id, str) or not request_id:
             raise APIResponseError(
@@ -307,6 +301,7 @@ class Images:
         max_retries: int | None,
         *,
         deferred: bool,
+        origin: object = None,
     ) -> tuple[str, dict[str, Any], Any]:
         """Check, build and send the body; return the path, the body and the raw answer."""
         if isinstance(request, EditRequest):
@@ -322,7 +317,12 @@ class Images:
         else:
             raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
         answer = await self._client._request(
-            "POST", path, body=body, timeout=timeout, max_retries=max_retries
+            "POST",
+            path,
+            body=body,
+            timeout=timeout,
+            max_retries=max_retries,
+            origin=request if origin is None else origin,
         )
         return path, body, answer
 
@@ -385,7 +385,7 @@ class Images:
             source,
             answer.payloads,
             request_id=request_id,
-            client=self._client,
+            transfers=self._client._transfers,
             where=f"GET {path}",
         )
         return DeferredStatus("done", response=response, raw_status=raw_status)
@@ -411,11 +411,11 @@ class Images:
             APIResponseError: the answer says ``done`` but carries no images.
             ValidationError: a bad ``request_id``, ``timeout`` or interval.
         """
-        if timeout is not None and not _finite_positive(timeout):
+        if timeout is not None and not positive_number(timeout):
             raise ValidationError("timeout", timeout, "a positive number of seconds or None")
         if (
-            not _finite_positive(poll_interval)
-            or not _finite_positive(max_poll_interval)
+            not positive_number(poll_interval)
+            or not positive_number(max_poll_interval)
             or not max_poll_interval >= poll_interval
         ):
             raise ValidationError(

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     import os
 
     from ._client import AsyncClient
-    from ._download import OnExists, SavedImage
+    from ._files import OnExists, SavedImage
+    from ._transfers import Transfers
 
 __all__ = [
     "TICKS_PER_USD",
@@ -86,7 +87,9 @@ class GeneratedImage:
     index: int = 0
     request_id: str | None = None
     _content: bytes | None = attrs.field(default=None, eq=False, repr=False, alias="content")
-    _client: AsyncClient | None = attrs.field(default=None, eq=False, repr=False, alias="client")
+    _transfers: Transfers | None = attrs.field(
+        default=None, eq=False, repr=False, alias="transfers"
+    )
 
     @property
     def content(self) -> bytes | None:
@@ -119,15 +122,15 @@ class GeneratedImage:
         """Default file name without extension: ``{request_id}-{index}`` (``image`` if no id)."""
         return f"{self.request_id or 'image'}-{self.index}"
 
-    def _transfers_client(self) -> AsyncClient:
+    def _attached(self) -> Transfers:
         if self.blocked:
             raise ImageBlockedError(
                 f"image {self.index} of request {self.request_id or '(no id)'} was withheld by "
                 "moderation: the answer had neither url nor b64_json"
             )
-        if self._client is None:
+        if self._transfers is None:
             raise _no_client()
-        return self._client
+        return self._transfers
 
     async def save(
         self, path: str | os.PathLike[str], *, on_exists: OnExists = "fail"
@@ -138,8 +141,7 @@ class GeneratedImage:
             ImageBlockedError: the image was withheld by moderation.
             DownloadError: fetching or writing failed (subclasses say why).
         """
-        client = self._transfers_client()
-        return await client._transfers.save(self, path, on_exists=on_exists)
+        return await self._attached().save(self, path, on_exists=on_exists)
 
     def stream(self, chunk_size: int | None = None) -> AsyncIterator[bytes]:
         """Iterate over the image bytes as they arrive (URL) or in slices (``b64_json``).
@@ -148,8 +150,7 @@ class GeneratedImage:
             ImageBlockedError: the image was withheld by moderation (raised at once).
             DownloadError: fetching failed after retries.
         """
-        client = self._transfers_client()
-        return client._transfers.stream(self, chunk_size=chunk_size)
+        return self._attached().stream(self, chunk_size=chunk_size)
 
     async def read(self) -> bytes:
         """Return the whole image in memory (downloads it in URL mode; buffers it all).
@@ -160,8 +161,7 @@ class GeneratedImage:
         """
         if self._content is not None:
             return self._content
-        client = self._transfers_client()
-        parts = [chunk async for chunk in client._transfers.stream(self)]
+        parts = [chunk async for chunk in self._attached().stream(self)]
         return b"".join(parts)
 
 
@@ -185,7 +185,9 @@ class ImagesResponse:
     model: str | None = None
     created: int | None = None
     requested: int | None = None
-    _client: AsyncClient | None = attrs.field(default=None, eq=False, repr=False, alias="client")
+    _transfers: Transfers | None = attrs.field(
+        default=None, eq=False, repr=False, alias="transfers"
+    )
 
     @property
     def blocked(self) -> tuple[GeneratedImage, ...]:
@@ -225,9 +227,9 @@ class ImagesResponse:
             DownloadError: a download or write failed (the others still finish first).
             ConfigurationError: the response is not attached to a client.
         """
-        if self._client is None:
+        if self._transfers is None:
             raise _no_client()
-        return await self._client._transfers.save_all(
+        return await self._transfers.save_all(
             self.images, directory, name=name, on_exists=on_exists, concurrency=concurrency
         )
 
@@ -369,10 +371,12 @@ def parse_images_response(
     *,
     request_id: str | None = None,
     requested: int | None = None,
-    client: AsyncClient | None = None,
+    transfers: Transfers | None = None,
     where: str = "response",
 ) -> ImagesResponse:
     """Build an :class:`ImagesResponse` from a decoded JSON body.
+
+    ``transfers`` is what the images save and download through (the client's).
 
     ``b64_json`` values may be base64 strings (with or without a ``data:`` prefix) or
     ``{"$payload": i}`` placeholders into ``payloads`` (from ``B64ResponseScanner``).
@@ -421,7 +425,7 @@ def parse_images_response(
             index=index,
             request_id=request_id,
             content=_content_of(item.b64_json, payloads, f"{where}: data[{index}]"),
-            client=client,
+            transfers=transfers,
         )
         for index, item in enumerate(wire.data or ())
     )
@@ -432,5 +436,5 @@ def parse_images_response(
         model=wire.model,
         created=wire.created,
         requested=requested,
-        client=client,
+        transfers=transfers,
     )

@@ -11,6 +11,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
+from ._config import non_negative, positive_number
+
 __all__ = ["RateLimiter"]
 
 # A 429 halves the effective rate, but only once per this many seconds: the requests already in
@@ -52,16 +54,17 @@ class RateLimiter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
-        if not rate > 0:
-            raise ValueError(f"rate must be positive, got {rate!r}")
-        if not 0 <= margin < 1:
+        # The same number rules as every configuration value (``_config.py``): finite, no bool.
+        if not positive_number(rate):
+            raise ValueError(f"rate must be a positive finite number, got {rate!r}")
+        if not (non_negative(margin) and margin < 1):
             raise ValueError(f"margin must be in [0, 1), got {margin!r}")
-        if not 0 < backoff < 1:
+        if not (positive_number(backoff) and backoff < 1):
             raise ValueError(f"backoff must be in (0, 1), got {backoff!r}")
-        if not 0 < min_fraction <= 1:
+        if not (positive_number(min_fraction) and min_fraction <= 1):
             raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
-        if not recovery > 0:
-            raise ValueError(f"recovery must be positive, got {recovery!r}")
+        if not positive_number(recovery):
+            raise ValueError(f"recovery must be a positive finite number, got {recovery!r}")
         self._rate = float(rate)
         self._margin = margin
         self._backoff = backoff

@@ -32,7 +32,7 @@ from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
-    from ._download import OnExists, SavedImage
+    from ._files import OnExists, SavedImage
 
 __all__ = ["ResultsMixin"]
 
@@ -260,7 +260,10 @@ class ResultsMixin:
         """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
         images = [
             GeneratedImage(
-                url=p.url, revised_prompt=p.revised_prompt, index=p.index, client=self._client
+                url=p.url,
+                revised_prompt=p.revised_prompt,
+                index=p.index,
+                transfers=self._client._transfers,
             )
             for p in earlier.pending
             if p.url

@@ -1,7 +1,19 @@
-"""Retry policy, backoff with jitter, ``Retry-After`` parsing and a switch for tests.
+"""The one retry loop: an attempt iterator driven by ``RetryPolicy``; ``Retry-After`` parsing.
 
-Everything here is general (no API-specific rules) so that the API request path and the download
-layer share it. Which failures are retried is decided by the caller of :meth:`RetryPolicy.delay`.
+Every retrying caller (the API request path in ``_client.py``, the image fetch in ``_fetch.py``)
+iterates the same loop, so the caps (attempts and time), the jitter, ``Retry-After`` and the
+DEBUG log lines are written once::
+
+    async for attempt in Attempts(policy, "POST /v1/images/generations"):
+        try:
+            return await send()
+        except SomeFailure as error:
+            if not attempt.retry(error, detail="503"):
+                raise
+
+Which failures are worth retrying is decided by the caller (it knows whether a request may
+have been paid for); this module only decides whether the policy still allows one more attempt
+and how long to wait before it.
 """
 
 from __future__ import annotations
@@ -9,88 +21,143 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import logging
 import math
-import random
 import time
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
 
-import attrs
+from ._config import RetryPolicy
 
-__all__ = ["RetryPolicy", "instant_retries", "parse_retry_after", "sleep"]
+__all__ = ["Attempt", "Attempts", "RetryPolicy", "instant_retries", "parse_retry_after", "sleep"]
 
+_logger = logging.getLogger("xai_images")
 
-def _positive_or_none(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and not (isinstance(value, (int, float)) and value > 0):
-        raise ValueError(f"{attribute.name} must be a positive number or None, got {value!r}")
-
-
-def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not (isinstance(value, (int, float)) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+OnRetry = Callable[[int, float, BaseException, str], None]
+"""Called once per scheduled retry with the failed attempt's number, the delay, the error and
+the caller's short description of it."""
 
 
-def _at_least_one(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be an int >= 1, got {value!r}")
-
-
-@attrs.frozen
-class RetryPolicy:
-    """How often and how long to retry, and how long to wait in between.
+class Attempt:
+    """One attempt of an :class:`Attempts` loop.
 
     Attributes:
-        max_attempts: attempts in total, the first one included (``AsyncClient(max_retries=2)``
-            means 3 attempts).
-        max_elapsed: seconds since the first attempt began after which no new attempt starts
-            (``None``: no time cap). A backoff that would end past it is not slept.
-        initial_backoff: the backoff cap of the first retry; it doubles per retry.
-        max_backoff: the largest backoff cap. The actual wait is drawn uniformly between 0 and
-            the cap ("full jitter"), so that many clients retrying at once spread out.
-        max_retry_after: the longest server-requested wait (``Retry-After``) that is slept;
-            a longer one is raised to the caller at once (e.g. as ``RateLimitError`` carrying
-            ``retry_after``) instead of sleeping for minutes.
-        retry_unknown_outcome: also retry requests whose answer was lost after they were sent
-            (``OutcomeUnknownError``). Off by default: for a generation that can pay twice.
-
-    Raises:
-        ValueError: a field is out of range.
+        number: 1 for the first attempt.
+        gave_up: after :meth:`retry` returned ``False``: why, as a phrase that completes
+            "failed ..." (e.g. ``"after 3 attempts"``).
     """
 
-    max_attempts: int = attrs.field(default=3, validator=_at_least_one)
-    max_elapsed: float | None = attrs.field(default=180.0, validator=_positive_or_none)
-    initial_backoff: float = attrs.field(default=0.5, validator=_non_negative)
-    max_backoff: float = attrs.field(default=8.0, validator=_non_negative)
-    max_retry_after: float = attrs.field(default=60.0, validator=_non_negative)
-    retry_unknown_outcome: bool = False
+    __slots__ = ("_loop", "gave_up", "number")
 
-    def backoff_cap(self, attempt: int) -> float:
-        """The jitter upper bound after failed attempt number ``attempt`` (1-based)."""
-        exponent = min(max(attempt - 1, 0), 62)
-        return float(min(self.max_backoff, self.initial_backoff * (2**exponent)))
+    def __init__(self, loop: Attempts, number: int) -> None:
+        self._loop = loop
+        self.number = number
+        self.gave_up: str | None = None
 
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one.
+    def retry(
+        self, error: BaseException, *, retry_after: float | None = None, detail: str = ""
+    ) -> bool:
+        """Schedule another attempt after ``error`` if the policy allows; ``False`` if not.
 
-        A server-requested ``retry_after`` is honoured exactly (never shortened; the caller
-        checks it against :attr:`max_retry_after` first); otherwise the wait is a full-jitter
-        exponential backoff.
+        The caps are checked in this order: a ``retry_after`` above ``max_retry_after`` (raised
+        at once rather than slept), the attempt cap, the time cap (a wait that would end past
+        ``max_elapsed`` is not slept). A scheduled retry is logged at DEBUG, reported to the
+        loop's ``on_retry`` callback, and slept at the start of the next iteration.
+
+        Args:
+            retry_after: the server-requested wait, honoured exactly.
+            detail: a short description of the failure for the log line (e.g. ``"503"``).
         """
-        if retry_after is not None:
-            return max(0.0, retry_after)
-        return random.uniform(0.0, self.backoff_cap(attempt))
+        return self._loop._schedule(self, error, retry_after, detail)
 
-    def with_attempts(self, max_retries: int | None) -> RetryPolicy:
-        """This policy with ``max_attempts = max_retries + 1`` (``None``: unchanged).
+    def give_up(self, error: BaseException, why: str, detail: str = "") -> None:
+        """Log at DEBUG that ``error`` is not retried, and why (a rule of the caller)."""
+        self.gave_up = why
+        self._loop._log_give_up(error, why, detail)
 
-        Raises:
-            ValueError: ``max_retries`` is negative or not an int.
-        """
-        if max_retries is None:
-            return self
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-        return attrs.evolve(self, max_attempts=max_retries + 1)
+
+class Attempts:
+    """Iterate the attempts a :class:`RetryPolicy` allows: ``async for attempt in Attempts(...)``.
+
+    The first attempt starts at once; each further one only after :meth:`Attempt.retry`
+    scheduled it, and after its delay. The loop ends (without raising) when an attempt was not
+    followed by a scheduled retry: the caller returns or raises out of the loop itself.
+
+    Args:
+        policy: the caps and backoff.
+        label: what is being attempted, for log lines (``"POST /v1/images/generations"``).
+        on_retry: called for each scheduled retry (event hooks hang here).
+    """
+
+    def __init__(self, policy: RetryPolicy, label: str, *, on_retry: OnRetry | None = None) -> None:
+        self.policy = policy
+        self.label = label
+        self._on_retry = on_retry
+        self._started: float | None = None
+        self._number = 0
+        self._delay: float | None = None
+
+    def __aiter__(self) -> Attempts:
+        return self
+
+    async def __anext__(self) -> Attempt:
+        if self._started is None:
+            self._started = asyncio.get_running_loop().time()
+        elif self._delay is None:
+            raise StopAsyncIteration
+        else:
+            delay, self._delay = self._delay, None
+            await sleep(delay)
+        self._number += 1
+        return Attempt(self, self._number)
+
+    def _schedule(
+        self, attempt: Attempt, error: BaseException, retry_after: float | None, detail: str
+    ) -> bool:
+        policy = self.policy
+        number = attempt.number
+        if retry_after is not None and retry_after > policy.max_retry_after:
+            attempt.give_up(
+                error, f"(the server asked to wait {retry_after:g} s, over max_retry_after)", detail
+            )
+            return False
+        if number >= policy.max_attempts:
+            attempt.give_up(error, f"after {number} attempts", detail)
+            return False
+        delay = policy.delay(number, retry_after)
+        assert self._started is not None
+        elapsed = asyncio.get_running_loop().time() - self._started
+        if policy.max_elapsed is not None and elapsed + delay > policy.max_elapsed:
+            attempt.give_up(
+                error, f"after {elapsed:.1f} s (the time cap is {policy.max_elapsed:g} s)", detail
+            )
+            return False
+        self._delay = delay
+        _logger.debug(
+            "retrying %s in %.2f s (attempt %d of %d): %s",
+            self.label,
+            delay,
+            number + 1,
+            policy.max_attempts,
+            detail or type(error).__name__,
+            extra={
+                "xai_event": "retry",
+                "xai_status": getattr(error, "status_code", None),
+                "xai_delay": delay,
+                "xai_attempt": number + 1,
+            },
+        )
+        if self._on_retry is not None:
+            self._on_retry(number, delay, error, detail)
+        return True
+
+    def _log_give_up(self, error: BaseException, why: str, detail: str) -> None:
+        _logger.debug(
+            "not retrying %s: %s (%s)",
+            self.label,
+            why,
+            detail or type(error).__name__,
+            extra={"xai_event": "give_up", "xai_status": getattr(error, "status_code", None)},
+        )
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

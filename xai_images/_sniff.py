@@ -1,7 +1,7 @@
 """Image type from magic bytes.
 
-The API's ``mime_type`` field and the URL's extension are hints only (API-FACTS.md: "never assume
-it: sniff the bytes"), so file extensions and integrity checks use the bytes themselves.
+The API's ``mime_type`` field and the URL's extension are only hints that the API does not
+promise to keep right, so file extensions and integrity checks use the bytes themselves.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@
   (keep an identical file) or ``"fail"``.
 """
 
-from ._download import OnExists
+from ._files import OnExists
 from ._inputs import ImageInput
 
 __all__ = ["ImageInput", "OnExists"]

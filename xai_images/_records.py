@@ -1,0 +1,110 @@
+"""Manifest records of a bulk job's items: what one line of the manifest says about an item.
+
+Built from the item's state when it finishes (or is interrupted), so that a later run can
+resume it without paying twice: billed items keep their cost and their unsaved image URLs, items
+whose request went out without an answer are ``unknown``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ._errors import OutcomeUnknownError, XAIImagesError
+from ._manifest import FileRecord, ItemStatus, ManifestRecord, PendingImage
+
+if TYPE_CHECKING:
+    from ._files import SavedImage
+    from ._tally import Item
+
+__all__ = ["interrupted_record", "item_record"]
+
+
+def item_record(
+    item: Item,
+    status: ItemStatus,
+    output_dir: Path,
+    *,
+    error: BaseException | None = None,
+    files: Sequence[SavedImage] = (),
+    pending: Sequence[PendingImage] = (),
+    billed: bool = False,
+    note: str | None = None,
+    keep: Sequence[FileRecord] = (),
+) -> ManifestRecord:
+    """The manifest record of ``item`` ending with ``status`` (file paths relative to
+    ``output_dir``; ``keep``: files of an earlier run that stay valid)."""
+    request = item.request
+    response = item.response
+    prior = item.prior if item.download_only else None
+    revised: dict[int, str | None] = {}
+    if response is not None:
+        revised = {img.index: img.revised_prompt for img in response.images}
+    elif prior is not None:
+        revised = {p.index: p.revised_prompt for p in prior.pending}
+    records = list(keep) + [
+        FileRecord(
+            path=_relative(s.path, output_dir),
+            bytes=s.bytes,
+            sha256=s.sha256,
+            mime_type=s.mime_type,
+            revised_prompt=revised.get(s.index),
+        )
+        for s in files
+    ]
+    if prior is not None:
+        cost = prior.cost_in_usd_ticks
+        request_id = prior.request_id
+        attempts = prior.attempts
+        model = prior.model
+    else:
+        cost = response.usage.cost_in_usd_ticks if response and response.usage else None
+        request_id = response.request_id if response else getattr(error, "request_id", None)
+        attempts = max(item.attempts, item.retry_notes + 1) if item.sent else 0
+        model = (response.model if response else None) or request.model
+    message = None
+    if error is not None:
+        message = str(error)
+    elif note is not None:
+        message = note
+    return ManifestRecord(
+        id=item.id,
+        kind=request.kind,
+        request=request.to_json(),
+        status=status,
+        files=tuple(records),
+        request_id=request_id,
+        attempts=attempts,
+        cost_in_usd_ticks=cost,
+        error=message,
+        error_type=type(error).__name__ if error is not None else None,
+        billed=billed or (prior is not None and prior.billed),
+        pending=tuple(pending),
+        line=request.line,
+        model=model,
+        finished_at=time.time(),
+    )
+
+
+def interrupted_record(item: Item, output_dir: Path) -> ManifestRecord | None:
+    """What to record for an item cancelled mid-way, so a resume never pays twice."""
+    if item.response is not None:
+        pending = [PendingImage(i.index, i.url, i.revised_prompt) for i in item.response.images]
+        error = XAIImagesError("interrupted while saving; retry downloads the images")
+        return item_record(item, "failed", output_dir, error=error, pending=pending, billed=True)
+    if item.sent and not item.download_only:
+        error = OutcomeUnknownError(
+            "interrupted after the request was sent: it may have been billed",
+            reason="cancelled",
+        )
+        return item_record(item, "unknown", output_dir, error=error)
+    return None
+
+
+def _relative(path: Path, base: Path) -> str:
+    try:
+        return path.relative_to(base).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -1,0 +1,136 @@
+"""Accounting of a bulk job: the state of each item, the live counters and the events.
+
+:class:`Tally` turns what happens into :class:`Progress` counters and ``ProgressEvent`` values
+for the run's ``on_event`` callback. It hears of API retries, 429s and download retries through
+the client's public event hooks (:meth:`Tally.on_client_event`), and tells its own items apart
+by the ``origin`` each event carries: the :class:`Item` for API requests, the image being saved
+for downloads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from ._hooks import DownloadRetry, Event, RateLimited, RequestSent, RetryScheduled
+from ._progress import EventKind, Progress, ProgressEvent
+
+if TYPE_CHECKING:
+    from ._batch import Outcome
+    from ._manifest import ManifestRecord
+    from ._models import ImagesResponse
+    from ._requests import Request
+
+__all__ = ["Item", "Tally"]
+
+logger = logging.getLogger("xai_images")
+
+
+@attrs.define
+class Item:
+    """Mutable state of one item while it runs."""
+
+    id: str
+    request: Request
+    tally: Tally | None = attrs.field(default=None, eq=False, repr=False)
+    prior: ManifestRecord | None = None
+    download_only: bool = False
+    attempts: int = 0
+    retry_notes: int = 0
+    sent: bool = False
+    response: ImagesResponse | None = None
+
+
+class Tally:
+    """Counters and events of one run.
+
+    Args:
+        on_event: the run's callback (``None``: none); exceptions it raises are logged once and
+            ignored, because a broken progress callback must not fail items that may be paid for.
+    """
+
+    def __init__(self, on_event: Callable[[ProgressEvent], None] | None) -> None:
+        self.progress = Progress()
+        self._on_event = on_event
+        self._event_error_logged = False
+        # Images being saved, by identity, to the item they belong to: download retries name
+        # the image as their origin.
+        self.saving: dict[int, Item] = {}
+
+    def emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
+        except Exception:
+            # A broken progress callback must not fail the items (they may be paid for).
+            if not self._event_error_logged:
+                self._event_error_logged = True
+                logger.exception("xai-images batch: the on_event callback raised; ignoring")
+
+    def on_client_event(self, event: Event) -> None:
+        """Count the retries and 429s of this run's items (other callers' events are ignored)."""
+        if isinstance(event, DownloadRetry):
+            saving = self.saving.get(id(event.origin))
+            if saving is not None:
+                self.progress.retries += 1
+                self.emit(
+                    "retrying",
+                    saving.id,
+                    delay=event.delay,
+                    error=event.error,
+                    line=saving.request.line,
+                )
+            return
+        item = event.origin
+        if not isinstance(item, Item) or item.tally is not self:
+            return
+        p = self.progress
+        if isinstance(event, RequestSent):
+            item.attempts += 1
+            if item.attempts - 1 > item.retry_notes:
+                p.retries += 1
+                self.emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
+        elif isinstance(event, RetryScheduled):
+            item.retry_notes += 1
+            # 429s are counted by their own RateLimited event, sent for every 429.
+            if item.retry_notes > item.attempts - 1:
+                p.retries += 1
+                self.emit(
+                    "retrying",
+                    item.id,
+                    attempt=item.attempts,
+                    delay=event.delay,
+                    error=event.error,
+                    line=item.request.line,
+                )
+        elif isinstance(event, RateLimited):
+            p.rate_limited += 1
+            self.emit("rate_limited", item.id, delay=event.retry_after, line=item.request.line)
+
+    def count(self, outcome: Outcome) -> None:
+        p = self.progress
+        if outcome.status == "ok":
+            p.ok += 1
+        elif outcome.status == "blocked":
+            p.blocked += 1
+        elif outcome.status == "unknown":
+            p.unknown += 1
+        else:
+            p.failed += 1
+        if outcome.status == "ok":
+            record = outcome.record
+            self.emit(
+                "saved",
+                outcome.id,
+                images=len(outcome.files),
+                bytes=sum(f.bytes for f in record.files) if record else 0,
+                line=outcome.line,
+            )
+        else:
+            self.emit(
+                "failed", outcome.id, status=outcome.status, error=outcome.error, line=outcome.line
+            )
