@@ -31,6 +31,7 @@ from ._errors import (
     PermissionDeniedError,
     RateLimitError,
     SaveError,
+    SharedLimitError,
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
     ValidationError,
@@ -49,6 +50,7 @@ from ._public import publish
 from ._ratelimit import RateLimiter
 from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
+from ._shared_limit import SharedRateLimiter
 
 __version__ = "0.1.0"
 
@@ -88,6 +90,8 @@ __all__ = [
     "RetryPolicy",
     "SaveError",
     "SavedImage",
+    "SharedLimitError",
+    "SharedRateLimiter",
     "Timeout",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",

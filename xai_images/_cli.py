@@ -132,6 +132,12 @@ def _parser() -> argparse.ArgumentParser:
     group.add_argument(
         "--max-retries", type=int, default=None, help="retries per API request (default 2)"
     )
+    group.add_argument(
+        "--shared-limit",
+        metavar="URL",
+        help="share the --rps budget with every process on this API key through Redis "
+        "(redis://HOST:PORT/DB; needs xai-images[shared])",
+    )
 
     display = argparse.ArgumentParser(add_help=False)
     display.add_argument(
@@ -155,12 +161,24 @@ def _parser() -> argparse.ArgumentParser:
         "generate", parents=[connection, image_options], help="generate images from a prompt"
     )
     _add_field_flags(gen, _positional_fields(GenerateRequest))
+    gen.add_argument(
+        "--rps",
+        type=_positive_float,
+        default=None,
+        help="requests per second (5 with --shared-limit)",
+    )
 
     edit = sub.add_parser(
         "edit", parents=[connection, image_options], help="edit or combine images"
     )
     _add_field_flags(edit, _positional_fields(EditRequest))
     _add_field_flags(edit, _cli_fields(EditRequest, only_new=True))
+    edit.add_argument(
+        "--rps",
+        type=_positive_float,
+        default=None,
+        help="requests per second (5 with --shared-limit)",
+    )
 
     batch = sub.add_parser(
         "batch", parents=[connection, display], help="run a JSONL job file (resumable)"
@@ -243,6 +261,8 @@ def _client_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         kwargs["base_url"] = base_url
     if args.max_retries is not None:
         kwargs["max_retries"] = args.max_retries
+    if args.shared_limit:
+        kwargs["shared_limit"] = args.shared_limit
     return kwargs
 
 
@@ -279,7 +299,8 @@ async def _single(args: argparse.Namespace) -> int:
 
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
-    async with AsyncClient(**client_kwargs) as client:
+    rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
+    async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         response = await client.images.send(request)
         saved = await response.save(args.output_dir, on_exists="overwrite")

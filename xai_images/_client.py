@@ -42,6 +42,7 @@ from ._hooks import (
 from ._images import Images
 from ._ratelimit import RateLimiter
 from ._retry import Attempts, RetryPolicy, parse_retry_after
+from ._shared_limit import SharedRateLimiter
 from ._transfers import Transfers
 from ._transport import Answer, Secret, Transport, dumps, trace_config
 
@@ -96,6 +97,10 @@ class AsyncClient:
         max_connections: connection pool size of the session the client creates (0: no limit).
         rate_limit: requests per second for API requests of this client (``None``: unlimited;
             the live API allows about 5). Shared by every call, spaced with no burst.
+        shared_limit: a Redis URL (``redis://HOST:PORT/DB``): ``rate_limit`` then holds for
+            every process and machine on this API key together (:class:`SharedRateLimiter`;
+            needs ``xai-images[shared]``). Redis unreachable at entry raises
+            :class:`SharedLimitError`.
         max_concurrent_requests: API requests in flight at once (``None``: unlimited).
         download: options for saving and streaming images (``DownloadOptions``).
         event_hooks: callbacks called with every event of this client (request sent, answer,
@@ -122,6 +127,7 @@ class AsyncClient:
         max_concurrent_requests: int | None = None,
         download: DownloadOptions | None = None,
         event_hooks: Iterable[EventHook] | None = None,
+        shared_limit: str | None = None,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
@@ -187,7 +193,15 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
-        self._limiter = RateLimiter(rate_limit) if rate_limit is not None else None
+        if shared_limit is not None and rate_limit is None:
+            raise ConfigurationError("shared_limit needs rate_limit (requests per second)")
+        self._limiter: RateLimiter | SharedRateLimiter | None = (
+            None
+            if rate_limit is None
+            else RateLimiter(rate_limit)
+            if shared_limit is None
+            else SharedRateLimiter(shared_limit, api_key=key, rate=rate_limit)
+        )
         self._semaphore = (
             asyncio.Semaphore(max_concurrent_requests) if max_concurrent_requests else None
         )
@@ -257,6 +271,8 @@ class AsyncClient:
     async def __aenter__(self) -> AsyncClient:
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
+        if isinstance(self._limiter, SharedRateLimiter):
+            await self._limiter.start()
         return self
 
     async def __aexit__(
@@ -274,6 +290,8 @@ class AsyncClient:
             return
         self._closed = True
         self._writers.shutdown()
+        if isinstance(self._limiter, SharedRateLimiter):
+            await self._limiter.aclose()
         session, self._session = self._session, None
         if self._owns_session and session is not None:
             await session.close()

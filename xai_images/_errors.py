@@ -4,7 +4,8 @@ Every error the SDK raises on purpose derives from :class:`XAIImagesError`::
 
     XAIImagesError
     ├── ConfigurationError            no API key, bad base URL, client closed
-    │   └── ClientClosedError         used after aclose() (also a RuntimeError)
+    │   ├── ClientClosedError         used after aclose() (also a RuntimeError)
+    │   └── SharedLimitError          the shared rate limit's Redis is unreachable at start
     ├── ValidationError               bad input, caught before any request is sent (also ValueError)
     ├── APIError                      something went wrong talking to the API host
     │   ├── APIStatusError            the API answered with an error status
@@ -64,6 +65,7 @@ __all__ = [
     "PermissionDeniedError",
     "RateLimitError",
     "SaveError",
+    "SharedLimitError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
     "ValidationError",
@@ -82,6 +84,11 @@ class ConfigurationError(XAIImagesError):
 
 class ClientClosedError(ConfigurationError, RuntimeError):
     """The client was used after ``aclose()`` (or after its ``async with`` block ended)."""
+
+
+class SharedLimitError(ConfigurationError):
+    """The Redis server of ``shared_limit`` could not be reached when the client started (no
+    request was sent). During a run, requests wait for Redis to come back instead."""
 
 
 class ValidationError(XAIImagesError, ValueError):
