@@ -209,7 +209,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
-    _add_via_flags(batch)
+    from ._cli_remote import add_via_flags
+
+    add_via_flags(batch, _positive_float)
 
     demo = sub.add_parser(
         "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
@@ -224,28 +226,6 @@ def _parser() -> argparse.ArgumentParser:
     gallery.add_argument("directory")
     gallery.add_argument("--manifest", default=None, help="default: DIRECTORY/manifest.jsonl")
     return parser
-
-
-def _add_via_flags(batch: argparse.ArgumentParser) -> None:
-    group = batch.add_argument_group("through xAI's Batch API (--via batch-api)")
-    group.add_argument(
-        "--via",
-        choices=("realtime", "batch-api"),
-        default="realtime",
-        help="real-time calls at --rps (default), or one server-side batch",
-    )
-    group.add_argument(
-        "--detach", action="store_true", help="submit, record, print the batch id, exit"
-    )
-    group.add_argument("--no-wait", action="store_true", help="save what finished, then exit")
-    group.add_argument("--cancel", action="store_true", help="cancel the batch, save what finished")
-    group.add_argument(
-        "--poll-interval",
-        type=_positive_float,
-        default=2.0,
-        metavar="SECONDS",
-        help="first wait between polls; grows to 30 s while nothing arrives (default 2)",
-    )
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -506,33 +486,11 @@ async def _demo(args: argparse.Namespace) -> int:
         ) as client,
     ):
         if args.via == "batch-api":
-            from ._cli_remote import run_remote_job
+            from ._cli_remote import run_demo
 
-            code = await run_remote_job(
-                client,
-                job_file,
-                jobs=job_file,
-                output_dir=output_dir,
-                manifest=None,
-                concurrency=16,
-                retry_failed=False,
-                resend_unknown=False,
-                plain=args.plain,
-                gallery=True,
-                detach=False,
-                wait=True,
-                cancel=False,
-                summary=_summary,
-                out=_print,
-                poll_interval=0.5,
+            return await run_demo(
+                client, server, job_file, output_dir, args.plain, _summary, _print
             )
-            ledger = server.ledger
-            _print(
-                f"fake server ledger: {ledger.batches_created} batch, {ledger.batch_adds} add "
-                f"call(s), {ledger.batch_images_billed} images billed, "
-                f"{ledger.downloads_with_auth} downloads carried the key"
-            )
-            return code
         code = await _run_job(
             client,
             job_file,

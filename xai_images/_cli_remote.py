@@ -6,6 +6,7 @@ and are recorded), the second aborts them. Running the same command again re-att
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import shlex
@@ -20,9 +21,32 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._remote_state import RemoteProgress
 
-__all__ = ["collect_command", "run_remote_job"]
+__all__ = ["add_via_flags", "collect_command", "run_demo", "run_remote_job"]
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+def add_via_flags(batch: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
+    """Add ``--via``, ``--detach``, ``--no-wait``, ``--cancel`` and ``--poll-interval``."""
+    group = batch.add_argument_group("through xAI's Batch API (--via batch-api)")
+    group.add_argument(
+        "--via",
+        choices=("realtime", "batch-api"),
+        default="realtime",
+        help="real-time calls at --rps (default), or one server-side batch",
+    )
+    group.add_argument(
+        "--detach", action="store_true", help="submit, record, print the batch id, exit"
+    )
+    group.add_argument("--no-wait", action="store_true", help="save what finished, then exit")
+    group.add_argument("--cancel", action="store_true", help="cancel the batch, save what finished")
+    group.add_argument(
+        "--poll-interval",
+        type=seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="first wait between polls; grows to 30 s while nothing arrives (default 2)",
+    )
 
 
 def collect_command(jobs: str | Path, output_dir: Path, manifest: Path | None) -> str:
@@ -185,3 +209,40 @@ async def _report(
 def _write(stream: IO[str], text: str) -> None:
     stream.write(text + "\n")
     stream.flush()
+
+
+async def run_demo(
+    client: AsyncClient,
+    server: Any,
+    job_file: Path,
+    output_dir: Path,
+    plain: bool,
+    summary: Callable[..., None],
+    out: Callable[[str], None],
+) -> int:
+    """``xai-images demo --via batch-api``: the demo job through the fake's Batch API."""
+    code = await run_remote_job(
+        client,
+        job_file,
+        jobs=job_file,
+        output_dir=output_dir,
+        manifest=None,
+        concurrency=16,
+        retry_failed=False,
+        resend_unknown=False,
+        plain=plain,
+        gallery=True,
+        detach=False,
+        wait=True,
+        cancel=False,
+        summary=summary,
+        out=out,
+        poll_interval=0.5,
+    )
+    ledger = server.ledger
+    out(
+        f"fake server ledger: {ledger.batches_created} batch, {ledger.batch_adds} add "
+        f"call(s), {ledger.batch_images_billed} images billed, "
+        f"{ledger.downloads_with_auth} downloads carried the key"
+    )
+    return code

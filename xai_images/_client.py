@@ -387,40 +387,27 @@ class AsyncClient:
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
+        options: dict[str, Any] = {
+            "output_dir": output_dir,
+            "manifest": manifest,
+            "concurrency": concurrency,
+            "retry_failed": retry_failed,
+            "resend_unknown": resend_unknown,
+            "on_event": on_event,
+            "on_exists": on_exists,
+            "verify_sha256": verify_sha256,
+        }
         if via == "batch-api":
             from ._batch_remote import RemoteBatchRun
 
             return RemoteBatchRun(
-                self,
-                requests,
-                output_dir=output_dir,
-                manifest=manifest,
-                concurrency=concurrency,
-                retry_failed=retry_failed,
-                resend_unknown=resend_unknown,
-                on_event=on_event,
-                on_exists=on_exists,
-                verify_sha256=verify_sha256,
-                detach=detach,
-                wait=wait,
-                cancel=cancel,
+                self, requests, detach=detach, wait=wait, cancel=cancel, **options
             )
         if via != "realtime":
             raise ValidationError("via", via, "'realtime' or 'batch-api'")
         from ._batch import BatchRun  # deferred: the bulk engine is not needed otherwise
 
-        return BatchRun(
-            self,
-            requests,
-            output_dir=output_dir,
-            manifest=manifest,
-            concurrency=concurrency,
-            retry_failed=retry_failed,
-            resend_unknown=resend_unknown,
-            on_event=on_event,
-            on_exists=on_exists,
-            verify_sha256=verify_sha256,
-        )
+        return BatchRun(self, requests, **options)
 
     # -- event hooks -------------------------------------------------------------------------------
 
@@ -461,11 +448,9 @@ class AsyncClient:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
-        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``, and
-        ``reconciled`` ones never (their caller settles a lost answer itself, e.g. a batch add
-        by listing the batch). ``origin`` is passed on in every event of this request (the bulk
-        engine passes its item). ``content`` is a raw body and its content type, sent instead of
-        ``body`` as JSON.
+        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
+        ones never (the caller settles a lost answer). ``origin`` is passed on in every event of
+        this request. ``content``: a raw body and its content type, instead of ``body``.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -481,12 +466,7 @@ class AsyncClient:
             raise ConfigurationError(str(exc)) from None
         url = self._base_url + path
         log_path = URL(url).path
-        content_type = "application/json"
-        if content is not None:
-            data: bytes | None = content[0]
-            content_type = content[1]
-        else:
-            data = await dumps(body) if body is not None else None
+        data, content_type = content or (await dumps(body) if body is not None else None, "")
         hooks = self._hooks
 
         def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
@@ -566,7 +546,7 @@ class AsyncClient:
         started = loop.time()
         try:
             answer = await self._transport.send(
-                session, method, url, log_path, data[0], timeout, content_type=data[1]
+                session, method, url, log_path, data[0], timeout, content_type=data[1] or None
             )
         except APIStatusError as error:
             if hooks:

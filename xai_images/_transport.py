@@ -142,9 +142,9 @@ class Transport:
         data: bytes | None,
         timeout: Timeout,
         *,
-        content_type: str = "application/json",
+        content_type: str | None = None,
     ) -> Answer:
-        """Send one attempt and return its 2xx answer (``data`` typed as ``content_type``).
+        """Send one attempt and return its 2xx answer (``data`` is JSON unless ``content_type``).
 
         Raises:
             APIStatusError: (a subclass per status) any non-2xx answer.
@@ -160,7 +160,7 @@ class Transport:
             "User-Agent": f"xai-images/{VERSION}",
         }
         if data is not None:
-            headers["Content-Type"] = content_type
+            headers["Content-Type"] = content_type or "application/json"
         state = _SendState()
         loop = asyncio.get_running_loop()
         started = loop.time()
