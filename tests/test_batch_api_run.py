@@ -263,6 +263,18 @@ async def test_lost_add_answer_is_reconciled_in_a_job(
     assert_clean_single_batch(server, tmp_path, 5)
 
 
+async def test_a_429_on_add_is_retried_and_counted(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """An add answered 429 is sent again after the wait; the run counts the 429."""
+    server.enqueue_batch(Reply.error(429, retry_after=0), route="add")
+    run = remote(client, prompts(2), tmp_path)
+    outcomes = await run.collect()
+    assert all(o.ok for o in outcomes)
+    assert run.progress.rate_limited == 1
+    assert_clean_single_batch(server, tmp_path, 2)
+
+
 def crash_before(obj: Any, name: str, nth: int = 1) -> None:
     original = getattr(obj, name)
     calls = 0

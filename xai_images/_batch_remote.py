@@ -38,6 +38,7 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
+from ._hooks import RateLimited, RetryScheduled
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import ManifestRecord, ManifestWriter
 from ._progress import EventKind, ProgressEvent
@@ -224,6 +225,8 @@ class RemoteBatchRun(ResultsMixin):
         await writer.open()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._out = queue.put_nowait
+        # 429s and retries of this run's Batch API calls arrive through the client's hooks.
+        self._client.add_event_hook(self._on_client_event)
         producer = asyncio.ensure_future(self._produce(state))
         producer.add_done_callback(lambda _t: None)
         try:
@@ -243,9 +246,21 @@ class RemoteBatchRun(ResultsMixin):
             for task in (producer, *self._adders):
                 if not task.cancelled() and task.done():
                     task.exception()  # retrieved; raised above through _Failure when relevant
+            self._client.remove_event_hook(self._on_client_event)
             await writer.aclose()
             self.progress.finish()
             self._emit("finished", None)
+
+    def _on_client_event(self, event: Any) -> None:
+        path = getattr(event, "path", "")
+        if not isinstance(event, (RateLimited, RetryScheduled)) or "/batches" not in path:
+            return
+        if isinstance(event, RateLimited):
+            self.progress.rate_limited += 1
+            self._emit("rate_limited", None, delay=event.retry_after)
+        else:
+            self.progress.retries += 1
+            self._emit("retrying", None, delay=event.delay, error=event.error)
 
     async def _produce(self, state: JobState) -> None:
         try:
