@@ -441,6 +441,7 @@ async def test_cli_no_wait_saves_what_finished_then_reattach_waits(
     assert await task == EXIT_OK
     assert 0 < partly < 6
     assert_clean_single_batch(env, out, 6)
+    assert run_records(out)[-1]["record"] == "closed"
 
 
 async def test_cli_cancel_cancels_and_saves_what_finished(

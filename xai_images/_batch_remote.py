@@ -473,14 +473,17 @@ class RemoteBatchRun(ResultsMixin):
     async def _open_batch(self, run: RunState | None) -> RunState:
         """The run's batch: recorded, found by name after a crash, or created (and recorded)."""
         batches = self._client.batches
+        recorded = run is not None
         if run is None:
             run_id = f"xai-images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
             await self._record("run", run_id=run_id)
             run = RunState(run_id, 0)
         self.run_id = run.run_id
         if run.batch_id is None:
-            # A run recorded without its batch: the create may have landed before a crash.
-            batch = await batches.find(run.run_id) or await batches.create(run.run_id)
+            # A run recorded earlier without its batch: the create may have landed before a
+            # crash, so look for it by name first (a new run id cannot have a batch yet).
+            found = await batches.find(run.run_id) if recorded else None
+            batch = found or await batches.create(run.run_id)
             await self._record("batch", run_id=run.run_id, batch_id=batch.batch_id)
             run.batch_id = batch.batch_id
         self.batch_id = self.progress.batch_id = run.batch_id

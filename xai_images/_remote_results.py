@@ -87,9 +87,7 @@ class ResultsMixin:
             submitting = adding is not None and not adding.done()
             if adding is not None and adding.done() and adding.exception() is not None:
                 break  # raised below
-            for request_id in run.added - pending.keys() - self._settled:
-                if request_id in attached:
-                    pending[request_id] = attached[request_id]
+            self._join(run, attached, pending)
             if not pending and not submitting:
                 break
             batch = await batches.get(batch_id)
@@ -127,9 +125,17 @@ class ResultsMixin:
         await self._drain()
         if adding is not None:
             await adding  # finishes (and records) the adds even when polling stopped early
-        if not pending and not (run.added - self._settled):
+        self._join(run, attached, pending)
+        if not pending:
             await self._record("closed", batch_id=batch_id)
             run.closed = True
+
+    def _join(self, run: RunState, attached: dict[str, Item], pending: dict[str, Item]) -> None:
+        """Add to ``pending`` the items of this job the batch holds and this run has not settled
+        (items settled by an earlier run on this batch were skipped, so are not attached)."""
+        for request_id in run.added - pending.keys() - self._settled:
+            if request_id in attached:
+                pending[request_id] = attached[request_id]
 
     async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
         """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""
