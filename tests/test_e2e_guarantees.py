@@ -17,7 +17,6 @@ import io
 import logging
 import os
 import subprocess
-import traceback
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -72,8 +71,20 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def full_text(exc: BaseException) -> str:
-    """str, repr and the whole formatted traceback chain of an exception."""
-    return "\n".join([str(exc), repr(exc), "".join(traceback.format_exception(exc))])
+    """str, repr, args, attributes and notes of an exception and of every exception chained to it.
+
+    This is what a user or a log handler can see of the errors themselves. A formatted traceback
+    is not used: it also quotes the test's own source lines, which differ between Python versions.
+    """
+    parts: list[str] = []
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        notes = getattr(link, "__notes__", [])
+        parts += [str(link), repr(link), repr(link.args), repr(vars(link)), *map(str, notes)]
+        link = link.__cause__ or link.__context__
+    return "\n".join(parts)
 
 
 def assert_invalid(exc: xai_images.ValidationError, field: str, limit_part: str) -> None:

@@ -51,8 +51,7 @@ from ._ratelimit import RateLimiter
 from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
 from ._shared_limit import SharedRateLimiter
-
-__version__ = "0.1.0"
+from ._version import __version__ as __version__
 
 __all__ = [
     "APIConnectionError",

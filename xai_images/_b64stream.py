@@ -144,16 +144,35 @@ class B64ResponseScanner:
             tail = len(out) - tail_start
             probe = bytes(out[tail_start:]) + data[pos : pos + len(_KEY) - 1]
             found = probe.find(_KEY)
-            if found >= 0:
+            if found >= 0 and not self._escaped(data, pos, found - tail):
                 return self._after_key(data, pos, pos + found + len(_KEY) - tail)
         # Search the chunk itself rather than _out, so that the text after the key (the start
         # of a payload, often most of the chunk) is never copied into the skeleton.
         found = data.find(_KEY, pos)
+        while found >= 0 and self._escaped(data, pos, found - pos):
+            found = data.find(_KEY, found + 1)
         if found < 0:
             out += memoryview(data)[pos:]
             self._scan = max(self._scan, len(out) - len(_KEY) + 1)
             return len(data)
         return self._after_key(data, pos, found + len(_KEY))
+
+    def _escaped(self, data: bytes, pos: int, offset: int) -> bool:
+        """Whether the quote at ``offset`` from ``data[pos]`` (negative: in the tail of _out) is
+        escaped, i.e. preceded by an odd number of backslashes: then ``"b64_json"`` is text
+        inside a string (a key such as ``"\\"b64_json"``), not a key of its own."""
+        count = 0
+        index = pos + offset - 1
+        while index >= pos and data[index] == 0x5C:
+            count += 1
+            index -= 1
+        if index < pos:
+            out = self._out
+            index = len(out) + (index - pos)
+            while index >= 0 and out[index] == 0x5C:
+                count += 1
+                index -= 1
+        return count % 2 == 1
 
     def _after_key(self, data: bytes, pos: int, after: int) -> int:
         self._out += memoryview(data)[pos:after]

@@ -21,6 +21,7 @@ import attrs
 
 from ._errors import ConfigurationError, ValidationError, XAIImagesError
 from ._requests import EditRequest, GenerateRequest, Request, api_fields, field_spec
+from ._version import __version__
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE", "main"]
 
@@ -154,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Generate and edit images with the xAI API; run resumable bulk jobs.",
         epilog="Try it without a key: xai-images demo",
     )
+    parser.add_argument("--version", action="version", version=f"xai-images {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

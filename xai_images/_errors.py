@@ -104,7 +104,10 @@ class ValidationError(XAIImagesError, ValueError):
         self.field = field
         self.value = value
         self.limit = limit
-        shown = repr(value)
+        try:
+            shown = repr(value)
+        except (ValueError, RecursionError):  # an int too long to print, a structure too deep
+            shown = f"<{type(value).__name__}>"
         if len(shown) > 80:
             shown = shown[:77] + "..."
         super().__init__(f"{field}: {shown} is invalid: must be {limit}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import stat
 import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
@@ -19,6 +20,7 @@ import attrs
 from ._manifest import ManifestRecord, load_manifest
 from ._progress import format_bytes, format_usd
 from ._requests import EditRequest, field_spec
+from ._safefs import atomic_write
 
 __all__ = ["image_dimensions", "render_gallery", "write_gallery"]
 
@@ -58,7 +60,12 @@ th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--lin
 def image_dimensions(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(width, height)`` of a PNG, JPEG or WebP file from its header, or ``None``."""
     try:
-        with open(path, "rb") as fh:
+        # Non-blocking open and a regular-file check: a FIFO or device under an image's name
+        # must not hang (or feed) the page being built.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
             head = fh.read(65536)
     except OSError:
         return None
@@ -238,17 +245,17 @@ def write_gallery(
         directory: the job's output directory (image paths in the manifest are relative to it).
         manifest: the manifest file (default ``directory/manifest.jsonl``).
 
+    The page is written to a temporary file with a random name and moved over ``index.html``,
+    so a symbolic link planted at either name is never written through.
+
     Raises:
         FileNotFoundError: there is no manifest.
-        OSError: the page cannot be written.
+        SaveError: the manifest is a symbolic link, or the page cannot be written.
     """
     base = Path(directory)
     source = Path(manifest) if manifest is not None else base / "manifest.jsonl"
     if not source.is_file():
         raise FileNotFoundError(f"no manifest at {source}")
     page = render_gallery(load_manifest(source).values(), base, title=title)
-    target = base / "index.html"
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    # Never written through a link planted at index.html: a fresh file replaces the name.
+    return atomic_write(base / "index.html", page.encode("utf-8", "xmlcharrefreplace"))

@@ -11,6 +11,7 @@ import asyncio
 import base64
 import binascii
 import os
+import re
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -22,11 +23,39 @@ from ._sniff import sniff_mime
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
 """Largest input image (decoded bytes) an edit may send."""
 
-__all__ = ["FileId", "ImageInput", "resolve_image", "resolve_images"]
+__all__ = ["FileId", "ImageInput", "check_input_scheme", "resolve_image", "resolve_images"]
 
 _ALLOWED_MIME = ("image/jpeg", "image/png", "image/webp")
 _KIND = "a JPEG, PNG or WebP image"
 _LIMIT = f"at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB"
+# "scheme://..." or "file:...": a URL, not a path. One-letter schemes are Windows drives (C:/...).
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+)://|(file):", re.IGNORECASE)
+_SUPPORTED_SCHEMES = ("http", "https")
+
+
+def check_input_scheme(field: str, value: str) -> None:
+    """Refuse a string edit input that is a URL of a scheme the API cannot fetch.
+
+    ``http(s)://`` URLs and ``data:`` URIs are sent; ``file://``, ``ftp://`` and other schemes
+    are refused here rather than read as a (missing) local path. Pass a :class:`pathlib.Path`
+    for a local file whose name happens to look like a URL.
+
+    Raises:
+        ValidationError: naming ``field`` and the unsupported scheme.
+    """
+    match = _URL_SCHEME.match(value)
+    if match is None:
+        return
+    scheme = (match.group(1) or match.group(2)).lower()
+    if scheme in _SUPPORTED_SCHEMES:
+        return
+    shown = value[:60] + "..." if len(value) > 60 else value
+    raise ValidationError(
+        field,
+        shown,
+        f"an http:// or https:// URL, a data URI, a local path, bytes or a FileId (the URL "
+        f"scheme {scheme!r} is unsupported)",
+    )
 
 
 def _file_id_validator(_inst: object, _attr: attrs.Attribute[Any], value: Any) -> None:
@@ -87,7 +116,10 @@ def _check_data_uri(field: str, uri: str) -> str:
 
 
 def _read_path(field: str, raw: str | os.PathLike[str]) -> str:
-    path = Path(raw).expanduser()
+    try:
+        path = Path(raw).expanduser()
+    except RuntimeError as exc:  # "~someone" with no such user
+        raise ValidationError(field, str(raw), f"a usable local path ({exc})") from None
     try:
         size = path.stat().st_size
         if size > MAX_IMAGE_BYTES:
@@ -99,6 +131,10 @@ def _read_path(field: str, raw: str | os.PathLike[str]) -> str:
         raise ValidationError(field, str(path), "a file (it is a directory)") from None
     except PermissionError:
         raise ValidationError(field, str(path), "a readable file (permission denied)") from None
+    except (OSError, ValueError) as exc:
+        # A name too long, a NUL byte, an unencodable name: no file can have it.
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValidationError(field, str(path), f"a readable local file ({detail})") from None
     return _data_uri(field, data, str(path))
 
 
@@ -126,7 +162,8 @@ async def resolve_image(value: ImageInput, field: str = "image") -> dict[str, st
 
     Raises:
         ValidationError: naming ``field`` (e.g. ``images[1]``) when the file is missing or
-            unreadable, larger than 10 MiB, or not a JPEG, PNG or WebP image.
+            unreadable, larger than 10 MiB, or not a JPEG, PNG or WebP image, or the string is a
+            URL of another scheme than http(s) (``file://``, ``ftp://``, ...).
     """
     if isinstance(value, FileId):
         return {"file_id": value.id}
@@ -138,6 +175,7 @@ async def resolve_image(value: ImageInput, field: str = "image") -> dict[str, st
             return {"url": _check_data_uri(field, value)}
         if not value.strip():
             raise ValidationError(field, value, "a URL, a data URI, a path, bytes or a FileId")
+        check_input_scheme(field, value)
         return {"url": await asyncio.to_thread(_read_path, field, value)}
     if isinstance(value, os.PathLike):
         return {"url": await asyncio.to_thread(_read_path, field, value)}

@@ -28,6 +28,12 @@ _SET_BY_READER = frozenset({"line", "base_dir"})
 _EDIT_FIELDS = {f.name: f for f in attrs.fields(EditRequest) if f.name not in _SET_BY_READER}
 _INPUT_KEYS = frozenset(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "input")
 _EXTRA_KEY = next(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "extra")
+# Everything that reading one line can raise besides ValidationError: invalid JSON or UTF-8
+# (ValueError, including UnicodeDecodeError), nesting deeper than the parser's recursion limit
+# (RecursionError), an integer literal longer than sys.get_int_max_str_digits() (ValueError) or a
+# number out of a conversion's range (OverflowError), a value of the wrong type (TypeError).
+# Caught per line, so one bad line becomes an InvalidJob and the rest of the job runs.
+_UNPARSABLE = (ValueError, TypeError, RecursionError, OverflowError)
 
 
 @attrs.frozen
@@ -95,8 +101,9 @@ def parse_job(
     put fields this SDK does not know in the request's mapping of extra fields).
 
     Raises:
-        ValidationError: an unknown key, a missing prompt, or a bad value; the field is
-            prefixed with ``line N:`` when ``line`` is given.
+        ValidationError: an unknown key, a missing prompt, or a bad value (never another
+            exception, whatever the object holds); the field is prefixed with ``line N:`` when
+            ``line`` is given.
     """
     where = f"line {line}: " if line is not None else ""
     try:
@@ -119,9 +126,18 @@ def parse_job(
         if not where:
             raise
         raise ValidationError(f"{where}{exc.field}", exc.value, exc.limit) from None
-    except TypeError as exc:  # e.g. a non-string prompt reaching attrs
-        raise ValidationError(f"{where}fields", dict(data), f"valid ({exc})") from None
+    except _UNPARSABLE as exc:  # e.g. a non-string prompt reaching attrs
+        raise ValidationError(
+            f"{where}fields", "<job object>", f"valid ({type(exc).__name__}: {exc})"
+        ) from None
     return request
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def load_jobs(
@@ -137,6 +153,10 @@ def load_jobs(
     Args:
         on_error: ``"report"`` turns a bad line into an :class:`InvalidJob` (the batch reports
             it as a failed item with its line number and runs the rest); ``"stop"`` raises.
+
+    A line that is not UTF-8, not JSON, not an object, nested too deep for the parser, has a
+    number too large to convert, or fails a field's check never stops the reading: it becomes an
+    :class:`InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
 
     Raises:
         ValidationError: (``on_error="stop"``) the first bad line, with its number.
@@ -168,9 +188,9 @@ def load_jobs(
                 )
             try:
                 data = json.loads(text)
-            except ValueError as exc:
+            except _UNPARSABLE as exc:
                 raise ValidationError(
-                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {exc})"
+                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
                 ) from None
             if not isinstance(data, dict):
                 raise ValidationError(f"line {number}", text[:60], "a JSON object")

@@ -19,6 +19,8 @@ from typing import IO, Any, Literal
 
 import attrs
 
+from ._safefs import open_append, open_read
+
 __all__ = [
     "RUN_RECORD_KEY",
     "FileRecord",
@@ -44,6 +46,10 @@ RUN_RECORD_KEY = "record"
 id and added items this way), not item records: :func:`read_manifest` skips them."""
 
 _FSYNC_EVERY = 32
+# Everything parsing one line can raise: bad JSON or UTF-8 (ValueError), nesting deeper than the
+# parser's recursion limit (RecursionError), a number too big for int() or float() (ValueError,
+# OverflowError), a value of the wrong shape (TypeError, KeyError).
+_UNREADABLE = (ValueError, TypeError, KeyError, RecursionError, OverflowError)
 
 
 @attrs.frozen
@@ -71,6 +77,7 @@ class FileRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FileRecord:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
+        _require_mapping(data)
         return cls(
             path=str(data["path"]),
             bytes=int(data["bytes"]),
@@ -101,6 +108,7 @@ class PendingImage:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PendingImage:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
+        _require_mapping(data)
         return cls(
             index=int(data["index"]),
             url=_opt_str(data.get("url")),
@@ -228,6 +236,11 @@ class ManifestRecord:
         return True
 
 
+def _require_mapping(data: object) -> None:
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected an object, got {type(data).__name__}")
+
+
 def _opt_str(value: object) -> str | None:
     return None if value is None else str(value)
 
@@ -245,11 +258,15 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[ManifestRecord]:
     """Yield every readable record of a manifest in file order.
 
     A final line without its newline (the process died while writing it) is ignored silently;
-    any other unreadable line is skipped with a warning on the ``xai_images`` logger. A missing
-    file yields nothing.
+    any other unreadable line (not JSON, not UTF-8, nested too deep, numbers out of range, not a
+    record) is skipped with a warning on the ``xai_images`` logger. A missing file yields nothing.
+
+    Raises:
+        SaveError: the manifest path is a symbolic link or not a regular file.
+        OSError: it cannot be read.
     """
     try:
-        fh = open(path, "rb")  # noqa: SIM115  (a missing file must not raise)
+        fh = open_read(path, what="manifest")
     except FileNotFoundError:
         return
     with fh:
@@ -267,7 +284,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[ManifestRecord]:
                 if RUN_RECORD_KEY in data:
                     continue
                 yield ManifestRecord.from_json(data)
-            except (ValueError, TypeError, KeyError) as exc:
+            except _UNREADABLE as exc:
                 logger.warning("manifest %s: skipping unreadable line %d: %s", path, number, exc)
 
 
@@ -287,6 +304,8 @@ class ManifestWriter:
         fsync_every: ``os.fsync`` after this many lines (and always on close).
 
     Raises:
+        SaveError: (on open) the path is a symbolic link or not a regular file: the writer never
+            writes through a link planted at the manifest's name.
         OSError: the file cannot be opened or written.
     """
 
@@ -315,7 +334,7 @@ class ManifestWriter:
 
     def _open_sync(self) -> IO[bytes]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+b")  # noqa: SIM115  (kept open for the writer's lifetime)
+        fh = open_append(self.path, what="manifest")
         try:
             size = fh.seek(0, os.SEEK_END)
             if size:
@@ -329,8 +348,7 @@ class ManifestWriter:
 
     async def write(self, record: ManifestRecord) -> None:
         """Append one record as a single line, flushed before returning."""
-        line = json.dumps(record.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
-        data = line.encode("utf-8")
+        data = _encode_line(record.to_json())
         async with self._lock:
             if self._fh is None:
                 await self.open()
@@ -367,6 +385,16 @@ class ManifestWriter:
         fh, self._fh = self._fh, None
         if fh is not None:
             _close_sync(fh)
+
+
+def _encode_line(record: Mapping[str, Any]) -> bytes:
+    line = json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n"
+    try:
+        return line.encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate (from a server's error message, say) has no UTF-8 form; as a \\u
+        # escape it is valid JSON and reads back as the same string.
+        return (json.dumps(record, separators=(",", ":")) + "\n").encode("ascii")
 
 
 def _truncate_partial_line(fh: IO[bytes], size: int) -> None:

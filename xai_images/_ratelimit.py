@@ -1,13 +1,28 @@
-"""A requests-per-second limiter with no burst, adaptive on 429 answers.
+"""A requests-per-second limiter with no burst, adaptive on 429 answers (decrease, then recover).
 
 The xAI image API enforces its limit every second with no burst allowance, so a token bucket
 (which lets an idle client spend saved-up credit at once) would draw 429s. Instead every request
 gets a start slot, and slots are spaced evenly ``1 / (rate * (1 - margin))`` seconds apart.
+
+Adaptation is additive-increase / multiplicative-decrease, shaped so that scattered 429s (a
+server hiccup, a neighbour sharing the key) cost little and a real overload is corrected in one
+step:
+
+- A 429 lowers the effective rate at most once per window (``window`` seconds, or until a
+  ``Retry-After`` pause ends): the requests already in flight when the first 429 arrives were
+  sent at the old rate, so their 429s say nothing about the new one.
+- The new rate is the rate the server actually accepted over the last window (starts minus
+  429s), never below ``backoff`` times the current rate nor the floor. Against a real limit
+  that is the limit itself; against one stray 429 among fifty answers it is a 2 % dip, not a
+  halving.
+- The rate then climbs back by ``rate * recovery`` per second (by default to the full rate within
+  two seconds of a halving), computed lazily from the clock: no background task.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,10 +30,9 @@ from ._config import non_negative, positive_number
 
 __all__ = ["RateLimiter"]
 
-# A 429 halves the effective rate, but only once per this many seconds: the requests already in
-# flight when the first 429 arrives tend to get 429s too, and each of them halving again would
-# collapse the rate for no reason.
-_PENALTY_COOLDOWN = 1.0
+# Fewer starts than this in the last window are too few to measure the accepted rate from; the
+# decrease is then the plain backoff factor.
+_MIN_SAMPLE = 5
 
 
 class RateLimiter:
@@ -31,16 +45,18 @@ class RateLimiter:
         rate: the allowed requests per second (the live API allows about 5).
         margin: the fraction kept in reserve against clock jitter; starts are spaced for
             ``rate * (1 - margin)`` requests per second.
-        backoff: factor applied to the effective rate when a 429 arrives anyway.
+        backoff: the largest single decrease on a 429: the effective rate never drops below
+            ``backoff`` times what it was (it drops less when most requests were accepted).
         min_fraction: the effective rate never drops below ``rate * min_fraction``.
         recovery: after a 429, the effective rate grows back by ``rate * recovery`` per second
-            without another 429, up to ``rate`` and never above it.
+            without another counted 429, up to ``rate`` and never above it.
+        window: seconds over which the accepted rate is measured, and the shortest time between
+            two decreases.
         clock: monotonic clock in seconds (injectable for tests).
         sleep: coroutine function that sleeps for a number of seconds (injectable for tests).
 
     Raises:
-        ValueError: ``rate`` is not positive, or ``margin``/``backoff``/``min_fraction`` are out
-            of range.
+        ValueError: ``rate`` is not positive, or another argument is out of range.
     """
 
     def __init__(
@@ -50,7 +66,8 @@ class RateLimiter:
         margin: float = 0.02,
         backoff: float = 0.5,
         min_fraction: float = 0.1,
-        recovery: float = 0.05,
+        recovery: float = 0.25,
+        window: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
@@ -65,21 +82,30 @@ class RateLimiter:
             raise ValueError(f"min_fraction must be in (0, 1], got {min_fraction!r}")
         if not positive_number(recovery):
             raise ValueError(f"recovery must be a positive finite number, got {recovery!r}")
+        if not positive_number(window):
+            raise ValueError(f"window must be a positive finite number, got {window!r}")
         self._rate = float(rate)
         self._margin = margin
         self._backoff = backoff
         self._min_rate = self._rate * min_fraction
         self._recovery = self._rate * recovery
+        self._window = float(window)
         self._clock = clock
         self._sleep = sleep
         self._next_slot = -float("inf")
-        # Rate right after the last 429, and when that was; the effective rate climbs back
-        # linearly from there (computed lazily, so no background task is needed).
+        # Rate right after the last decrease, and when that was; the effective rate climbs back
+        # linearly from there.
         self._penalty_rate = self._rate
         self._penalty_at = -float("inf")
+        # 429s before this time do not lower the rate again (see the module docstring).
+        self._quiet_until = -float("inf")
         # No slot may start before this (set from Retry-After).
         self._paused_until = -float("inf")
         self._rate_limited = 0
+        # Start times and 429 times within the last window, to measure the accepted rate.
+        self._starts: collections.deque[float] = collections.deque()
+        self._limited: collections.deque[float] = collections.deque()
+        self._first_start: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -115,6 +141,11 @@ class RateLimiter:
         self._next_slot = slot + 1.0 / (self._rate_at(slot) * (1.0 - self._margin))
         return slot
 
+    def _forget(self, events: collections.deque[float], now: float) -> None:
+        horizon = now - self._window
+        while events and events[0] <= horizon:
+            events.popleft()
+
     async def acquire(self) -> None:
         """Wait for this request's start slot.
 
@@ -128,22 +159,49 @@ class RateLimiter:
             if delay > 0:
                 await self._sleep(delay)
             if self._paused_until <= slot:
-                return
+                break
             slot = self._reserve(self._clock())
+        now = self._clock()
+        if self._first_start is None:
+            self._first_start = now
+        self._starts.append(now)
+        self._forget(self._starts, now)
+
+    def _accepted_rate(self, now: float) -> float | None:
+        """Requests per second the server accepted over the last window, if measurable."""
+        self._forget(self._starts, now)
+        self._forget(self._limited, now)
+        if self._first_start is None or now - self._first_start < self._window:
+            return None  # less than a window of history: a burst of early 429s would mislead
+        if len(self._starts) < _MIN_SAMPLE:
+            return None
+        accepted = max(0, len(self._starts) - len(self._limited))
+        return accepted / self._window
 
     def on_rate_limited(self, retry_after: float | None) -> None:
         """Report a 429: slow down, and pause new starts for ``retry_after`` seconds if given.
 
-        The effective rate is multiplied by ``backoff`` (at most once per second, never below
-        the floor), then recovers gradually while no further 429 arrives.
+        At most once per window (or per ``Retry-After`` pause), the effective rate drops to the
+        rate the server accepted over the last window, by at most the ``backoff`` factor and
+        never below the floor; it then recovers gradually while no further 429 is counted.
         """
         now = self._clock()
         self._rate_limited += 1
-        if now - self._penalty_at >= _PENALTY_COOLDOWN:
-            self._penalty_rate = max(self._min_rate, self._rate_at(now) * self._backoff)
-            self._penalty_at = now
-            # Re-space the queue from now on at the lower rate.
-            interval = 1.0 / (self._penalty_rate * (1.0 - self._margin))
-            self._next_slot = max(self._next_slot, now + interval)
+        self._limited.append(now)
+        self._forget(self._limited, now)
         if retry_after is not None and retry_after > 0:
             self._paused_until = max(self._paused_until, now + retry_after)
+        if now < self._quiet_until:
+            return
+        current = self._rate_at(now)
+        target = current * self._backoff
+        accepted = self._accepted_rate(now)
+        if accepted is not None:
+            target = max(target, min(current, accepted))
+        self._penalty_rate = max(self._min_rate, target)
+        self._penalty_at = now
+        # Answers to requests started before the slower spacing takes effect are not counted.
+        self._quiet_until = max(now + self._window, self._paused_until)
+        # Re-space the queue from now on at the lower rate.
+        interval = 1.0 / (self._penalty_rate * (1.0 - self._margin))
+        self._next_slot = max(self._next_slot, now + interval)

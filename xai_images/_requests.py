@@ -1,4 +1,6 @@
-"""The one definition of a generate or edit request: its fields, their rules, its JSON body.
+"""The one definition of a generate or edit request: its fields, their specs, its JSON body.
+
+The rule of each field (limits, allowed values, the check) lives in ``_rules.py``.
 
 Every entrance derives from the fields declared here: ``client.images.generate/edit`` build a
 request object, the job-file parser (``_jobs.py``) reads job lines into one, the CLI makes its
@@ -18,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any, ClassVar, Literal
@@ -26,7 +27,26 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 from ._errors import ValidationError
-from ._inputs import FileId, ImageInput
+from ._inputs import FileId, ImageInput, check_input_scheme
+from ._rules import (
+    ASPECT_RATIOS,
+    MAX_EDIT_IMAGES,
+    MAX_N,
+    MAX_PROMPT_CHARS,
+    QUALITIES,
+    RESOLUTIONS,
+    RESPONSE_FORMATS,
+    check_extra,
+    check_id,
+    check_images,
+    check_n,
+    check_prompt,
+    check_str,
+    check_text,
+    check_upload_urls,
+    check_utf8,
+    one_of,
+)
 
 __all__ = [
     "ASPECT_RATIOS",
@@ -44,23 +64,6 @@ __all__ = [
     "field_spec",
 ]
 
-MAX_PROMPT_CHARS = 10_000
-"""Longest prompt the API accepts, in characters."""
-MAX_N = 10
-"""Most images one request may ask for."""
-MAX_EDIT_IMAGES = 5
-"""Most input images one edit may combine (``images=[...]``)."""
-QUALITIES = ("low", "medium", "high", "auto")
-RESPONSE_FORMATS = ("url", "b64_json")
-# fmt: off
-ASPECT_RATIOS = (
-    "1:1", "3:4", "4:3", "9:16", "16:9", "2:3", "3:2", "9:19.5", "19.5:9", "9:20", "20:9",
-    "1:2", "2:1", "21:9", "5:2", "auto",
-)
-# fmt: on
-RESOLUTIONS = ("1k", "1.5k", "2k")
-
-_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _SPEC = "xai_images"
 # Stands in for edit inputs that are not resolved yet, so the other fields of an edit can be
 # checked before any local file is read.
@@ -109,70 +112,6 @@ def api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
     return [f for f in attrs.fields(cls) if field_spec(f).role != "job"]
 
 
-# -- the rules, one per field --------------------------------------------------------------------
-
-
-def _one_of(allowed: Sequence[str]) -> Callable[[str, Any], None]:
-    def check(name: str, value: Any) -> None:
-        if not isinstance(value, str) or value not in allowed:
-            raise ValidationError(name, value, "one of " + ", ".join(allowed))
-
-    return check
-
-
-def _check_prompt(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, value, "a non-empty string")
-    if len(value) > MAX_PROMPT_CHARS:
-        # The value is shortened in the message; the length is what matters.
-        raise ValidationError(
-            name, f"<{len(value)} characters>", f"at most {MAX_PROMPT_CHARS:,} characters"
-        )
-
-
-def _check_text(name: str, value: Any) -> None:
-    # Models are not restricted to a known list: new ones appear, old names are aliased.
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(name, value, "a non-empty string")
-
-
-def _check_n(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_N:
-        raise ValidationError(name, value, f"an int between 1 and {MAX_N}")
-
-
-def _check_str(name: str, value: Any) -> None:
-    if not isinstance(value, str):
-        raise ValidationError(name, value, "a string")
-
-
-def _check_extra(name: str, value: Any) -> None:
-    if not isinstance(value, Mapping):
-        raise ValidationError(name, value, "a mapping of field names to JSON values")
-    for key in value:
-        if not isinstance(key, str):
-            raise ValidationError(name, key, "a mapping with string keys")
-
-
-def _check_id(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not _ID_PATTERN.fullmatch(value):
-        raise ValidationError(
-            name,
-            value,
-            "1 to 100 letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(it names the files)",
-        )
-
-
-def _check_images(name: str, value: Any) -> None:
-    if isinstance(value, (str, bytes, bytearray, memoryview)) or not isinstance(value, Sequence):
-        raise ValidationError(name, value, "a list of images")
-    if not 1 <= len(value) <= MAX_EDIT_IMAGES:
-        raise ValidationError(
-            name, f"<{len(value)} images>", f"between 1 and {MAX_EDIT_IMAGES} images"
-        )
-
-
 def _opt_tuple(value: Any) -> Any:
     # Lists become tuples (the request is frozen); a string or anything else is kept as given
     # so that the check can refuse it instead of splitting a path into characters.
@@ -196,7 +135,7 @@ class _Request:
     prompt: str = attrs.field(
         metadata={
             _SPEC: FieldSpec(
-                "what to draw or change, 1 to 10,000 characters", _check_prompt, cli=("prompt",)
+                "what to draw or change, 1 to 10,000 characters", check_prompt, cli=("prompt",)
             )
         }
     )
@@ -204,24 +143,24 @@ class _Request:
         FieldSpec(
             "a bulk job item's id: letters, digits, '.', '_', '-' (up to 100); its files are "
             "{id}-{index}.{ext}; derived from the request's content when unset",
-            _check_id,
+            check_id,
             role="job",
         )
     )
     model: str | None = _field(
         FieldSpec(
             "any model name (not checked: new ones appear); the server's default when unset",
-            _check_text,
+            check_text,
             cli=("--model",),
         )
     )
     n: int | None = _field(
-        FieldSpec(f"images to make, 1 to {MAX_N}", _check_n, cli=("-n",), cli_type=int)
+        FieldSpec(f"images to make, 1 to {MAX_N}", check_n, cli=("-n",), cli_type=int)
     )
     quality: str | None = _field(
         FieldSpec(
             "low, medium, high or auto",
-            _one_of(QUALITIES),
+            one_of(QUALITIES),
             cli=("--quality",),
             choices=QUALITIES,
             gallery=True,
@@ -231,7 +170,7 @@ class _Request:
         FieldSpec(
             "url (temporary URLs; the API default) or b64_json (image bytes in the answer, "
             "decoded as they stream in)",
-            _one_of(RESPONSE_FORMATS),
+            one_of(RESPONSE_FORMATS),
             cli=("--format",),
             choices=RESPONSE_FORMATS,
         )
@@ -239,7 +178,7 @@ class _Request:
     aspect_ratio: str | None = _field(
         FieldSpec(
             "1:1, 16:9, ... or auto; for edits only when combining several images",
-            _one_of(ASPECT_RATIOS),
+            one_of(ASPECT_RATIOS),
             cli=("--aspect-ratio",),
             choices=ASPECT_RATIOS,
             metavar="RATIO",
@@ -249,20 +188,20 @@ class _Request:
     resolution: str | None = _field(
         FieldSpec(
             "1k, 1.5k or 2k",
-            _one_of(RESOLUTIONS),
+            one_of(RESOLUTIONS),
             cli=("--resolution",),
             choices=RESOLUTIONS,
             gallery=True,
         )
     )
     user: str | None = _field(
-        FieldSpec("an end-user id for abuse monitoring", _check_str, cli=("--user",))
+        FieldSpec("an end-user id for abuse monitoring", check_str, cli=("--user",))
     )
     extra_body: Mapping[str, Any] | None = _field(
         FieldSpec(
             "extra fields sent as given and merged last (a key that collides with a field wins; "
             "not checked): for fields or values this SDK does not know yet",
-            _check_extra,
+            check_extra,
             role="extra",
             cli=("--extra-body",),
             cli_type=dict,
@@ -317,7 +256,7 @@ class _Request:
             ValidationError: naming the field at fault.
         """
         if self.id is not None:
-            _check_id("id", self.id)
+            check_id("id", self.id)
         self.check()
 
     def _body(self, inputs: Mapping[str, Any], deferred: bool) -> dict[str, Any]:
@@ -333,7 +272,7 @@ class _Request:
             # Merged last on purpose: a key that collides with a field wins, so callers can
             # send a value this SDK would reject (a new quality, say) without a release.
             body.update(self.extra_body)
-            _check_upload_urls(body)
+            check_upload_urls(body)
         return body
 
 
@@ -379,7 +318,7 @@ class EditRequest(_Request):
     images: Sequence[ImageInput] | None = _field(
         FieldSpec(
             f"1 to {MAX_EDIT_IMAGES} input images to combine",
-            _check_images,
+            check_images,
             role="input",
             many=True,
         ),
@@ -411,9 +350,16 @@ class EditRequest(_Request):
 
         Raises:
             ValidationError: both or neither of ``image``/``images``, more than 5 images,
+                an input URL of another scheme than http(s) or without a UTF-8 form,
                 ``aspect_ratio`` with fewer than 2 images, or another bad field.
         """
         self._check_shape()
+        for name, value in self._raw_inputs():
+            if isinstance(value, str):
+                check_input_scheme(name, value)
+                if _is_remote(value):
+                    # Sent as given; local paths are read (and may have non-UTF-8 names).
+                    check_utf8(name, value)
         super().check(deferred=deferred)
         if self.aspect_ratio is not None and (self.images is None or len(self.images) < 2):
             raise ValidationError(
@@ -430,7 +376,7 @@ class EditRequest(_Request):
             ValidationError: naming the field at fault.
         """
         if self.id is not None:
-            _check_id("id", self.id)
+            check_id("id", self.id)
         self._check_shape()
         for name, value in self._raw_inputs():
             self._check_local(name, value)
@@ -486,7 +432,7 @@ class EditRequest(_Request):
                 "image", None, "given: pass image= (one input) or images= (several)"
             )
         if self.images is not None:
-            _check_images("images", self.images)
+            check_images("images", self.images)
 
     def resolve_path(self, value: str | os.PathLike[str]) -> Path:
         """A local input path, resolved against :attr:`base_dir` when relative."""
@@ -503,11 +449,23 @@ class EditRequest(_Request):
         return value
 
     def _check_local(self, name: str, value: object) -> None:
+        if isinstance(value, str):
+            check_input_scheme(name, value)
+            # The input is recorded in the manifest and hashed into the item's id.
+            check_utf8(name, value)
         if isinstance(value, (FileId, bytes)) or _is_remote(value):
             return
         if isinstance(value, (str, os.PathLike)):
-            path = self.resolve_path(value)
-            if not path.is_file():
+            check_utf8(name, os.fspath(value))
+            if "\x00" in os.fspath(value):
+                raise ValidationError(name, str(value), "a local path without NUL characters")
+            try:
+                path = self.resolve_path(value)
+                found = path.is_file()
+            except (OSError, RuntimeError, ValueError) as exc:
+                # A name too long, an unknown ~user, a NUL: the path cannot name a file.
+                raise ValidationError(name, str(value), f"a usable local path ({exc})") from None
+            if not found:
                 raise ValidationError(name, str(value), f"an existing file (not found: {path})")
             return
         raise ValidationError(
@@ -542,19 +500,6 @@ def _image_object(name: str, value: object) -> dict[str, str]:
         if key in ("url", "file_id") and isinstance(item, str) and item:
             return {key: item}
     raise ValidationError(name, value, 'an image object: {"url": ...} or {"file_id": ...}')
-
-
-def _check_upload_urls(body: Mapping[str, Any]) -> None:
-    # The live API wants exactly one signed URL per image; a mismatch would be a paid 400.
-    output = body.get("output")
-    if not isinstance(output, Mapping) or "upload_urls" not in output:
-        return
-    urls = output["upload_urls"]
-    n = body.get("n", 1)
-    if not isinstance(urls, list) or len(urls) != n:
-        raise ValidationError(
-            "output.upload_urls", urls, f"a list of exactly n ({n}) signed URLs, one per image"
-        )
 
 
 def _jsonable(value: Any) -> Any:

@@ -33,10 +33,11 @@ from ._errors import (
     status_error_class,
 )
 from ._retry import parse_retry_after
+from ._version import __version__
 
 __all__ = ["Answer", "Secret", "Transport", "dumps", "trace_config"]
 
-VERSION = "0.1.0"
+
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
 _MAX_ERROR_BODY = 64 * 1024
@@ -157,7 +158,7 @@ class Transport:
         headers = {
             "Authorization": f"Bearer {self._key.get()}",
             "Accept": "application/json",
-            "User-Agent": f"xai-images/{VERSION}",
+            "User-Agent": f"xai-images/{__version__}",
         }
         if data is not None:
             headers["Content-Type"] = content_type or "application/json"
