@@ -253,6 +253,23 @@ async def test_batch_cancelled_by_xai_is_reported_with_its_message(
     assert all(o.status == "failed" and message in str(o.error) for o in outcomes)
 
 
+async def test_new_items_go_to_a_new_batch_when_the_recorded_one_was_cancelled(
+    client: AsyncClient, server: FakeXAIServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A batch cancelled elsewhere takes no new items: they run in a second batch."""
+    server.settings.batch_processing_seconds = 3600
+    first = remote(client, prompts(2), tmp_path, detach=True)
+    await first.collect()
+    await client.batches.cancel(str(first.batch_id))
+    server.settings.batch_processing_seconds = 0
+    outcomes = by_id(await remote(client, prompts(3), tmp_path).collect())
+    assert outcomes["fox-0"].status == "failed"
+    assert "cancelled" in str(outcomes["fox-0"].error)
+    assert outcomes["fox-2"].ok
+    assert server.ledger.batches_created == 2
+    assert set(server.ledger.batch_request_adds.values()) == {1}
+
+
 async def test_lost_add_answer_is_reconciled_in_a_job(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:

@@ -293,8 +293,9 @@ class RemoteBatchRun(ResultsMixin):
             to_run = []
         for phase in range(2):
             held = run.intended if run is not None else set()
-            fresh = [item for item in to_run if item.id not in held]
-            later = [item for item in to_run if item.id in held]
+            open_for_adds = run is None or run.accepts_adds
+            fresh = [item for item in to_run if item.id not in held and open_for_adds]
+            later = [item for item in to_run if item.id in held or not open_for_adds]
             adding: asyncio.Future[None] | None = None
             if fresh:
                 run = await self._open_batch(run)
@@ -458,6 +459,9 @@ class RemoteBatchRun(ResultsMixin):
         assert run.batch_id is not None
         self.run_id, self.batch_id = run.run_id, run.batch_id
         self.progress.batch_id = run.batch_id
+        batch = await self._client.batches.get(run.batch_id)
+        # New items go into a new batch once this one can take no more.
+        run.accepts_adds = not (batch.cancelled or batch.expired() or batch.input_file_id)
         doubt = run.in_doubt
         if doubt:
             held = await self._client.batches.request_ids(run.batch_id)

@@ -161,7 +161,8 @@ async def run_remote_job(
         out(f"detached: {run.progress.started} request(s) at xAI; collect the results with:")
         out(f"  {command}")
         return EXIT_OK
-    return await _report(run, not_ok, console, gallery, cancelled, command, summary, out)
+    report = _report(run, not_ok, console, gallery, cancelled, command, summary, out, cancel)
+    return await report
 
 
 async def _report(
@@ -173,6 +174,7 @@ async def _report(
     command: str,
     summary: Callable[..., None],
     out: Callable[[str], None],
+    cancel: bool,
 ) -> int:
     p = run.progress
     summary(run, not_ok, rich_console=console)
@@ -196,7 +198,9 @@ async def _report(
     if waiting > 0:
         out(f"{waiting} request(s) still at xAI; collect them with:")
         out(f"  {command}")
-    if run.not_submitted:
+    if run.not_submitted and cancel:
+        out(f"{len(run.not_submitted)} item(s) not submitted: --cancel submits nothing")
+    elif run.not_submitted:
         out(
             f"{len(run.not_submitted)} item(s) to run again wait for the current batch to "
             "finish; run the same command again then"

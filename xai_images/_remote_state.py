@@ -75,6 +75,7 @@ class RunState:
     added: set[str] = attrs.Factory(set)
     cancel_requested: bool = False
     closed: bool = False
+    accepts_adds: bool = True
 
     @property
     def in_doubt(self) -> set[str]:
