@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +20,7 @@ from xai_images import (
     GenerateRequest,
     RetryPolicy,
 )
-from xai_images._cli import EXIT_FAILED, EXIT_OK, main
+from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
 from xai_images.bulk import BatchLimits, Outcome, RemoteBatchRun, load_manifest
 from xai_images.testing import FakeClock, FakeXAIServer, Reply, instant_retries
 
@@ -270,6 +273,23 @@ async def test_new_items_go_to_a_new_batch_when_the_recorded_one_was_cancelled(
     assert set(server.ledger.batch_request_adds.values()) == {1}
 
 
+async def test_a_batch_the_api_no_longer_knows_expires_its_items(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """A recorded batch answering 404 ends its items expired; new items get a new batch."""
+    records = [
+        {"record": "run", "run_id": "old-run"},
+        {"record": "batch", "run_id": "old-run", "batch_id": "batch_gone"},
+        {"record": "added", "batch_id": "batch_gone", "ids": ["fox-0"]},
+    ]
+    (tmp_path / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    outcomes = by_id(await remote(client, prompts(2), tmp_path).collect())
+    assert outcomes["fox-0"].status == "expired"
+    assert outcomes["fox-1"].ok
+    assert server.ledger.batches_created == 1
+    assert "fox-0" not in server.ledger.batch_request_adds
+
+
 async def test_lost_add_answer_is_reconciled_in_a_job(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
@@ -474,3 +494,32 @@ async def test_cli_cancel_cancels_and_saves_what_finished(
     assert {r.status for r in manifest.values()} == {"failed"}
     assert "cancelled" in (manifest["fox-0"].error or "")
     assert "cancel" in [r["record"] for r in run_records(out)]
+
+
+def test_sigint_stops_polling_without_cancelling_the_batch(tmp_path: Path) -> None:
+    """Ctrl-C during `demo --via batch-api` exits 130; the batch was not cancelled."""
+    out = tmp_path / "demo"
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from xai_images._cli import main; sys.exit(main(sys.argv[1:]))",
+        "demo",
+        "--via",
+        "batch-api",
+        "-o",
+        str(out),
+        "--plain",
+    ]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if " ok " in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED
+    assert "the batch keeps running at xAI" in stderr
+    assert " 0 cancelled at the server" in stdout
+    kinds = [r["record"] for r in run_records(out)]
+    assert "cancel" not in kinds
+    assert "closed" not in kinds

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from ._batch import Outcome
 from ._errors import (
     APIStatusError,
+    NotFoundError,
     ValidationError,
     XAIImagesError,
 )
@@ -459,7 +460,12 @@ class RemoteBatchRun(ResultsMixin):
         assert run.batch_id is not None
         self.run_id, self.batch_id = run.run_id, run.batch_id
         self.progress.batch_id = run.batch_id
-        batch = await self._client.batches.get(run.batch_id)
+        try:
+            batch = await self._client.batches.get(run.batch_id)
+        except NotFoundError:
+            # Gone (purged after expiry, or another account): its items end when collected.
+            run.accepts_adds = False
+            return
         # New items go into a new batch once this one can take no more.
         run.accepts_adds = not (batch.cancelled or batch.expired() or batch.input_file_id)
         doubt = run.in_doubt

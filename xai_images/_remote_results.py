@@ -90,7 +90,13 @@ class ResultsMixin:
             self._join(run, attached, pending)
             if not pending and not submitting:
                 break
-            batch = await batches.get(batch_id)
+            try:
+                batch = await batches.get(batch_id)
+            except NotFoundError:
+                await self._drain()
+                why = f"the API no longer knows batch {batch_id}: its results are gone"
+                await self._settle_rest(pending, "expired", why)
+                break
             self._server_state(batch.state)
             if batch.expired():
                 await self._drain()
