@@ -16,6 +16,7 @@ import pytest
 from xai_images import (
     AsyncClient,
     BatchRequestError,
+    Client,
     DownloadOptions,
     GenerateRequest,
     RetryPolicy,
@@ -416,6 +417,18 @@ async def test_progress_counts_server_state_and_save_delays(
     margin = p.margin()
     assert margin is not None
     assert len(p.result_waits) == 3
+
+
+async def test_the_sync_client_runs_a_batch_api_job(server: FakeXAIServer, tmp_path: Path) -> None:
+    """xai_images.Client.batch(..., via="batch-api") saves every image too."""
+
+    def run_sync() -> list[Outcome]:
+        with Client(api_key=server.api_key, base_url=server.base_url) as sync_client:
+            return sync_client.batch(prompts(3), output_dir=tmp_path, via="batch-api").collect()
+
+    outcomes = await asyncio.to_thread(run_sync)
+    assert [o.status for o in outcomes] == ["ok"] * 3
+    assert_clean_single_batch(server, tmp_path, 3)
 
 
 # -- the command line --------------------------------------------------------------------------

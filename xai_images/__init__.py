@@ -51,6 +51,7 @@ from ._ratelimit import RateLimiter
 from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
 from ._shared_limit import SharedRateLimiter
+from ._sync import Client
 from ._version import __version__ as __version__
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRequestError",
+    "Client",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",

@@ -164,6 +164,11 @@ class SavedImage:
     request_id: str | None
     skipped: bool = False
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from ._display import saved_bundle  # display code is only loaded in notebooks
+
+        return saved_bundle(self)
+
 
 def check_on_exists(on_exists: str) -> None:
     if on_exists not in _ON_EXISTS:

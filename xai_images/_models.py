@@ -164,6 +164,11 @@ class GeneratedImage:
         parts = [chunk async for chunk in self._attached().stream(self)]
         return b"".join(parts)
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from ._display import image_bundle  # display code is only loaded in notebooks
+
+        return image_bundle(self)
+
 
 @attrs.frozen
 class ImagesResponse:
@@ -232,6 +237,11 @@ class ImagesResponse:
         return await self._transfers.save_all(
             self.images, directory, name=name, on_exists=on_exists, concurrency=concurrency
         )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from ._display import response_bundle  # display code is only loaded in notebooks
+
+        return response_bundle(self)
 
 
 @attrs.frozen
