@@ -147,6 +147,27 @@ async def test_lost_add_is_reconciled_without_resending(
     assert await client.batches.request_ids(batch.batch_id) == {f"fox-{i}" for i in range(4)}
 
 
+async def test_add_answered_5xx_is_checked_before_sending_again(
+    client: AsyncClient, server: FakeXAIServer
+) -> None:
+    """A 5xx on an add is settled by listing the batch: the missing ids go once more."""
+    batch = await client.batches.create("run-1")
+    server.enqueue_batch(Reply.error(502), route="add")
+    await client.batches.add(batch.batch_id, prompts(3))
+    assert set(server.ledger.batch_request_adds.values()) == {1}
+    assert (await client.batches.get(batch.batch_id)).state.num_requests == 3
+
+
+async def test_create_answered_5xx_makes_one_batch(
+    client: AsyncClient, server: FakeXAIServer
+) -> None:
+    """A 5xx on a create is checked by name before creating again."""
+    server.enqueue_batch(Reply.error(503), route="create")
+    batch = await client.batches.create("run-5xx")
+    assert batch.name == "run-5xx"
+    assert server.ledger.batches_created == 1
+
+
 async def test_lost_create_finds_the_batch_by_name(
     client: AsyncClient, server: FakeXAIServer
 ) -> None:

@@ -34,7 +34,13 @@ from ._batch_models import (
     parse_request_state,
     parse_result,
 )
-from ._errors import APIResponseError, OutcomeUnknownError, ValidationError
+from ._errors import (
+    APIResponseError,
+    APIStatusError,
+    BadRequestError,
+    OutcomeUnknownError,
+    ValidationError,
+)
 from ._inputs import resolve_image
 from ._requests import EditRequest, GenerateRequest, Request
 
@@ -189,7 +195,10 @@ class Batches:
             await self._create_pacer.acquire()
             try:
                 answer = await self._client._request("POST", "/batches", body=body, reconciled=True)
-            except OutcomeUnknownError:
+            except (OutcomeUnknownError, APIStatusError) as exc:
+                if isinstance(exc, APIStatusError) and exc.status_code < 500:
+                    raise
+                # No answer, or a 5xx that may have come after the batch was made: look first.
                 found = await self.find(name, input_file_id=input_file_id)
                 if found is not None:
                     _logger.debug("create of batch %r: answer lost, found it by name", name)
@@ -374,7 +383,7 @@ class Batches:
         """
         path = f"/batches/{_segment(batch_id)}/requests"
         todo = list(chunk)
-        for _ in range(3):
+        for attempt in range(3):
             await self._add_pacer.acquire()
             data = b'{"batch_requests":[' + b",".join(e for _, e in todo) + b"]}"
             try:
@@ -382,15 +391,24 @@ class Batches:
                     "POST", path, content=(data, "application/json"), reconciled=True
                 )
                 return
-            except OutcomeUnknownError:
+            except BadRequestError:
+                if attempt == 0:
+                    raise
+                # A resend refused: the lost call may have landed after the listing (a slow
+                # server); if the batch now holds every id, the call did its work.
                 held = await self.request_ids(batch_id)
-                todo = [entry for entry in todo if entry[0] not in held]
-                _logger.debug(
-                    "add to %s: answer lost; %d of %d requests still missing",
-                    batch_id,
-                    len(todo),
-                    len(chunk),
-                )
+                if all(request_id in held for request_id, _ in todo):
+                    return
+                raise
+            except APIStatusError as exc:
+                if exc.status_code < 500:
+                    raise
+                # A 5xx may come from a proxy after the batch took the requests: check first.
+                todo = await self._missing(batch_id, todo, len(chunk))
+                if not todo:
+                    return
+            except OutcomeUnknownError:
+                todo = await self._missing(batch_id, todo, len(chunk))
                 if not todo:
                     return
         raise OutcomeUnknownError(
@@ -400,6 +418,17 @@ class Batches:
             method="POST",
             path=path,
         )
+
+    async def _missing(
+        self, batch_id: str, todo: builtins.list[tuple[str, bytes]], total: int
+    ) -> builtins.list[tuple[str, bytes]]:
+        """The entries of ``todo`` the batch does not hold (after an add without an answer)."""
+        held = await self.request_ids(batch_id)
+        missing = [entry for entry in todo if entry[0] not in held]
+        _logger.debug(
+            "add to %s: no answer; %d of %d requests still missing", batch_id, len(missing), total
+        )
+        return missing
 
     # -- paging ----------------------------------------------------------------------------------
 

@@ -449,8 +449,8 @@ class AsyncClient:
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
         sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
-        ones never (the caller settles a lost answer). ``origin`` is passed on in every event of
-        this request. ``content``: a raw body and its content type, instead of ``body``.
+        ones never, nor after a 5xx (the caller settles those). ``origin`` is passed on in every
+        event of this request. ``content``: a raw body and its content type, instead of ``body``.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -497,7 +497,10 @@ class AsyncClient:
             except APIError as error:
                 retry_after: float | None = None
                 if isinstance(error, APIStatusError):
-                    if error.status_code not in _RETRY_STATUSES:
+                    # A 5xx may come after the work was done: a reconciled caller checks first.
+                    if error.status_code not in _RETRY_STATUSES or (
+                        reconciled and error.status_code >= 500
+                    ):
                         raise
                     retry_after = parse_retry_after(error.headers)
                 elif isinstance(error, OutcomeUnknownError):
