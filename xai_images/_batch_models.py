@@ -10,6 +10,7 @@ a top-level ``error``/``error_message``. Server values are ``str`` and unknown k
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 ResultStatus = Literal["succeeded", "failed", "blocked"]
+_FRACTION = re.compile(r"\.(\d+)")
 _CANCELLED_CODE = 1
 
 
@@ -202,6 +204,8 @@ def parse_time(value: Any) -> datetime.datetime | None:
     text = value.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
+    # Python 3.10 reads only 3 or 6 fraction digits; RFC 3339 allows any number.
+    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
     try:
         moment = datetime.datetime.fromisoformat(text)
     except ValueError:
