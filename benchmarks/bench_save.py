@@ -47,6 +47,9 @@ RUNNERS = {
 }
 FLOOR = "floor_aiohttp"
 SUBJECT = "xai_images"
+# With --baseline DIR: the same runner, importing the xai_images package found in DIR (an older
+# copy, e.g. `git archive <commit> xai_images | tar -x -C DIR`), for before/after in one run.
+BEFORE = "xai_images_before"
 MODES = ("url", "b64_json")
 
 # Targets from the issue.
@@ -284,7 +287,10 @@ def run_scenario(sc: Scenario, args: argparse.Namespace) -> list[Run]:
                     order = list(sc.runners)
                     k = rep % len(order)
                     for runner in order[k:] + order[:k]:
-                        r = run_one(shaped, server, runner, mode, args.tmp_dir, _runner_env(args))
+                        env = _runner_env(args)
+                        if runner == BEFORE:
+                            env["PYTHONPATH"] = args.baseline
+                        r = run_one(shaped, server, runner, mode, args.tmp_dir, env)
                         tries[runner].append(r)
                         _log(r)
                 chosen.extend(pick_median(tries[r]) for r in sc.runners)
@@ -313,8 +319,9 @@ def results_table(runs: list[Run]) -> str:
     """One markdown table: absolute figures and the ratios to the floor of the same group."""
     head = (
         "| scenario | P | mode | runner | images/s | x floor | MB/s | CPU s | CPU ms/img "
-        "| peak RSS MB | RSS - floor MB | worst stall ms | p99 stall ms |\n"
-        "|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "| peak RSS MB | RSS - floor MB | worst stall ms | p99 stall ms | iter CPU max ms "
+        "| iters > 10 ms CPU |\n"
+        "|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     floors = {(r.scenario, r.prompts, r.mode): r for r in runs if r.runner == FLOOR and not r.error}
@@ -322,7 +329,7 @@ def results_table(runs: list[Run]) -> str:
         if r.error:
             rows.append(
                 f"| {r.scenario} | {r.prompts} | {r.mode} | {r.runner} | FAILED: {r.error} "
-                "| | | | | | | | |"
+                "| | | | | | | | | | |"
             )
             continue
         fl = floors.get((r.scenario, r.prompts, r.mode))
@@ -333,7 +340,8 @@ def results_table(runs: list[Run]) -> str:
             f"| {r.scenario} | {r.prompts} | {r.mode} | {r.runner} | {_f(r.get('images_per_s'))} "
             f"| {_f(ratio, '.2f')} | {_f(r.get('mb_per_s'))} | {_f(r.get('cpu_s'), '.2f')} "
             f"| {_f(cpu_ms, '.2f')} | {_f(r.get('rss_peak_mb'))} | {_f(drss, '+.1f')} "
-            f"| {_f(r.get('stall_max_ms'))} | {_f(r.get('stall_p99_ms'), '.2f')} |"
+            f"| {_f(r.get('stall_max_ms'))} | {_f(r.get('stall_p99_ms'), '.2f')} "
+            f"| {_f(r.get('iter_cpu_max_ms'))} | {_f(r.get('iters_over_10ms_cpu'), '.0f')} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -482,8 +490,12 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
             changes["runners"] = tuple(r for r in args.runners.split(",") if r)
         if sc.prompt_steps and args.scale_prompts:
             changes["prompt_steps"] = tuple(int(p) for p in args.scale_prompts.split(","))
+        if args.baseline and BEFORE not in changes.get("runners", sc.runners):
+            changes["runners"] = (*changes.get("runners", sc.runners), BEFORE)
         if sc.prompt_steps and "runners" in changes:
-            changes["runners"] = tuple(r for r in changes["runners"] if r in (FLOOR, SUBJECT))
+            changes["runners"] = tuple(
+                r for r in changes["runners"] if r in (FLOOR, SUBJECT, BEFORE)
+            )
         sc = replace(sc, **changes)
         unknown = [r for r in sc.runners if r not in RUNNERS]
         if unknown:
@@ -514,8 +526,16 @@ def main(argv: list[str] | None = None) -> int:
         "--fake-command",
         help="start this instead of `python -m xai_images.testing` (same flags are appended)",
     )
+    p.add_argument(
+        "--baseline",
+        help="directory holding an older xai_images package: adds the runner "
+        f"{BEFORE} (the same job with that copy), for before/after in one run",
+    )
     p.add_argument("--json", help="also write every chosen run as JSON to this file")
     args = p.parse_args(argv)
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
+        RUNNERS[BEFORE] = RUNNERS[SUBJECT]
     scenarios = build_scenarios(args)
 
     started = time.perf_counter()

@@ -214,6 +214,7 @@ class App:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             # What a full collection walks: its pause grows with this.
             "gc_tracked_objects": len(gc.get_objects()),
+            "sdk_file": sys.modules["xai_images"].__file__ if "xai_images" in sys.modules else "",
         }
         if self.sampler is not None:
             out["stall_sources"] = self.sampler.report(self.ticker.stalls)
@@ -287,11 +288,16 @@ async def serve_app(args: argparse.Namespace) -> None:
 class AppProcess:
     """This script with ``--role app`` in a subprocess; stopped with SIGTERM."""
 
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], sdk_path: str | None = None) -> None:
+        env = dict(os.environ)
+        if sdk_path:
+            # An older copy of the package, imported instead of the installed one.
+            env["PYTHONPATH"] = sdk_path
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--role", "app", *argv],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -365,7 +371,13 @@ async def burst(url: str) -> dict[str, Any]:
 
 
 def run(
-    args: argparse.Namespace, server: FakeServer, mode: str, handler: str, *, is_burst: bool
+    args: argparse.Namespace,
+    server: FakeServer,
+    mode: str,
+    handler: str,
+    *,
+    is_burst: bool,
+    sdk_path: str | None = None,
 ) -> dict[str, Any]:
     out = tempfile.mkdtemp(prefix="bench-web-", dir=args.tmp_dir)
     latency = 0.0 if is_burst else args.latency
@@ -384,7 +396,7 @@ def run(
         Path(args.profile).mkdir(parents=True, exist_ok=True)
         kind = "burst" if is_burst else "web"
         argv += ["--profile", str(Path(args.profile) / f"{kind}-{mode}-{handler}.prof")]
-    app = AppProcess(argv)
+    app = AppProcess(argv, sdk_path)
     try:
         if is_burst:
             result = asyncio.run(burst(app.url))
@@ -397,18 +409,30 @@ def run(
     kind = "burst" if is_burst else "web (warm pool)" if args.warmup else "web"
     if args.gc_freeze:
         kind += " (gc.freeze)"
-    result.update(mode=mode, handler=handler, kind=kind)
+    label = f"{handler} (before)" if sdk_path else handler
+    result.update(mode=mode, handler=label, kind=kind)
     return result
 
 
 def repeat(
     args: argparse.Namespace, server: FakeServer, mode: str, handler: str, *, is_burst: bool
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
     """``--repeat`` runs of one row; every figure is the median over them (the machine is shared,
-    so one run's worst stall may be another process's time slice)."""
-    got = [run(args, server, mode, handler, is_burst=is_burst) for _ in range(args.repeat)]
+    so one run's worst stall may be another process's time slice). With ``--baseline``, an SDK
+    row is run with the older copy too, the two taking turns, and both rows are returned."""
+    paths: list[str | None] = [None]
+    if args.baseline and handler.startswith("sdk"):
+        paths = [args.baseline, None]
+    got: dict[str | None, list[dict[str, Any]]] = {p: [] for p in paths}
+    for _ in range(args.repeat):
+        for path in paths:
+            got[path].append(run(args, server, mode, handler, is_burst=is_burst, sdk_path=path))
+    return [_median_row(got[path]) for path in paths]
+
+
+def _median_row(got: list[dict[str, Any]]) -> dict[str, Any]:
     for r in got:
-        print(f"# {r['kind']} {mode} {handler}: {json.dumps(r)[:300]}", file=sys.stderr)
+        print(f"# {r['kind']} {r['mode']} {r['handler']}: {json.dumps(r)[:300]}", file=sys.stderr)
     row = dict(got[0])
     for key, value in got[0].items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -426,7 +450,7 @@ def table(runs: list[dict[str, Any]]) -> str:
     )
     lines = [head, "|" + " --- |" * 3 + " ---: |" * 14]
     for r in runs:
-        ref = bare.get((r["kind"], r["mode"], r["handler"].replace("sdk", "bare")))
+        ref = bare.get((r["kind"], r["mode"], r["handler"].split()[0].replace("sdk", "bare")))
         vs50 = vs99 = "-"
         if r["handler"].startswith("sdk") and ref is not None:
             vs50 = f"{r['call_p50_ms'] - ref['call_p50_ms']:+.1f}"
@@ -467,6 +491,11 @@ def main(argv: list[str] | None = None) -> int:
         "--slow-callbacks", action="store_true", help="asyncio debug mode's slow-callback log"
     )
     p.add_argument("--profile", help="directory for cProfile stats (one file per run)")
+    p.add_argument(
+        "--baseline",
+        help="directory holding an older xai_images package: every SDK row also runs with it "
+        "(labelled 'before'), taking turns with the installed one",
+    )
     p.add_argument("--json", help="write every run's figures to this file")
     p.add_argument("--tmp-dir", help="where saved files go (deleted after each run)")
     # App role only.
@@ -477,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out")
     p.add_argument("--burst", action="store_true")
     args = p.parse_args(argv)
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
     if args.role == "app":
         asyncio.run(serve_app(args))
         return 0
@@ -493,12 +524,12 @@ def main(argv: list[str] | None = None) -> int:
     for mode in modes:
         with FakeServer(web_sc, "png") as server:
             for handler in handlers:
-                runs.append(repeat(args, server, mode, handler, is_burst=False))
+                runs.extend(repeat(args, server, mode, handler, is_burst=False))
         if args.no_burst:
             continue
         with FakeServer(burst_sc, "png") as server:
             for handler in ("bare_save", "sdk_save"):
-                runs.append(repeat(args, server, mode, handler, is_burst=True))
+                runs.extend(repeat(args, server, mode, handler, is_burst=True))
     print(
         f"web: {args.requests} requests at concurrency {args.concurrency}, n={args.n}, "
         f"{args.image_bytes} B images, generation latency {args.latency * 1e3:.0f} ms; "

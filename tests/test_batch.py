@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,38 +24,30 @@ from xai_images import (
     RetryPolicy,
     ValidationError,
 )
-from xai_images._batch import run_batch
 from xai_images._jobs import derive_id
 from xai_images.bulk import Outcome, ProgressEvent, load_jobs, load_manifest
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
-from xai_images.testing._imagegen import image_data
+from xai_images.testing import FakeXAIServer, Reply, sample_image
 
-
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep bulk runs quick."""
+    return {"image_bytes": 512}
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=server.api_key,
-        base_url=server.base_url,
-        max_retries=2,
-        download=DownloadOptions(retry=RetryPolicy(max_attempts=1)),
-    ) as c:
-        yield c
+def xai_client_options() -> dict[str, Any]:
+    """Two API retries; a failed download is not retried."""
+    return {
+        "max_retries": 2,
+        "download": DownloadOptions(retry=RetryPolicy(max_attempts=1)),
+    }
 
 
 async def run(client: AsyncClient, requests: Any, out: Path, **kwargs: Any) -> list[Outcome]:
-    return await run_batch(client, requests, output_dir=out, **kwargs).collect()
+    return await client.batch(requests, output_dir=out, **kwargs).collect()
 
 
 def by_id(outcomes: list[Outcome]) -> dict[str, Outcome]:
@@ -221,7 +213,7 @@ async def test_edit_job_resolves_paths_against_the_job_file(
     server: FakeXAIServer, client: AsyncClient, tmp_path: Path
 ) -> None:
     """An `image` key makes an edit whose relative path is read from the job file's folder."""
-    (tmp_path / "in.png").write_bytes(image_data("png", 512, 1))
+    (tmp_path / "in.png").write_bytes(sample_image("png", 512, 1))
     jobs = tmp_path / "jobs.jsonl"
     jobs.write_text(json.dumps({"prompt": "paint it", "image": "in.png", "id": "e1"}) + "\n")
     [outcome] = await run(client, jobs, tmp_path / "out")
@@ -274,8 +266,7 @@ async def test_progress_events_and_counters(
     """Subscribers see each stage, retries and the final counters (images, bytes, cost)."""
     server.enqueue(Reply.error(500))
     events: list[ProgressEvent] = []
-    batch = run_batch(
-        client,
+    batch = client.batch(
         [GenerateRequest(f"p{i}") for i in range(3)],
         output_dir=tmp_path,
         concurrency=1,
@@ -298,7 +289,7 @@ async def test_429_is_counted_when_limiter_present(server: FakeXAIServer, tmp_pa
     async with AsyncClient(
         api_key=server.api_key, base_url=server.base_url, rate_limit=1000
     ) as limited:
-        batch = run_batch(limited, [GenerateRequest("r")], output_dir=tmp_path)
+        batch = limited.batch([GenerateRequest("r")], output_dir=tmp_path)
         [outcome] = await batch.collect()
     assert outcome.ok
     assert (batch.progress.rate_limited, batch.progress.retries) == (1, 1)
@@ -312,8 +303,8 @@ async def test_cancellation_leaves_no_partial_files_and_a_readable_manifest(
     """Cancelling the consumer mid-run stops cleanly: no .part files, manifest loads."""
     server.settings.generation_latency = 0.05
     server.settings.download_latency = 0.05
-    batch = run_batch(
-        client, [GenerateRequest(f"c{i}") for i in range(20)], output_dir=tmp_path, concurrency=4
+    batch = client.batch(
+        [GenerateRequest(f"c{i}") for i in range(20)], output_dir=tmp_path, concurrency=4
     )
     first = asyncio.Event()
 
@@ -342,7 +333,7 @@ async def test_stop_then_resume_bills_every_prompt_once(
     """stop() finishes in-flight items; a re-run does the rest; every prompt is billed once."""
     server.settings.generation_latency = 0.02
     requests = [GenerateRequest(f"s{i}") for i in range(12)]
-    batch = run_batch(client, requests, output_dir=tmp_path, concurrency=2)
+    batch = client.batch(requests, output_dir=tmp_path, concurrency=2)
     done = 0
     async with batch:
         async for _ in batch:

@@ -20,9 +20,10 @@ from xai_images import (
     DownloadOptions,
     GenerateRequest,
     RetryPolicy,
+    ValidationError,
 )
 from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
-from xai_images.bulk import BatchLimits, Outcome, RemoteBatchRun, load_manifest
+from xai_images.bulk import BatchAPI, BatchLimits, Outcome, RemoteBatchRun, load_manifest
 from xai_images.testing import FakeClock, FakeXAIServer, Reply, instant_retries
 
 
@@ -111,6 +112,24 @@ async def test_every_image_is_saved_through_one_batch(
     manifest = load_manifest(tmp_path / "manifest.jsonl")
     assert manifest["fox-3"].cost_in_usd_ticks == 200_000_000
     assert manifest["fox-3"].files[0].sha256
+
+
+async def test_batch_api_options_detach_then_collect(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """via=BatchAPI(detach=True) submits and ends; the same job with via="batch-api" collects."""
+    detached = client.batch(prompts(2), output_dir=tmp_path, via=BatchAPI(detach=True))
+    assert await detached.collect() == []
+    assert server.ledger.batch_requests_added == 2
+    outcomes = await client.batch(prompts(2), output_dir=tmp_path, via="batch-api").collect()
+    assert all(o.ok for o in outcomes)
+    assert_clean_single_batch(server, tmp_path, 2)
+
+
+def test_an_unknown_via_is_refused(client: AsyncClient, tmp_path: Path) -> None:
+    """via must be "realtime", "batch-api" or a BatchAPI."""
+    with pytest.raises(ValidationError, match="via"):
+        client.batch(prompts(1), output_dir=tmp_path, via="carrier-pigeon")  # type: ignore[arg-type]
 
 
 async def test_the_same_job_again_skips_everything(

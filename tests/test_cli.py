@@ -7,21 +7,20 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from xai_images.bulk import load_manifest
-from xai_images.testing import FakeXAIServer
-from xai_images.testing._imagegen import image_data
+from xai_images.testing import FakeXAIServer, sample_image
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep CLI runs quick."""
+    return {"image_bytes": 512}
 
 
 @pytest.fixture
@@ -125,7 +124,7 @@ async def test_edit_sends_local_image(
 ) -> None:
     """`edit --image PATH` sends the file as a data URI and saves the result."""
     source = tmp_path / "in.png"
-    source.write_bytes(image_data("png", 512, 2))
+    source.write_bytes(sample_image("png", 512, 2))
     code = await cli("edit", "make it blue", "--image", str(source), "-o", str(tmp_path / "o"))
     assert code == EXIT_OK
     [request] = env.ledger.api_requests()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,27 +25,18 @@ from xai_images import (
     Timeout,
     ValidationError,
 )
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 KEY = "xai-SECRET-fake-d4e5f6"
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(api_key=KEY) as s:
-        yield s
-
-
-@pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(KEY, base_url=server.base_url) as c:
-        yield c
+def fake_xai_server_options() -> dict[str, Any]:
+    """The fake requires this module's key (the client uses it too)."""
+    return {"api_key": KEY}
 
 
 def free_port() -> int:

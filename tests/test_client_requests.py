@@ -25,6 +25,7 @@ from xai_images import (
     RetryPolicy,
     ValidationError,
 )
+from xai_images.hooks import RetryScheduled
 from xai_images.testing import instant_retries
 
 KEY = "xai-test-key-0123456789"
@@ -238,16 +239,15 @@ async def test_client_max_retries_sets_attempts(mocked: aioresponses) -> None:
     assert len(calls(mocked, GEN)) == 5
 
 
-async def test_retry_after_is_honoured(
-    mocked: aioresponses, client: AsyncClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_retry_after_is_honoured(mocked: aioresponses, client: AsyncClient) -> None:
     """The wait before retrying a 429 is the server's Retry-After."""
     slept: list[float] = []
 
-    async def fake_sleep(seconds: float) -> None:
-        slept.append(seconds)
+    def record(event: object) -> None:
+        if isinstance(event, RetryScheduled):
+            slept.append(event.delay)
 
-    monkeypatch.setattr("xai_images._retry.sleep", fake_sleep)
+    client.add_event_hook(record)
     mocked.post(GEN, status=429, headers={"Retry-After": "3"})
     mocked.post(GEN, status=429, headers={"retry-after-ms": "1500"})
     mocked.post(GEN, payload=OK)

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xai_images.testing import FakeXAIServer
-from xai_images.testing._imagegen import image_data, variant_for
+from xai_images.testing import FakeXAIServer, sample_image
 
 ROOT = Path(__file__).resolve().parent.parent
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -28,8 +27,8 @@ def _examples() -> list[tuple[str, str]]:
 @pytest.mark.parametrize(("where", "code"), _examples(), ids=[w for w, _ in _examples()])
 async def test_example_runs(where: str, code: str, tmp_path: Path) -> None:
     """The example exits 0 with XAI_API_KEY and XAI_BASE_URL pointing at a fake server."""
-    (tmp_path / "photo.jpg").write_bytes(image_data("jpeg", 4096, variant_for("photo", 4096)))
-    (tmp_path / "sketch.png").write_bytes(image_data("png", 4096, variant_for("sketch", 4096)))
+    (tmp_path / "photo.jpg").write_bytes(sample_image("jpeg", 4096, variant=0))
+    (tmp_path / "sketch.png").write_bytes(sample_image("png", 4096, variant=1))
     script = tmp_path / "example.py"
     script.write_text(code, encoding="utf-8")
     async with FakeXAIServer() as server:

@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import hashlib
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,22 +24,18 @@ from xai_images import (
     IntegrityError,
     RetryPolicy,
 )
-from xai_images._transfers import Transfers
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 IMAGE_BYTES = 200_000
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES, stall_seconds=2.0) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Large images, and stalls long enough to trip the stall timeout."""
+    return {"image_bytes": IMAGE_BYTES, "stall_seconds": 2.0}
 
 
 def options(**overrides: object) -> DownloadOptions:
@@ -53,11 +50,9 @@ def options(**overrides: object) -> DownloadOptions:
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(
-        api_key=server.api_key, base_url=server.base_url, download=options()
-    ) as api:
-        yield api
+def xai_client_options() -> dict[str, Any]:
+    """Short download timeouts."""
+    return {"download": options()}
 
 
 async def generate(client: AsyncClient, n: int = 1) -> ImagesResponse:
@@ -353,15 +348,26 @@ def origin(runner: web.AppRunner) -> str:
     return f"http://127.0.0.1:{runner.addresses[0][1]}"
 
 
-class StandIn:
-    """The attributes of a GeneratedImage that the transfer layer reads."""
+@contextlib.asynccontextmanager
+async def own_host(
+    routes: web.RouteTableDef, urls: list[str], **download: object
+) -> AsyncIterator[ImagesResponse]:
+    """Serve ``routes`` plus a generations endpoint whose images are ``urls`` (a bare path is on
+    this host); yield one generation's answer, from a client on it with ``options(**download)``."""
 
-    def __init__(self, url: str, index: int = 0) -> None:
-        self.url = url
-        self.content: bytes | None = None
-        self.index = index
-        self.request_id = "req"
-        self.blocked = False
+    @routes.post("/v1/images/generations")
+    async def generations(request: web.Request) -> web.Response:
+        base = f"http://{request.host}"
+        return web.json_response({"data": [{"url": u if "://" in u else base + u} for u in urls]})
+
+    runner = await host(routes)
+    try:
+        async with AsyncClient(
+            api_key="xai-k", base_url=origin(runner) + "/v1", download=options(**download)
+        ) as api:
+            yield await api.images.generate("x", n=len(urls))
+    finally:
+        await runner.cleanup()
 
 
 async def test_non_image_answer_is_integrity_error(tmp_path: Path) -> None:
@@ -372,14 +378,9 @@ async def test_non_image_answer_is_integrity_error(tmp_path: Path) -> None:
     async def page(_request: web.Request) -> web.Response:
         return web.Response(text="<html>sign in</html>" * 10, content_type="text/html")
 
-    runner = await host(routes)
-    try:
-        async with aiohttp.ClientSession() as session:
-            transfers = Transfers(lambda: session, options())
-            with pytest.raises(IntegrityError, match="not return an image"):
-                await transfers.save(StandIn(origin(runner) + "/page"), tmp_path / "x")
-    finally:
-        await runner.cleanup()
+    async with own_host(routes, ["/page"]) as resp:
+        with pytest.raises(IntegrityError, match="not return an image"):
+            await resp.data[0].save(tmp_path / "x")
     assert_clean(tmp_path)
 
 
@@ -395,40 +396,37 @@ async def test_redirect_to_image_is_followed(tmp_path: Path) -> None:
     async def real(_request: web.Request) -> web.Response:
         return web.Response(body=PNG, content_type="image/png")
 
-    runner = await host(routes)
-    try:
-        async with aiohttp.ClientSession() as session:
-            transfers = Transfers(lambda: session, options())
-            saved = await transfers.save(StandIn(origin(runner) + "/short"), tmp_path / "x")
-    finally:
-        await runner.cleanup()
+    async with own_host(routes, ["/short"]) as resp:
+        saved = await resp.data[0].save(tmp_path / "x")
     assert saved.path.read_bytes() == PNG
 
 
 async def test_concurrency_bounds_downloads_in_flight(tmp_path: Path) -> None:
     """save_all never has more downloads in flight than its concurrency."""
     routes = web.RouteTableDef()
-    state = {"now": 0, "peak": 0}
+    state = {"now": 0, "peak": 0, "arrived": 0, "limit": 2}
+    arrivals = asyncio.Condition()
 
     @routes.get("/{name}")
     async def image(_request: web.Request) -> web.Response:
-        state["now"] += 1
-        state["peak"] = max(state["peak"], state["now"])
-        await asyncio.sleep(0.02)  # hold the slot so overlapping requests would show
-        state["now"] -= 1
+        async with arrivals:
+            rank, limit = state["arrived"], state["limit"]
+            state["arrived"] += 1
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+            arrivals.notify_all()
+            # Hold the slot until the limit's worth of downloads (or the last ones) arrived, so
+            # that any download beyond the limit would overlap with them and show in the peak.
+            wave_end = min(8, (rank // limit + 1) * limit)
+            await arrivals.wait_for(lambda: state["arrived"] >= wave_end)
+            state["now"] -= 1
         return web.Response(body=PNG, content_type="image/png")
 
-    runner = await host(routes)
-    try:
-        async with aiohttp.ClientSession() as session:
-            transfers = Transfers(lambda: session, options(concurrency=3))
-            images = [StandIn(f"{origin(runner)}/{i}", index=i) for i in range(8)]
-            limited = await transfers.save_all(images, tmp_path / "a", concurrency=2)
-            peak_limited = state["peak"]
-            state["peak"] = 0
-            await transfers.save_all(images, tmp_path / "b")
-    finally:
-        await runner.cleanup()
+    async with own_host(routes, [f"/{i}" for i in range(8)], concurrency=3) as resp:
+        limited = await resp.save(tmp_path / "a", concurrency=2)
+        peak_limited = state["peak"]
+        state.update(peak=0, arrived=0, limit=3)
+        await resp.save(tmp_path / "b")
     assert len(limited) == 8
     assert peak_limited == 2
     assert state["peak"] == 3
@@ -451,10 +449,9 @@ async def test_connection_refused_is_download_error(tmp_path: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    async with aiohttp.ClientSession() as session:
-        transfers = Transfers(lambda: session, options())
+    async with own_host(web.RouteTableDef(), [f"http://127.0.0.1:{port}/x.png"]) as resp:
         with pytest.raises(DownloadError, match="after 3 attempts") as info:
-            await transfers.save(StandIn(f"http://127.0.0.1:{port}/x.png"), tmp_path / "x")
+            await resp.data[0].save(tmp_path / "x")
     assert isinstance(info.value.__cause__, aiohttp.ClientError)
     assert_clean(tmp_path)
 

@@ -25,7 +25,7 @@ import aiohttp
 import pytest
 
 import xai_images
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 # Looks like a real xAI key, so that a leak cannot hide behind a short or common string.
 SECRET = "xai-Zq8mN3vR7tY2wK5pL9sD4fG6hJ1aX0cBv3Qe8Rt5Yu2Io7Pa4Sd6Fg9Hj1Kl0ZxWq"
@@ -35,16 +35,13 @@ GIF = b"GIF89a" + b"\x00" * 64
 MIB = 1024 * 1024
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES) as fake:  # accepts any key
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Images over 64 KiB; the fake accepts any key."""
+    return {"image_bytes": IMAGE_BYTES}
 
 
 def _options() -> xai_images.DownloadOptions:
@@ -54,11 +51,19 @@ def _options() -> xai_images.DownloadOptions:
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[xai_images.AsyncClient]:
-    async with xai_images.AsyncClient(
-        api_key=SECRET, base_url=server.base_url, download=_options()
-    ) as api:
-        yield api
+def xai_client_options() -> dict[str, Any]:
+    """A realistic key (to look for leaks) and short download timeouts."""
+    return {"api_key": SECRET, "download": _options()}
+
+
+# A stall the client waits out: the download stays half-written until the test cancels it (with
+# the usual 0.2 s stall timeout the client would give up on the stall and finish the download
+# before the test sees the .part file, when the machine is busy).
+patient = pytest.mark.parametrize(
+    "xai_client_options",
+    [{"api_key": SECRET, "download": xai_images.DownloadOptions(stall_timeout=60.0)}],
+    ids=["patient"],
+)
 
 
 def nothing_sent(server: FakeXAIServer) -> bool:
@@ -874,6 +879,7 @@ async def test_full_disk_is_a_save_error_and_leaves_nothing(
     assert leftovers(tiny_disk) == []
 
 
+@patient
 async def test_cancelled_save_mid_download_leaves_nothing(
     client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
@@ -903,6 +909,7 @@ async def test_cancelled_save_as_the_download_starts_leaves_nothing(
     assert leftovers(tmp_path) == []
 
 
+@patient
 async def test_interrupted_batch_resumes_without_paying_again(
     client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:

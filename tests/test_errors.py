@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -20,22 +20,21 @@ from xai_images import (
     UnprocessableEntityError,
     UnsupportedMediaTypeError,
 )
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 KEY = "xai-SECRET-errors-5f3a9c"
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(api_key=KEY) as s:
-        yield s
+def fake_xai_server_options() -> dict[str, Any]:
+    """The fake requires this module's key."""
+    return {"api_key": KEY}
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    with instant_retries():
-        async with AsyncClient(KEY, base_url=server.base_url, max_retries=0) as c:
-            yield c
+def xai_client_options() -> dict[str, Any]:
+    """No retries: each error reaches the test as it came."""
+    return {"max_retries": 0}
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -22,15 +21,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(clock=clock) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client_session:
-        yield client_session
+def fake_xai_server_options(clock: FakeClock) -> dict[str, Any]:
+    """The fake runs on a clock the tests move by hand."""
+    return {"clock": clock}
 
 
 async def call(

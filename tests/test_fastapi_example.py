@@ -70,35 +70,43 @@ class Service:
         await asyncio.wait_for(self.app.state.work.wait_idle(), 10)
 
 
+@pytest.fixture
+def fake_xai_server_options() -> dict[str, Any]:
+    """Images near 1 MB, so that a save takes long enough to be interrupted."""
+    return {"image_bytes": IMAGE_BYTES}
+
+
 @pytest_asyncio.fixture
-async def service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> AsyncIterator[Service]:
-    """The example app under uvicorn, with IMAGES_DIR, against a fresh fake server."""
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES) as fake:
-        monkeypatch.setenv("XAI_API_KEY", fake.api_key)
-        monkeypatch.setenv("XAI_BASE_URL", fake.base_url)
-        example = _load_example()
-        images_dir = tmp_path / "images"
-        # No gc.freeze(): it would freeze the whole test process.
-        settings = example.Settings(images_dir=str(images_dir), freeze_gc=False)
-        app = example.create_app(settings)
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        server = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="on"))
-        serving = asyncio.ensure_future(server.serve(sockets=[sock]))
-        ready = asyncio.ensure_future(server.ready.wait())
-        await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
-        try:
-            if serving.done():
-                serving.result()  # raises why uvicorn stopped
-                pytest.fail("uvicorn stopped before it was ready")
-            port = sock.getsockname()[1]
-            yield Service(f"http://127.0.0.1:{port}", app, fake, images_dir)
-        finally:
-            ready.cancel()
-            server.should_exit = True
-            await serving
-            sock.close()
-            sys.modules.pop("fastapi_service_app", None)
+async def service(
+    fake_xai_server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> AsyncIterator[Service]:
+    """The example app under uvicorn, with IMAGES_DIR, against the fresh fake server."""
+    fake = fake_xai_server
+    monkeypatch.setenv("XAI_API_KEY", fake.api_key)
+    monkeypatch.setenv("XAI_BASE_URL", fake.base_url)
+    example = _load_example()
+    images_dir = tmp_path / "images"
+    # No gc.freeze(): it would freeze the whole test process.
+    settings = example.Settings(images_dir=str(images_dir), freeze_gc=False)
+    app = example.create_app(settings)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = _Uvicorn(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    serving = asyncio.ensure_future(server.serve(sockets=[sock]))
+    ready = asyncio.ensure_future(server.ready.wait())
+    await asyncio.wait({serving, ready}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        if serving.done():
+            serving.result()  # raises why uvicorn stopped
+            pytest.fail("uvicorn stopped before it was ready")
+        port = sock.getsockname()[1]
+        yield Service(f"http://127.0.0.1:{port}", app, fake, images_dir)
+    finally:
+        ready.cancel()
+        server.should_exit = True
+        await serving
+        sock.close()
+        sys.modules.pop("fastapi_service_app", None)
 
 
 def _sdk_tasks() -> list[asyncio.Task[Any]]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -9,10 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from xai_images._gallery import image_dimensions, render_gallery
-from xai_images._manifest import file_sha256
 from xai_images.bulk import FileRecord, ManifestRecord, write_gallery
-from xai_images.testing._imagegen import image_data
+from xai_images.testing import sample_image
 
 
 def make_job(directory: Path) -> list[ManifestRecord]:
@@ -22,14 +22,23 @@ def make_job(directory: Path) -> list[ManifestRecord]:
         ext = {"png": ".png", "jpeg": ".jpg", "webp": ".webp"}[fmt]
         name = f"item {i}-0{ext}"  # a space, to check URL-encoding of file names
         path = directory / name
-        path.write_bytes(image_data(fmt, 2048, i))
+        path.write_bytes(sample_image(fmt, 2048, i))
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
         records.append(
             ManifestRecord(
                 id=f"item{i}",
                 kind="generate",
                 request={"prompt": f"<b>prompt</b> & {i}", "quality": "high"},
                 status="ok",
-                files=(FileRecord(name, path.stat().st_size, file_sha256(path), None, f"rev {i}"),),
+                files=(
+                    FileRecord(
+                        name,
+                        path.stat().st_size,
+                        digest,
+                        None,
+                        f"rev {i}",
+                    ),
+                ),
                 cost_in_usd_ticks=200_000_000,
                 model="grok-imagine-image",
             )
@@ -46,6 +55,13 @@ def make_job(directory: Path) -> list[ManifestRecord]:
         )
     )
     return records
+
+
+def render_gallery(records: list[ManifestRecord], directory: Path) -> str:
+    """The page ``write_gallery`` makes from a manifest holding ``records``."""
+    lines = [json.dumps(r.to_json()) for r in records]
+    (directory / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    return write_gallery(directory).read_text(encoding="utf-8")
 
 
 def test_page_lists_images_metadata_and_failures(tmp_path: Path) -> None:
@@ -76,8 +92,6 @@ def test_page_is_self_contained(tmp_path: Path) -> None:
 
 def test_write_gallery_reads_the_manifest(tmp_path: Path) -> None:
     """write_gallery builds index.html from manifest.jsonl (latest record per id)."""
-    import json
-
     lines = [json.dumps(r.to_json()) for r in make_job(tmp_path)]
     (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     page = write_gallery(tmp_path)
@@ -95,8 +109,15 @@ def test_write_gallery_without_manifest_raises(tmp_path: Path) -> None:
 def test_image_dimensions_from_headers(tmp_path: Path, fmt: str) -> None:
     """Width and height are read from PNG, JPEG and WebP headers."""
     path = tmp_path / f"x.{fmt}"
-    path.write_bytes(image_data(fmt, 4096, 0))
-    assert image_dimensions(path) == (64, 64)
+    path.write_bytes(sample_image(fmt, 4096, 0))
+    record = ManifestRecord(
+        id="x",
+        kind="generate",
+        request={"prompt": "p"},
+        status="ok",
+        files=(FileRecord(path.name, path.stat().st_size, "0" * 64),),
+    )
+    assert "64x64" in render_gallery([record], tmp_path)
 
 
 def _browser() -> str | None:

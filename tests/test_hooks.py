@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from xai_images import AsyncClient, ConfigurationError, InternalServerError
-from xai_images._hooks import (
+from xai_images.hooks import (
     CostReported,
     DownloadRetry,
     Event,
@@ -18,21 +18,18 @@ from xai_images._hooks import (
     ResponseReceived,
     RetryScheduled,
 )
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 KEY = "xai-SECRET-fake-h00k5"
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(api_key=KEY) as s:
-        yield s
+def fake_xai_server_options() -> dict[str, Any]:
+    """The fake requires this module's key."""
+    return {"api_key": KEY}
 
 
 async def test_a_request_publishes_sent_answer_and_cost(server: FakeXAIServer) -> None:

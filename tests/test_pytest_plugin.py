@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
+import pytest
+
 import xai_images
 from xai_images.testing import FakeXAIServer, Reply
 
@@ -29,3 +33,35 @@ async def test_xai_client_fixture_retries_without_waiting(
     resp = await xai_client.images.generate("a lighthouse")
     assert len(resp.data) == 1
     assert len(fake_xai_server.ledger.api_requests()) == 2
+
+
+@pytest.mark.parametrize("fake_xai_server_options", [{"image_bytes": 512, "api_key": "xai-k-1"}])
+async def test_server_options_fixture_configures_the_fake(
+    fake_xai_server: FakeXAIServer, xai_client: xai_images.AsyncClient
+) -> None:
+    """`fake_xai_server_options` reaches the fake; `xai_client` follows its key."""
+    assert fake_xai_server.settings.image_bytes == 512
+    assert fake_xai_server.api_key == "xai-k-1"
+    resp = await xai_client.images.generate("a lighthouse")
+    assert len(resp.data) == 1
+
+
+@pytest.mark.parametrize("xai_client_options", [{"max_retries": 0}])
+async def test_client_options_fixture_configures_the_client(
+    xai_client: xai_images.AsyncClient, fake_xai_server: FakeXAIServer
+) -> None:
+    """`xai_client_options` reaches the client: with no retries a 503 is raised at once."""
+    fake_xai_server.enqueue(Reply.error(503))
+    with pytest.raises(xai_images.InternalServerError):
+        await xai_client.images.generate("a lighthouse")
+    assert len(fake_xai_server.ledger.api_requests()) == 1
+
+
+async def test_server_factory_starts_independent_fakes(
+    fake_xai_server_factory: Callable[..., Awaitable[FakeXAIServer]],
+) -> None:
+    """Each server from `fake_xai_server_factory` runs on its own port with its own settings."""
+    first = await fake_xai_server_factory(image_bytes=512)
+    second = await fake_xai_server_factory(image_format="jpeg")
+    assert first.port != second.port
+    assert (first.settings.image_bytes, second.settings.image_format) == (512, "jpeg")

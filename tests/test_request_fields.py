@@ -20,8 +20,7 @@ from xai_images import EditRequest, GenerateRequest
 from xai_images._cli import EXIT_OK, main
 from xai_images._requests import FieldSpec, api_fields, field_spec
 from xai_images.bulk import load_jobs
-from xai_images.testing import FakeXAIServer
-from xai_images.testing._imagegen import image_data
+from xai_images.testing import FakeXAIServer, sample_image
 
 PROMPT = "a lighthouse"
 # A JSON field the SDK does not model: it must travel through the mapping of extra fields.
@@ -53,7 +52,7 @@ def sample(spec: FieldSpec) -> Any:
 def inputs(tmp_path: Path) -> list[Path]:
     paths = [tmp_path / "a.png", tmp_path / "b.png"]
     for variant, path in enumerate(paths):
-        path.write_bytes(image_data("png", 512, variant))
+        path.write_bytes(sample_image("png", 512, variant))
     return paths
 
 

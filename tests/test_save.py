@@ -5,8 +5,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,28 +22,24 @@ from xai_images import (
     ValidationError,
 )
 from xai_images._files import PartFile as _PartFile
-from xai_images.testing import FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeXAIServer, Reply
 
 IMAGE_BYTES = 50_000
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=IMAGE_BYTES) as fake:
-        yield fake
+def fake_xai_server_options() -> dict[str, Any]:
+    """Images large enough to stream in chunks."""
+    return {"image_bytes": IMAGE_BYTES}
 
 
 @pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    opts = DownloadOptions(stall_timeout=0.3, retry=RetryPolicy(max_attempts=2))
-    async with AsyncClient(api_key=server.api_key, base_url=server.base_url, download=opts) as api:
-        yield api
+def xai_client_options() -> dict[str, Any]:
+    """Short stall timeout, one download retry."""
+    return {"download": DownloadOptions(stall_timeout=0.3, retry=RetryPolicy(max_attempts=2))}
 
 
 async def generate(client: AsyncClient, n: int = 1, fmt: str = "url") -> ImagesResponse:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 from typing import Any
 
 import pytest
 
-from xai_images import EditRequest, FileId, GenerateRequest, ValidationError
-from xai_images._inputs import resolve_image
+from xai_images import (
+    APIStatusError,
+    AsyncClient,
+    EditRequest,
+    FileId,
+    GenerateRequest,
+    ValidationError,
+)
 from xai_images._requests import ASPECT_RATIOS
+from xai_images.testing import FakeXAIServer
 
 
 def generate_body(prompt: Any, *, deferred: bool = False, **fields: Any) -> dict[str, Any]:
@@ -222,45 +230,54 @@ def test_validation_error_is_also_a_value_error() -> None:
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 
 
-async def test_data_uri_of_another_type_is_rejected() -> None:
+async def sent_image(client: AsyncClient, server: FakeXAIServer, image: Any) -> Any:
+    """The image object that an edit of ``image`` sends, read from the fake's ledger."""
+    with contextlib.suppress(APIStatusError):  # the fake may refuse it; the body is recorded
+        await client.images.edit("x", image=image)
+    return server.ledger.api_requests()[-1].body["image"]
+
+
+async def test_data_uri_of_another_type_is_rejected(client: AsyncClient) -> None:
     """A data URI must declare JPEG, PNG or WebP."""
     with pytest.raises(ValidationError, match="JPEG, PNG or WebP") as info:
-        await resolve_image("data:image/gif;base64,R0lGODlh", "images[0]")
+        await client.images.edit("x", images=["data:image/gif;base64,R0lGODlh"])
     assert info.value.field == "images[0]"
 
 
-async def test_data_uri_typed_image_jpg_is_accepted_as_jpeg() -> None:
+async def test_data_uri_typed_image_jpg_is_accepted_as_jpeg(
+    client: AsyncClient, server: FakeXAIServer
+) -> None:
     """A data URI typed image/jpg (a common alias of image/jpeg) is accepted and sent as given."""
     uri = "data:image/jpg;base64," + base64.b64encode(b"\xff\xd8\xff\xe0" + b"\x00" * 32).decode()
-    assert await resolve_image(uri) == {"url": uri}
+    assert await sent_image(client, server, uri) == {"url": uri}
 
 
-async def test_data_uri_over_10_mib_is_rejected_without_decoding() -> None:
+async def test_data_uri_over_10_mib_is_rejected_without_decoding(client: AsyncClient) -> None:
     """A data URI whose base64 length means more than 10 MiB is rejected."""
     payload = "iVBORw0KGgo" + "A" * (14 * 1024 * 1024)
     with pytest.raises(ValidationError, match="10 MiB"):
-        await resolve_image("data:image/png;base64," + payload)
+        await client.images.edit("x", image="data:image/png;base64," + payload)
 
 
-async def test_data_uri_must_be_base64() -> None:
+async def test_data_uri_must_be_base64(client: AsyncClient) -> None:
     """A data URI without ;base64 or with bytes that are not an image is rejected."""
     with pytest.raises(ValidationError, match="base64"):
-        await resolve_image("data:image/png,raw")
+        await client.images.edit("x", image="data:image/png,raw")
     with pytest.raises(ValidationError, match="decoded bytes"):
-        await resolve_image("data:image/png;base64,AAAAAAAAAAAAAAAAAAAAAAAA")
+        await client.images.edit("x", image="data:image/png;base64,AAAAAAAAAAAAAAAAAAAAAAAA")
 
 
-async def test_text_mode_file_is_rejected() -> None:
+async def test_text_mode_file_is_rejected(client: AsyncClient) -> None:
     """A file object opened in text mode is rejected with a hint to use 'rb'."""
     with pytest.raises(ValidationError, match="'rb'"):
-        await resolve_image(io.StringIO("not bytes"))  # type: ignore[arg-type]
+        await client.images.edit("x", image=io.StringIO("not bytes"))  # type: ignore[arg-type]
 
 
-async def test_file_id_is_sent_as_file_id() -> None:
+async def test_file_id_is_sent_as_file_id(client: AsyncClient, server: FakeXAIServer) -> None:
     """FileId becomes {"file_id": ...}; a plain string never does."""
-    assert await resolve_image(FileId("file-123")) == {"file_id": "file-123"}
+    assert await sent_image(client, server, FileId("file-123")) == {"file_id": "file-123"}
     with pytest.raises(ValidationError, match="not found"):
-        await resolve_image("file-123")
+        await client.images.edit("x", image="file-123")
 
 
 def test_empty_file_id_is_rejected() -> None:
@@ -269,15 +286,15 @@ def test_empty_file_id_is_rejected() -> None:
         FileId("")
 
 
-async def test_unsupported_input_type_is_rejected() -> None:
+async def test_unsupported_input_type_is_rejected(client: AsyncClient) -> None:
     """An int is not an image input."""
     with pytest.raises(ValidationError, match="FileId"):
-        await resolve_image(42)  # type: ignore[arg-type]
+        await client.images.edit("x", image=42)  # type: ignore[arg-type]
 
 
-async def test_bytes_become_a_sniffed_data_uri() -> None:
+async def test_bytes_become_a_sniffed_data_uri(client: AsyncClient, server: FakeXAIServer) -> None:
     """Raw PNG bytes become a data:image/png URI of their base64."""
-    result = await resolve_image(bytearray(PNG))
+    result = await sent_image(client, server, bytearray(PNG))
     assert result == {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}
 
 

@@ -2,8 +2,8 @@
 
 Start with ``async with xai_images.AsyncClient() as client:`` and ``client.images.generate()``;
 see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest names are in
-:mod:`xai_images.bulk`, event hooks in :mod:`xai_images.hooks`, type aliases in
-:mod:`xai_images.types`.
+`xai_images.bulk`, event hooks in `xai_images.hooks`, type aliases in
+`xai_images.types`.
 """
 
 from ._client import AsyncClient
@@ -42,6 +42,7 @@ from ._inputs import FileId
 from ._models import (
     DeferredRequest,
     DeferredStatus,
+    FileOutput,
     GeneratedImage,
     ImagesResponse,
     Usage,
@@ -76,6 +77,7 @@ __all__ = [
     "EditRequest",
     "FileCollisionError",
     "FileId",
+    "FileOutput",
     "GenerateRequest",
     "GeneratedImage",
     "ImageBlockedError",

@@ -37,6 +37,7 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
+from ._files import safe_component
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import (
     FileRecord,
@@ -429,7 +430,6 @@ class BatchRun:
                 raise _NotStarted
             self.progress.started += 1
             self._tally.emit("started", item.id, line=item.request.line)
-            item.sent = True
             try:
                 response = await self._send(item)
             except OutcomeUnknownError as exc:
@@ -475,7 +475,8 @@ class BatchRun:
             results = await asyncio.gather(
                 *(
                     image.save(
-                        self.output_dir / f"{item.id}-{image.index}", on_exists=self._on_exists
+                        self.output_dir / safe_component(f"{item.id}-{image.index}"),
+                        on_exists=self._on_exists,
                     )
                     for image in images
                 ),

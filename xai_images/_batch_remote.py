@@ -23,6 +23,7 @@ to it and saves the rest. ``cancel=True`` cancels it, then saves what finished.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -32,7 +33,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from ._batch import Outcome
+import attrs
+
+from ._batch import BatchRun, Outcome
 from ._errors import (
     APIStatusError,
     NotFoundError,
@@ -58,7 +61,7 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._files import OnExists
 
-__all__ = ["RemoteBatchRun"]
+__all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
 _KEEP_ENTRY = 64 * 1024  # encoded bodies above this (edits with inline images) are rebuilt later
@@ -69,6 +72,49 @@ _DOWNLOAD = object()
 class _Failure:
     def __init__(self, error: BaseException) -> None:
         self.error = error
+
+
+def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValidationError(attribute.name, value, "a number of seconds > 0")
+
+
+@attrs.frozen
+class BatchAPI:
+    """How ``client.batch(..., via=BatchAPI(...))`` runs a job through xAI's Batch API.
+
+    ``via="batch-api"`` is ``via=BatchAPI()``.
+
+    Attributes:
+        detach: submit everything, record it in the manifest, and end without waiting;
+            ``run.batch_id`` says which batch. Running the same job again attaches to it.
+        wait: ``False``: save the results already there, then end.
+        cancel: cancel the recorded batch (submitting nothing new), then save what finished.
+        poll_interval: first wait between polls, in seconds; it grows by half while nothing
+            arrives, up to ``max_poll_interval``.
+        max_poll_interval: the longest wait between polls.
+    """
+
+    detach: bool = False
+    wait: bool = True
+    cancel: bool = False
+    poll_interval: float = attrs.field(default=2.0, validator=_seconds)
+    max_poll_interval: float = attrs.field(default=30.0, validator=_seconds)
+
+
+def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
+    """The bulk engine ``client.batch(..., via=...)`` builds: ``BatchRun`` for ``"realtime"``,
+    a ``RemoteBatchRun`` with the options of a :class:`BatchAPI` (or ``"batch-api"``).
+
+    Raises:
+        ValidationError: ``via`` is none of those.
+    """
+    if via == "realtime":
+        return BatchRun
+    options = BatchAPI() if via == "batch-api" else via
+    if not isinstance(options, BatchAPI):
+        raise ValidationError("via", via, "'realtime', 'batch-api' or a BatchAPI")
+    return functools.partial(RemoteBatchRun, **attrs.asdict(options))
 
 
 class RemoteBatchRun(ResultsMixin):

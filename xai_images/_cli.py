@@ -544,13 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "gallery":
             return _gallery(args)
         return asyncio.run(_dispatch(args))
-    except _UsageError as exc:
-        sys.stderr.write(f"xai-images: error: {exc}\n")
-        return EXIT_USAGE
-    except ConfigurationError as exc:
-        sys.stderr.write(f"xai-images: error: {exc}\n")
-        return EXIT_USAGE
-    except ValidationError as exc:
+    except (_UsageError, ConfigurationError, ValidationError) as exc:
         sys.stderr.write(f"xai-images: error: {exc}\n")
         return EXIT_USAGE
     except XAIImagesError as exc:

@@ -19,7 +19,15 @@ import aiohttp
 from yarl import URL
 
 from ._batches import Batches, Files
-from ._config import DownloadOptions, Timeout, coerce_timeout, int_at_least, positive_number
+from ._config import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    DownloadOptions,
+    Timeout,
+    check_base_url,
+    coerce_timeout,
+    int_at_least,
+    positive_number,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -27,9 +35,9 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     OutcomeUnknownError,
-    ValidationError,
 )
 from ._files import WriterPool
+from ._gate import budgets
 from ._hooks import (
     CostReported,
     EventHook,
@@ -48,7 +56,7 @@ from ._transport import Answer, Secret, Transport, dumps, trace_config
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, Source
-    from ._batch_remote import RemoteBatchRun
+    from ._batch_remote import BatchAPI, RemoteBatchRun
     from ._files import OnExists
     from ._progress import ProgressEvent
 
@@ -59,6 +67,7 @@ DEFAULT_BASE_URL = "https://api.x.ai/v1"
 
 _logger = logging.getLogger("xai_images")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_NOT_RUN = frozenset({429})  # a refusal: retried for reconciled requests too, unlike a 5xx
 
 
 def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
@@ -105,6 +114,9 @@ class AsyncClient:
         download: options for saving and streaming images (``DownloadOptions``).
         event_hooks: callbacks called with every event of this client (request sent, answer,
             retry, 429, download retry, cost); see :meth:`add_event_hook`.
+        max_answer_bytes: the largest API answer read, counted after decompression (default
+            128 MiB, above ten 2k images as base64); a larger one raises ``APIResponseError``
+            without being held in memory.
 
     Raises:
         ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
@@ -128,6 +140,7 @@ class AsyncClient:
         download: DownloadOptions | None = None,
         event_hooks: Iterable[EventHook] | None = None,
         shared_limit: str | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
@@ -150,7 +163,14 @@ class AsyncClient:
         self._key = Secret(key)
         if base_url is not None and not isinstance(base_url, str):
             raise _bad_argument("base_url", base_url, f"an http(s) URL such as {DEFAULT_BASE_URL}")
-        self._base_url = self._check_base_url(
+        if base_url is not None and not base_url.strip():
+            # An empty base_url is a mistake (an unset variable, a bad template), never a
+            # request for the default: falling back would send the key to the live API.
+            raise _bad_argument(
+                "base_url", base_url, f"a non-empty http(s) URL such as {DEFAULT_BASE_URL}"
+            )
+        # An empty XAI_BASE_URL counts as unset, as for any environment variable.
+        self._base_url = check_base_url(
             base_url or os.environ.get("XAI_BASE_URL") or DEFAULT_BASE_URL
         )
         if (
@@ -187,6 +207,8 @@ class AsyncClient:
             raise _bad_argument(
                 "max_concurrent_requests", max_concurrent_requests, "an int >= 1 or None"
             )
+        if not int_at_least(max_answer_bytes, 1024):
+            raise _bad_argument("max_answer_bytes", max_answer_bytes, "an int >= 1024 (bytes)")
         if download is not None and not isinstance(download, DownloadOptions):
             raise _bad_argument("download", download, "a DownloadOptions or None")
         self._max_connections = max_connections
@@ -213,9 +235,15 @@ class AsyncClient:
             if not all(callable(hook) for hook in hooks):
                 raise _bad_argument("event_hooks", hooks, "a list of callables or None")
         self._hooks = Hooks(hooks)
-        self._transport = Transport(self._key, self._base_url, traced=self._owns_session)
-        # The writer threads belong to the client: started on the first save, shut down in
-        # aclose().
+        self._transport = Transport(
+            self._key,
+            self._base_url,
+            traced=self._owns_session,
+            max_answer_bytes=max_answer_bytes,
+        )
+        self._log_paths: dict[str, str] = {}
+        # The writer threads belong to the client: started when it opens (or at its first
+        # request), shut down in aclose().
         self._writers = WriterPool()
         self._transfers = Transfers(
             self._require_session,
@@ -225,22 +253,8 @@ class AsyncClient:
         )
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
-        self.batches = Batches(self)
-        """xAI's Batch API: create, add, poll, page through results, cancel."""
-        self.files = Files(self)
-        """The Files API, as far as batches need it: upload, get, delete."""
-
-    @staticmethod
-    def _check_base_url(raw: str) -> str:
-        try:
-            url = URL(raw.strip())
-        except (TypeError, ValueError):
-            url = None
-        if url is None or url.scheme not in ("http", "https") or not url.host:
-            raise ConfigurationError(
-                f"base_url must be an http(s) URL such as {DEFAULT_BASE_URL}, got {raw!r}"
-            )
-        return str(url).rstrip("/")
+        self.batches = Batches(self)  # xAI's Batch API (client.batch(via="batch-api") uses it)
+        self.files = Files(self)  # the Files API, as far as batches need it
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -273,6 +287,8 @@ class AsyncClient:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
         if isinstance(self._limiter, SharedRateLimiter):
             await self._limiter.start()
+        # The writer threads start now, not inside the first save on a busy loop.
+        self._writers.start()
         return self
 
     async def __aexit__(
@@ -314,6 +330,7 @@ class AsyncClient:
                 # API requests set their own limits; downloads have their own stall detection.
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout.connect),
             )
+            self._writers.start()  # a client used without ``async with``: at first use
         return self._session
 
     def batch(
@@ -328,10 +345,7 @@ class AsyncClient:
         on_event: Callable[[ProgressEvent], None] | None = None,
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
-        via: Literal["realtime", "batch-api"] = "realtime",
-        detach: bool = False,
-        wait: bool = True,
-        cancel: bool = False,
+        via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
     ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
@@ -375,39 +389,28 @@ class AsyncClient:
                 identical file; a different one fails the item), ``"fail"``.
             verify_sha256: when resuming, hash the files of done items instead of checking
                 their sizes.
-            via: ``"realtime"`` (real-time calls at the client's ``rate_limit``) or
-                ``"batch-api"``: one xAI batch, each image saved as its result appears; returns
-                a ``RemoteBatchRun`` (see ``docs/batch-api.md``).
-            detach: (batch-api) submit everything, record it, end without waiting.
-            wait: (batch-api) ``False``: save the results already there, then end.
-            cancel: (batch-api) cancel the recorded batch, then save what finished.
+            via: ``"batch-api"`` (or a ``BatchAPI`` with detach/wait/cancel) runs the job as
+                one xAI batch and returns a ``RemoteBatchRun``: see ``docs/batch-api.md``.
 
         Raises:
             ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        options: dict[str, Any] = {
-            "output_dir": output_dir,
-            "manifest": manifest,
-            "concurrency": concurrency,
-            "retry_failed": retry_failed,
-            "resend_unknown": resend_unknown,
-            "on_event": on_event,
-            "on_exists": on_exists,
-            "verify_sha256": verify_sha256,
-        }
-        if via == "batch-api":
-            from ._batch_remote import RemoteBatchRun
+        from ._batch_remote import engine  # deferred: the bulk engines are not needed otherwise
 
-            return RemoteBatchRun(
-                self, requests, detach=detach, wait=wait, cancel=cancel, **options
-            )
-        if via != "realtime":
-            raise ValidationError("via", via, "'realtime' or 'batch-api'")
-        from ._batch import BatchRun  # deferred: the bulk engine is not needed otherwise
-
-        return BatchRun(self, requests, **options)
+        return engine(via)(
+            self,
+            requests,
+            output_dir=output_dir,
+            manifest=manifest,
+            concurrency=concurrency,
+            retry_failed=retry_failed,
+            resend_unknown=resend_unknown,
+            on_event=on_event,
+            on_exists=on_exists,
+            verify_sha256=verify_sha256,
+        )
 
     # -- event hooks -------------------------------------------------------------------------------
 
@@ -449,8 +452,7 @@ class AsyncClient:
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
         sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
-        ones never, nor after a 5xx (the caller settles those). ``origin`` is passed on in every
-        event of this request. ``content``: a raw body and its content type, instead of ``body``.
+        ones never, nor after a 5xx (their caller checks). ``content``: a raw body and its type.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -465,8 +467,13 @@ class AsyncClient:
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
         url = self._base_url + path
-        log_path = URL(url).path
-        data, content_type = content or (await dumps(body) if body is not None else None, "")
+        log_path = self._log_paths.get(path)
+        if log_path is None:
+            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
+            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
+                self._log_paths.clear()
+            log_path = self._log_paths[path] = URL(url).path
+        data = content or (await dumps(body) if body is not None else None)
         hooks = self._hooks
 
         def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
@@ -486,21 +493,12 @@ class AsyncClient:
         async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
             try:
                 return await self._limited_attempt(
-                    method,
-                    url,
-                    log_path,
-                    (data, content_type),
-                    attempt_timeout,
-                    attempt.number,
-                    origin,
+                    method, url, log_path, data, attempt_timeout, attempt.number, origin
                 )
             except APIError as error:
                 retry_after: float | None = None
                 if isinstance(error, APIStatusError):
-                    # A 5xx may come after the work was done: a reconciled caller checks first.
-                    if error.status_code not in _RETRY_STATUSES or (
-                        reconciled and error.status_code >= 500
-                    ):
+                    if error.status_code not in (_NOT_RUN if reconciled else _RETRY_STATUSES):
                         raise
                     retry_after = parse_retry_after(error.headers)
                 elif isinstance(error, OutcomeUnknownError):
@@ -519,7 +517,7 @@ class AsyncClient:
         method: str,
         url: str,
         log_path: str,
-        data: tuple[bytes | None, str],
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
         number: int,
         origin: object,
@@ -534,7 +532,7 @@ class AsyncClient:
         method: str,
         url: str,
         log_path: str,
-        data: tuple[bytes | None, str],
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
         number: int,
         origin: object,
@@ -542,15 +540,17 @@ class AsyncClient:
         session = self._require_session()
         if self._limiter is not None:
             await self._limiter.acquire()
+        # At most a few request starts per loop iteration (shared with image fetches), so that
+        # a hundred calls made at once do not hold the caller's loop for tens of milliseconds.
+        # Nothing has been sent yet: waiting here changes no retry or billing decision.
+        await budgets().starts.spend()
         hooks = self._hooks
         if hooks:
             hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
-            answer = await self._transport.send(
-                session, method, url, log_path, data[0], timeout, content_type=data[1] or None
-            )
+            answer = await self._transport.send(session, method, url, log_path, data, timeout)
         except APIStatusError as error:
             if hooks:
                 hooks.emit(

@@ -18,11 +18,16 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
+from yarl import URL
+
+from ._errors import ConfigurationError
 
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
     "DownloadOptions",
     "RetryPolicy",
     "Timeout",
+    "check_base_url",
     "coerce_timeout",
     "int_at_least",
     "non_negative",
@@ -31,6 +36,16 @@ __all__ = [
     "valid_non_negative",
     "valid_positive",
 ]
+
+DEFAULT_MAX_ANSWER_BYTES = 128 * 1024 * 1024
+"""Default cap on one API answer, counted after decompression (``AsyncClient(max_answer_bytes=)``).
+
+The largest legitimate answer is ten images (``n`` is at most 10) as ``b64_json``. A 2048x2048
+image is about 1-2 MB as JPEG (what the API returns) and at most about 8 MB as a photographic
+PNG; as base64 (4/3 of the bytes) ten of those are 10 x 8 MB x 4/3 = 107 MB, plus a few KB of
+JSON. 128 MiB (134 MB) stays above that with room to spare, while a compression bomb or a
+runaway answer is stopped long before it can exhaust memory.
+"""
 
 
 def positive_number(value: object) -> bool:
@@ -139,7 +154,7 @@ class RetryPolicy:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one.
 
         A server-requested ``retry_after`` is honoured exactly (never shortened; the caller
-        checks it against :attr:`max_retry_after` first); otherwise the wait is a full-jitter
+        checks it against `max_retry_after` first); otherwise the wait is a full-jitter
         exponential backoff.
         """
         if retry_after is not None:
@@ -175,7 +190,7 @@ class Timeout:
 
 
 def coerce_timeout(value: Timeout | float | None, base: Timeout) -> Timeout:
-    """``value`` as a :class:`Timeout`: ``None`` is ``base``, a number replaces its ``request``.
+    """``value`` as a `Timeout`: ``None`` is ``base``, a number replaces its ``request``.
 
     Raises:
         TypeError: ``value`` is neither a Timeout, a number nor ``None``.
@@ -228,3 +243,20 @@ class DownloadOptions:
     min_speed: float | None = attrs.field(default=None, validator=valid_positive(optional=True))
     speed_window: float = attrs.field(default=5.0, validator=valid_positive())
     fsync: bool = False
+
+
+def check_base_url(raw: str) -> str:
+    """``raw`` as an http(s) URL without a trailing slash.
+
+    Raises:
+        ConfigurationError: not an http(s) URL with a host.
+    """
+    try:
+        url = URL(raw.strip())
+    except (TypeError, ValueError):
+        url = None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as https://api.x.ai/v1, got {raw!r}"
+        )
+    return str(url).rstrip("/")

@@ -1,8 +1,8 @@
 """The ``xai-images demo`` job: bundled prompts and two edits, run against the in-process fake.
 
-Nothing here needs an API key or the network: :func:`demo_server` starts
+Nothing here needs an API key or the network: `demo_server` starts
 ``xai_images.testing.FakeXAIServer`` on 127.0.0.1 with small latencies (so progress bars move)
-and the live API's rate limit, and :func:`write_demo_job` writes a JSONL job file whose edits
+and the live API's rate limit, and `write_demo_job` writes a JSONL job file whose edits
 refer to two input images drawn by the fake's own image generator.
 """
 

@@ -1,6 +1,6 @@
 """The exception hierarchy of xai-images.
 
-Every error the SDK raises on purpose derives from :class:`XAIImagesError`::
+Every error the SDK raises on purpose derives from `XAIImagesError`::
 
     XAIImagesError
     ├── ConfigurationError            no API key, bad base URL, client closed

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
@@ -19,6 +20,7 @@ import aiohttp
 
 from ._config import DownloadOptions
 from ._errors import DownloadError, DownloadStalledError, ImageExpiredError, IntegrityError
+from ._gate import budgets
 from ._retry import Attempts, parse_retry_after
 from ._sniff import SNIFF_BYTES, sniff_mime
 
@@ -40,6 +42,17 @@ class _Failure(Exception):
         self.detail = detail
         self.retry_after = retry_after
         super().__init__(detail)
+
+
+# Not a per-attempt dict (aiohttp copies it). identity: Content-Length and Range must count the
+# bytes we write, not gzip bytes.
+_PLAIN_HEADERS = {"Accept-Encoding": "identity"}
+
+
+@functools.lru_cache(maxsize=16)
+def _client_timeout(connect: float | None, stall: float | None) -> aiohttp.ClientTimeout:
+    # One object per setting, not one per image.
+    return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=stall)
 
 
 class Fetch:
@@ -68,12 +81,7 @@ class Fetch:
         self.received = 0
         self.total: int | None = None
         self.mime: str | None = None
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=None,
-            sock_connect=options.connect_timeout,
-            sock_read=options.stall_timeout,
-        )
+        self._timeout = _client_timeout(options.connect_timeout, options.stall_timeout)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the body's chunks; every retry and resume happens inside.
@@ -137,10 +145,11 @@ class Fetch:
 
     async def _attempt(self, use_range: bool) -> AsyncGenerator[bytes, None]:
         ranged = use_range and self.received > 0
-        # identity: Content-Length and Range must count the bytes we write, not gzip bytes.
-        headers = {"Accept-Encoding": "identity"}
+        headers = _PLAIN_HEADERS
         if ranged:
-            headers["Range"] = f"bytes={self.received}-"
+            headers = {**_PLAIN_HEADERS, "Range": f"bytes={self.received}-"}
+        # Starts are admitted a few per loop iteration, shared with the API requests (_gate.py).
+        await budgets().starts.spend()
         async with self._session.get(self.url, headers=headers, timeout=self._timeout) as resp:
             await self._check_status(resp, ranged)
             head = b""

@@ -35,6 +35,7 @@ __all__ = [
     "check_on_exists",
     "final_path",
     "retrieve",
+    "safe_component",
     "save_error",
 ]
 
@@ -80,7 +81,8 @@ _pools: weakref.WeakSet[WriterPool] = weakref.WeakSet()
 
 
 class WriterPool:
-    """The threads that write one client's files: created on first use, shut down by the client.
+    """The threads that write one client's files: started by :meth:`start` (or on first use),
+    shut down by the client.
 
     After :meth:`shutdown` (the client was closed) writes still work, on asyncio's default
     executor, so that images already in hand (``b64_json``) can be saved after the client closed.
@@ -90,6 +92,7 @@ class WriterPool:
         self._workers = workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
+        self._started = False
         # Event loops in several threads may share one client's pool.
         self._lock = threading.Lock()
         _pools.add(self)
@@ -110,6 +113,25 @@ class WriterPool:
                 executor = self._executor
         return executor
 
+    def start(self) -> None:
+        """Start every writer thread now (idempotent): starting a thread waits until it runs,
+        which on a busy machine can hold the event loop for milliseconds, so a client does it
+        when it opens rather than inside its first save."""
+        if self._started:
+            return
+        executor = self.executor()
+        if executor is None:
+            return
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        # The executor adds a thread per task while none is idle: tasks that wait for each
+        # other make it start all of them.
+        barrier = threading.Barrier(self._workers)
+        for _ in range(self._workers):
+            executor.submit(_meet, barrier)
+
     def shutdown(self) -> None:
         """Stop the threads once the writes already queued are done; idempotent, non-blocking."""
         self._closed = True
@@ -121,7 +143,13 @@ class WriterPool:
         # A forked child has none of the parent's threads: start a new executor on first use
         # (and a new lock, in case another thread held it at the fork).
         self._executor = None
+        self._started = False
         self._lock = threading.Lock()
+
+
+def _meet(barrier: threading.Barrier) -> None:
+    with contextlib.suppress(threading.BrokenBarrierError):
+        barrier.wait(timeout=5)
 
 
 def _forget_executors() -> None:
@@ -182,12 +210,53 @@ def save_error(exc: OSError, path: Path, url: str | None) -> SaveError:
     return SaveError(f"cannot write {path}: {reason}", path=path, url=url)
 
 
+# Room for an extension (".jpeg") and the temporary-file decoration within NAME_MAX (255 bytes).
+_MAX_STEM_BYTES = 180
+# Names Windows gives to devices, in any case and with any extension.
+_RESERVED = frozenset(
+    ["con", "prn", "aux", "nul"] + [f"{d}{n}" for d in ("com", "lpt") for n in range(1, 10)]
+)
+# Path separators of every platform (a name saved on Linux may be copied to Windows), the
+# drive/stream colon, NUL and the other characters Windows refuses in names.
+_UNSAFE = frozenset('/\\:*?"<>|')
+
+
+def safe_component(text: str, *, fallback: str = "image") -> str:
+    """``text`` (e.g. a server's request id) as one harmless file name component.
+
+    The one rule for every name built from values a server controls: the result is never
+    empty, ``.`` or ``..``, never starts with a dot, holds no separator (``/`` or ``\\``), drive
+    colon, NUL or other control character, is no Windows device name, and fits in
+    ``_MAX_STEM_BYTES`` bytes of UTF-8 (a long one is cut and given a hash of the whole, so two
+    long ids stay distinct). Ordinary names (``3f2a-0``) come back unchanged.
+    """
+    original = text.encode("utf-8", "surrogatepass")
+    # Lone surrogates cannot be file names: they become "?", then "_" below.
+    text = text.encode("utf-8", "replace").decode("utf-8")
+    cleaned = "".join(
+        "_" if (char in _UNSAFE or ord(char) < 0x20 or ord(char) == 0x7F) else char for char in text
+    )
+    # No hidden files, no "." / "..", no trailing dots or spaces (Windows drops them).
+    stripped = cleaned.lstrip(".")
+    cleaned = "_" * (len(cleaned) - len(stripped)) + stripped
+    cleaned = cleaned.rstrip(". ") or fallback
+    if cleaned.split(".")[0].strip().lower() in _RESERVED:
+        cleaned = "_" + cleaned
+    encoded = cleaned.encode("utf-8")
+    if len(encoded) > _MAX_STEM_BYTES:
+        digest = hashlib.sha256(original).hexdigest()[:12]
+        head = encoded[: _MAX_STEM_BYTES - 13].decode("utf-8", "ignore")
+        cleaned = f"{head}-{digest}"
+    return cleaned
+
+
 def final_path(target: Path, is_dir: bool, stem: str, mime: str) -> Path:
-    """The file to write: ``target/stem.ext`` for a directory, else ``target`` with its suffix
-    corrected to the sniffed type (added when missing or not an image suffix)."""
+    """The file to write: ``target/stem.ext`` for a directory (``stem`` made safe by
+    :func:`safe_component`), else ``target`` with its suffix corrected to the sniffed type
+    (added when missing or not an image suffix)."""
     ext = extension_for(mime)
     if is_dir:
-        return target / (stem + ext)
+        return target / (safe_component(stem) + ext)
     suffix = target.suffix.lower()
     if _SUFFIX_MIME.get(suffix) == mime:
         return target

@@ -16,7 +16,7 @@ callback, with its traceback, on the ``xai_images`` logger) and the other callba
 The events are sent while a paid request is in flight: an observer's bug must never turn a
 generation that succeeded (and was billed) into a failure, nor abort a retry half-way.
 
-This module is at the bottom of the package: it imports nothing from it.
+It imports nothing from the package (it sits at the bottom, below the client).
 """
 
 from __future__ import annotations
@@ -127,8 +127,8 @@ class DownloadRetry:
     attempt: int
     delay: float
     reason: str
-    error: BaseException = attrs.field(eq=False)
     origin: object = attrs.field(default=None, eq=False, repr=False)
+    error: BaseException = attrs.field(eq=False)
 
 
 @attrs.frozen(kw_only=True)
@@ -151,7 +151,7 @@ Event = RequestSent | ResponseReceived | RetryScheduled | RateLimited | Download
 """Any of the event classes."""
 
 EventHook = Callable[[Event], Any]
-"""A callback for :data:`Event` values (its return value is ignored)."""
+"""A callback for `Event` values (its return value is ignored)."""
 
 
 class Hooks:

@@ -1,6 +1,6 @@
 """``client.images``: generate and edit, now or deferred, and the deferred polls.
 
-The request fields are described once, on :class:`GenerateRequest` and :class:`EditRequest`
+The request fields are described once, on `GenerateRequest` and `EditRequest`
 (``_requests.py``); the methods here spell them out as keyword arguments so that editors and
 type checkers see them, build the request object, and send it. Two more arguments are per call:
 
@@ -60,7 +60,7 @@ def _message_of(value: Any) -> str | None:
 class Images:
     """The image endpoints of a client (``client.images``).
 
-    The request fields are documented on :class:`GenerateRequest` and :class:`EditRequest`.
+    The request fields are documented on `GenerateRequest` and `EditRequest`.
     """
 
     def __init__(self, client: AsyncClient) -> None:
@@ -86,7 +86,7 @@ class Images:
     ) -> ImagesResponse:
         """Generate images from a text prompt (``POST /images/generations``).
 
-        The arguments are the fields of :class:`GenerateRequest`; only those set are sent.
+        The arguments are the fields of `GenerateRequest`; only those set are sent.
 
         Raises:
             ValidationError: an argument breaks a documented limit (``timeout`` and
@@ -124,15 +124,15 @@ class Images:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
     ) -> DeferredRequest:
-        """Start a generation and return at once with a :class:`DeferredRequest`.
+        """Start a generation and return at once with a `DeferredRequest`.
 
         The server generates in the background; ``await deferred.wait()`` (or
-        :meth:`wait_deferred`) polls for the images. Same arguments as :meth:`generate`;
+        `wait_deferred`) polls for the images. Same arguments as `generate`;
         deferred requests return URLs only, so ``response_format="b64_json"`` is refused.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
-                :meth:`generate`.
+                `generate`.
             APIResponseError: the answer carries no ``request_id``.
         """
         request = GenerateRequest(
@@ -167,9 +167,9 @@ class Images:
     ) -> ImagesResponse:
         """Edit one image (``image=``) or combine up to 5 (``images=``) (``POST /images/edits``).
 
-        The arguments are the fields of :class:`EditRequest`. Each input is a URL, a data URI,
+        The arguments are the fields of `EditRequest`. Each input is a URL, a data URI,
         a local path (``str`` or ``PathLike``), ``bytes``, a binary file object or a
-        :class:`FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
+        `FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
         or WebP, at most 10 MiB each), in a JSON body. Refer to several inputs in the prompt
         as ``<IMAGE_0>``, ``<IMAGE_1>``, ...
 
@@ -177,7 +177,7 @@ class Images:
             ValidationError: both or neither of ``image``/``images``, more than 5 images, an
                 input that is missing, too big or not an image, or another bad argument;
                 nothing was sent.
-            APIStatusError, APIConnectionError, OutcomeUnknownError: as :meth:`generate`.
+            APIStatusError, APIConnectionError, OutcomeUnknownError: as `generate`.
         """
         request = EditRequest(
             prompt,
@@ -211,13 +211,13 @@ class Images:
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
     ) -> DeferredRequest:
-        """Start an edit and return at once with a :class:`DeferredRequest`.
+        """Start an edit and return at once with a `DeferredRequest`.
 
-        Same arguments as :meth:`edit`; as for :meth:`generate_deferred`, URL format only.
+        Same arguments as `edit`; as for `generate_deferred`, URL format only.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
-                :meth:`edit`.
+                `edit`.
             APIResponseError: the answer carries no ``request_id``.
         """
         request = EditRequest(
@@ -243,16 +243,16 @@ class Images:
         max_retries: int | None = None,
         origin: object = None,
     ) -> ImagesResponse:
-        """Send a :class:`GenerateRequest` or :class:`EditRequest` built beforehand.
+        """Send a `GenerateRequest` or `EditRequest` built beforehand.
 
-        What :meth:`generate` and :meth:`edit` do with their arguments; a bulk job's ``id``
+        What `generate` and `edit` do with their arguments; a bulk job's ``id``
         and ``line`` are not sent, and an edit's relative paths resolve against its
         ``base_dir``. ``origin`` is handed to event hooks as ``event.origin`` for every
         event of this call (default: the request itself), so a subscriber can tell calls apart.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
-                :meth:`generate` and :meth:`edit`.
+                `generate` and `edit`.
         """
         path, body, answer = await self._post(
             request, timeout, max_retries, deferred=False, origin=origin
@@ -274,13 +274,13 @@ class Images:
         max_retries: int | None = None,
         origin: object = None,
     ) -> DeferredRequest:
-        """Start a request built beforehand as a deferred one (see :meth:`generate_deferred`).
+        """Start a request built beforehand as a deferred one (see `generate_deferred`).
 
-        ``origin``: as :meth:`send`.
+        ``origin``: as `send`.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
-                APIResponseError: as :meth:`generate_deferred`.
+                APIResponseError: as `generate_deferred`.
         """
         path, _body, answer = await self._post(
             request, timeout, max_retries, deferred=True, origin=origin

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ import cattrs
 
 from ._b64stream import PAYLOAD_KEY
 from ._errors import APIResponseError, ConfigurationError, ImageBlockedError
+from ._files import safe_component
 
 if TYPE_CHECKING:
     import os
@@ -30,6 +32,7 @@ __all__ = [
     "TICKS_PER_USD",
     "DeferredRequest",
     "DeferredStatus",
+    "FileOutput",
     "GeneratedImage",
     "ImagesResponse",
     "Usage",
@@ -66,6 +69,29 @@ def _no_client() -> ConfigurationError:
 
 
 @attrs.frozen
+class FileOutput:
+    """Where the API stored an image in the Files store (asked for with ``storage_options``
+    through ``extra_body``); every field is ``None`` when the server left it out.
+
+    Attributes:
+        file_id: the stored file's id (usable as an edit input: ``FileId(file_id)``).
+        filename: its name in the Files store.
+        expires_at: when the stored file expires (as the server sent it: Unix seconds, or a
+            string).
+        public_url: a public URL of the file, when one was asked for.
+        public_url_error: why no public URL could be made.
+        public_url_expires_at: when the public URL expires.
+    """
+
+    file_id: str | None = None
+    filename: str | None = None
+    expires_at: int | str | None = None
+    public_url: str | None = None
+    public_url_error: str | None = None
+    public_url_expires_at: int | str | None = None
+
+
+@attrs.frozen
 class GeneratedImage:
     """One image of an answer: a temporary URL, or decoded bytes (``b64_json`` format).
 
@@ -78,6 +104,9 @@ class GeneratedImage:
         respect_moderation: the server's moderation flag, when present.
         index: position of the image in its answer (0-based).
         request_id: the API request id of the answer it came from.
+        file_output: where the image was stored in the Files store, when the request asked for
+            it (``storage_options``); else ``None``.
+        storage_error: why storing it in the Files store failed, when it did.
     """
 
     url: str | None = None
@@ -86,6 +115,8 @@ class GeneratedImage:
     respect_moderation: bool | None = None
     index: int = 0
     request_id: str | None = None
+    file_output: FileOutput | None = None
+    storage_error: str | None = None
     _content: bytes | None = attrs.field(default=None, eq=False, repr=False, alias="content")
     _transfers: Transfers | None = attrs.field(
         default=None, eq=False, repr=False, alias="transfers"
@@ -119,8 +150,9 @@ class GeneratedImage:
 
     @property
     def stem(self) -> str:
-        """Default file name without extension: ``{request_id}-{index}`` (``image`` if no id)."""
-        return f"{self.request_id or 'image'}-{self.index}"
+        """Default file name without extension: ``{request_id}-{index}`` (``image`` if no id),
+        made one harmless file name component (the server chooses the request id)."""
+        return safe_component(f"{self.request_id or 'image'}-{self.index}")
 
     def _attached(self) -> Transfers:
         if self.blocked:
@@ -175,7 +207,7 @@ class ImagesResponse:
     """The answer to a generation or an edit.
 
     Attributes:
-        data: the images, in order. Blocked images stay in place (see :attr:`blocked`).
+        data: the images, in order. Blocked images stay in place (see `blocked`).
         usage: the cost, when the server reported it.
         request_id: the API request id (``x-request-id``), for support tickets.
         model: the model that answered, when the server said.
@@ -196,7 +228,7 @@ class ImagesResponse:
 
     @property
     def blocked(self) -> tuple[GeneratedImage, ...]:
-        """The images in :attr:`data` that were withheld by moderation."""
+        """The images in `data` that were withheld by moderation."""
         return tuple(image for image in self.data if image.blocked)
 
     @property
@@ -224,7 +256,7 @@ class ImagesResponse:
     ) -> list[SavedImage]:
         """Save every delivered image into ``directory`` in parallel, atomically.
 
-        Blocked images are skipped (count them with :attr:`blocked_count`). ``name`` is a
+        Blocked images are skipped (count them with `blocked_count`). ``name`` is a
         pattern with ``{request_id}`` and ``{index}``; the extension comes from the bytes.
         ``concurrency`` may lower the client's download concurrency for this call.
 
@@ -258,7 +290,7 @@ class DeferredStatus:
         error: the server's message when ``status`` is ``"failed"`` or ``"expired"`` (or
             another final status, when the server sent one).
         raw_status: the ``status`` field exactly as the server sent it (``None`` when absent),
-            e.g. ``"queued"`` where :attr:`status` says ``"pending"``.
+            e.g. ``"queued"`` where `status` says ``"pending"``.
     """
 
     status: str
@@ -314,6 +346,8 @@ class _WireImage:
     mime_type: str | None = None
     revised_prompt: str | None = None
     respect_moderation: bool | None = None
+    file_output: FileOutput | None = None
+    storage_error: Any = None
 
 
 @attrs.frozen
@@ -342,12 +376,52 @@ def _make_converter() -> cattrs.Converter:
         except (TypeError, ValueError, OverflowError):
             return None
 
+    def structure_text(value: Any) -> str | None:
+        if value is None or isinstance(value, (dict, list)):
+            return None
+        return value if isinstance(value, str) else str(value)
+
+    def structure_file_output(value: Any, _type: type) -> FileOutput | None:
+        # Lenient: a field of an unexpected type is dropped, never the whole answer.
+        if not isinstance(value, Mapping):
+            return None
+
+        def stamp(key: str) -> int | str | None:
+            raw = value.get(key)
+            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
+                return None
+            return raw
+
+        return FileOutput(
+            file_id=structure_text(value.get("file_id")),
+            filename=structure_text(value.get("filename")),
+            expires_at=stamp("expires_at"),
+            public_url=structure_text(value.get("public_url")),
+            public_url_error=structure_text(value.get("public_url_error")),
+            public_url_expires_at=stamp("public_url_expires_at"),
+        )
+
     converter.register_structure_hook(bool, structure_bool)
+    converter.register_structure_hook_func(
+        lambda t: t == (FileOutput | None), structure_file_output
+    )
     converter.register_structure_hook_func(lambda t: t == (int | None), structure_optional_int)
     return converter
 
 
 _CONVERTER = _make_converter()
+
+
+def _storage_error(raw: Any) -> str | None:
+    """The image's ``storage_error`` as text: a string, or the message of an error object."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, Mapping):
+        message = raw.get("message") or raw.get("error")
+        code = raw.get("code")
+        text = str(message) if message else json.dumps(raw, default=str)
+        return f"{code}: {text}" if code and message else text
+    return str(raw)
 
 
 def _decode_b64(value: str, where: str) -> bytes:
@@ -384,7 +458,7 @@ def parse_images_response(
     transfers: Transfers | None = None,
     where: str = "response",
 ) -> ImagesResponse:
-    """Build an :class:`ImagesResponse` from a decoded JSON body.
+    """Build an `ImagesResponse` from a decoded JSON body.
 
     ``transfers`` is what the images save and download through (the client's).
 
@@ -434,6 +508,8 @@ def parse_images_response(
             respect_moderation=item.respect_moderation,
             index=index,
             request_id=request_id,
+            file_output=item.file_output,
+            storage_error=_storage_error(item.storage_error),
             content=_content_of(item.b64_json, payloads, f"{where}: data[{index}]"),
             transfers=transfers,
         )

@@ -1,7 +1,7 @@
 """Progress of a bulk job: typed events and running counters.
 
 The bulk engine calls ``on_event(event)`` for every step of every item; each event carries the
-live :class:`Progress` counters. The renderers that draw them (rich bars, plain lines) are in
+live `Progress` counters. The renderers that draw them (rich bars, plain lines) are in
 ``_render.py``, which only the CLI imports.
 """
 
@@ -63,19 +63,10 @@ class Progress:
         self._clock = clock
         self.started_at = clock()
         self.finished_at: float | None = None
-        self.total = 0
-        self.ok = 0
-        self.failed = 0
-        self.blocked = 0
-        self.unknown = 0
-        self.skipped = 0
-        self.started = 0
-        self.generated = 0
-        self.images = 0
-        self.bytes = 0
-        self.cost_in_usd_ticks = 0
-        self.rate_limited = 0
-        self.retries = 0
+        # Every counter starts at zero: items by outcome, then work done, then API trouble.
+        self.total = self.ok = self.failed = self.blocked = self.unknown = self.skipped = 0
+        self.started = self.generated = self.images = self.bytes = self.cost_in_usd_ticks = 0
+        self.rate_limited = self.retries = 0
         self.interrupted = False
 
     def __repr__(self) -> str:
@@ -119,7 +110,7 @@ class Progress:
         return self.cost_in_usd_ticks / TICKS_PER_USD
 
     def finish(self) -> None:
-        """Freeze :attr:`elapsed` (called by the engine when the run ends)."""
+        """Freeze `elapsed` (called by the engine when the run ends)."""
         if self.finished_at is None:
             self.finished_at = self._clock()
 
@@ -129,7 +120,7 @@ class ProgressEvent:
     """One step of one item of a bulk job.
 
     Attributes:
-        kind: see :data:`EventKind`.
+        kind: see `EventKind`.
         item_id: the item's id (``None`` for ``finished``).
         progress: the live counters, already updated for this event.
         status: for ``failed``/``skipped``: the item's status (``failed``, ``blocked``,

@@ -89,12 +89,17 @@ def item_record(
 
 
 def interrupted_record(item: Item, output_dir: Path) -> ManifestRecord | None:
-    """What to record for an item cancelled mid-way, so a resume never pays twice."""
+    """What to record for an item cancelled mid-way, so a resume never pays twice.
+
+    ``None`` (no record: the next run sends it as new) unless the server may have run it.
+    """
     if item.response is not None:
         pending = [PendingImage(i.index, i.url, i.revised_prompt) for i in item.response.images]
         error = XAIImagesError("interrupted while saving; retry downloads the images")
         return item_record(item, "failed", output_dir, error=error, pending=pending, billed=True)
-    if item.sent and not item.download_only:
+    if item.in_doubt and not item.download_only:
+        # Only a request that actually went out (and was not refused) can have been billed;
+        # an item still waiting for the rate limiter or a slot resumes as not yet run.
         error = OutcomeUnknownError(
             "interrupted after the request was sent: it may have been billed",
             reason="cancelled",

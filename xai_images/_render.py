@@ -1,6 +1,6 @@
 """Drawing bulk-job progress: rich bars on a terminal, plain log lines otherwise.
 
-Only the CLI imports this module. :func:`make_renderer` picks rich progress bars on a terminal
+Only the CLI imports this module. `make_renderer` picks rich progress bars on a terminal
 (when ``rich`` is installed: the ``xai-images[cli]`` extra) and plain log lines otherwise;
 ``rich`` is imported only when bars are actually drawn.
 """
@@ -8,7 +8,6 @@ Only the CLI imports this module. :func:`make_renderer` picks rich progress bars
 from __future__ import annotations
 
 import sys
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from ._progress import Progress, ProgressEvent, format_bytes, format_usd
@@ -26,12 +25,7 @@ class Renderer(Protocol):
 
     def __enter__(self) -> Renderer: ...
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
+    def __exit__(self, *exc_info: object) -> None: ...
 
 
 def _stats(p: Progress) -> str:
@@ -68,12 +62,7 @@ class PlainRenderer:
     def __enter__(self) -> PlainRenderer:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._flush()
 
     def _write(self, text: str) -> None:
@@ -160,12 +149,7 @@ class RichRenderer:
         self._live.start()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._live.stop()
 
     def __call__(self, event: ProgressEvent) -> None:
@@ -201,8 +185,8 @@ class _StatusLine:
 
 
 def make_renderer(stream: IO[str] | None = None, *, plain: bool | None = None) -> Renderer:
-    """A :class:`RichRenderer` when ``stream`` is a terminal and ``rich`` is installed, else a
-    :class:`PlainRenderer`.
+    """A `RichRenderer` when ``stream`` is a terminal and ``rich`` is installed, else a
+    `PlainRenderer`.
 
     Args:
         stream: the output (default ``sys.stderr``).

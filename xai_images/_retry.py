@@ -38,11 +38,11 @@ the caller's short description of it."""
 
 
 class Attempt:
-    """One attempt of an :class:`Attempts` loop.
+    """One attempt of an `Attempts` loop.
 
     Attributes:
         number: 1 for the first attempt.
-        gave_up: after :meth:`retry` returned ``False``: why, as a phrase that completes
+        gave_up: after `retry` returned ``False``: why, as a phrase that completes
             "failed ..." (e.g. ``"after 3 attempts"``).
     """
 
@@ -76,9 +76,9 @@ class Attempt:
 
 
 class Attempts:
-    """Iterate the attempts a :class:`RetryPolicy` allows: ``async for attempt in Attempts(...)``.
+    """Iterate the attempts a `RetryPolicy` allows: ``async for attempt in Attempts(...)``.
 
-    The first attempt starts at once; each further one only after :meth:`Attempt.retry`
+    The first attempt starts at once; each further one only after `Attempt.retry`
     scheduled it, and after its delay. The loop ends (without raising) when an attempt was not
     followed by a scheduled retry: the caller returns or raises out of the loop itself.
 
@@ -213,7 +213,7 @@ _instant_depth = 0
 
 
 async def sleep(seconds: float) -> None:
-    """Sleep between retries (and between polls); returns at once inside :func:`instant_retries`.
+    """Sleep between retries (and between polls); returns at once inside `instant_retries`.
 
     Even when instant it yields to the event loop once, so that retry loops stay cooperative.
     """

@@ -9,7 +9,7 @@ from __future__ import annotations
 __all__ = ["IMAGE_EXTENSIONS", "SNIFF_BYTES", "extension_for", "sniff_mime"]
 
 SNIFF_BYTES = 16
-"""How many leading bytes :func:`sniff_mime` needs to decide."""
+"""How many leading bytes `sniff_mime` needs to decide."""
 
 _PNG = b"\x89PNG\r\n\x1a\n"
 _JPEG = b"\xff\xd8\xff"
@@ -23,7 +23,7 @@ IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".webp", ".gif", 
 def sniff_mime(data: bytes | bytearray | memoryview) -> str | None:
     """Return ``"image/png"``, ``"image/jpeg"`` or ``"image/webp"`` from the leading bytes.
 
-    Only the first :data:`SNIFF_BYTES` bytes are looked at; returns ``None`` for anything else
+    Only the first `SNIFF_BYTES` bytes are looked at; returns ``None`` for anything else
     (including too few bytes to tell).
     """
     head = bytes(data[:SNIFF_BYTES])

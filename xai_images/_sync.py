@@ -28,7 +28,14 @@ from ._batch_remote import RemoteBatchRun
 from ._client import AsyncClient
 from ._errors import ClientClosedError, ConfigurationError
 from ._images import Images
-from ._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse, Usage
+from ._models import (
+    DeferredRequest,
+    DeferredStatus,
+    FileOutput,
+    GeneratedImage,
+    ImagesResponse,
+    Usage,
+)
 from ._portal import LoopThread
 from ._progress import Progress
 
@@ -197,6 +204,8 @@ class SyncGeneratedImage(_Proxy[GeneratedImage]):
     blocked = _Field[bool]()
     source = _Field[str | None]()
     stem = _Field[str]()
+    file_output = _Field[FileOutput | None]()
+    storage_error = _Field[str | None]()
 
     save = _bridge(GeneratedImage.save, _keep)
     read = _bridge(GeneratedImage.read, _keep)

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._hooks import DownloadRetry, Event, RateLimited, RequestSent, RetryScheduled
+from ._errors import OutcomeUnknownError
+from ._hooks import (
+    DownloadRetry,
+    Event,
+    RateLimited,
+    RequestSent,
+    ResponseReceived,
+    RetryScheduled,
+)
 from ._progress import EventKind, Progress, ProgressEvent
 
 if TYPE_CHECKING:
@@ -41,7 +49,18 @@ class Item:
     attempts: int = 0
     retry_notes: int = 0
     sent: bool = False
+    # An attempt went out and no error status came back for it (it may be running or billed).
+    awaiting: bool = False
+    # Attempts whose answer was lost after sending (retried only under retry_unknown_outcome).
+    lost: int = 0
     response: ImagesResponse | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        """Whether the server may have run (and billed) this item's request: some attempt
+        went out without an error status coming back. Waiting for a rate limiter or a slot,
+        or an attempt answered 429/5xx, leaves no doubt."""
+        return self.awaiting or self.lost > 0
 
 
 class Tally:
@@ -90,12 +109,24 @@ class Tally:
             return
         p = self.progress
         if isinstance(event, RequestSent):
+            # Published once the rate limiter and the concurrency slot let the attempt go:
+            # only from here on may the server have the request.
+            item.sent = True
+            item.awaiting = True
             item.attempts += 1
             if item.attempts - 1 > item.retry_notes:
                 p.retries += 1
                 self.emit("retrying", item.id, attempt=item.attempts - 1, line=item.request.line)
+        elif isinstance(event, ResponseReceived):
+            if event.status >= 300:
+                item.awaiting = False  # an error status: the server did not run it
         elif isinstance(event, RetryScheduled):
             item.retry_notes += 1
+            # The attempt is over. The client retries a paid request only when the server
+            # provably did not run it, except a lost answer under retry_unknown_outcome.
+            item.awaiting = False
+            if isinstance(event.error, OutcomeUnknownError):
+                item.lost += 1
             # 429s are counted by their own RateLimited event, sent for every 429.
             if item.retry_notes > item.attempts - 1:
                 p.retries += 1

@@ -29,6 +29,7 @@ from ._files import (
     check_on_exists,
     final_path,
     retrieve,
+    safe_component,
     save_error,
 )
 from ._hooks import DownloadRetry, Hooks
@@ -66,22 +67,34 @@ def _blocked_error(image: _Image) -> ImageBlockedError:
 
 
 def _stem_of(image: _Image) -> str:
+    """The default file stem; server values in it are made safe by ``safe_component``."""
     stem = getattr(image, "stem", None)
-    if isinstance(stem, str) and stem:
-        return stem
-    return f"{image.request_id or 'image'}-{image.index}"
+    if not (isinstance(stem, str) and stem):
+        stem = f"{image.request_id or 'image'}-{image.index}"
+    return safe_component(stem)
 
 
 def _format_name(pattern: str, image: _Image) -> str:
+    if not isinstance(pattern, str) or "\0" in pattern:
+        raise ValidationError("name", pattern, "a str pattern without NUL characters")
     try:
+        # The server's request id is made a harmless name part before it meets the caller's
+        # pattern, so that only the pattern itself can be refused below.
         name = pattern.format(
-            request_id=image.request_id or "image", index=image.index, stem=_stem_of(image)
+            request_id=safe_component(image.request_id or "image"),
+            index=image.index,
+            stem=_stem_of(image),
         )
-    except (KeyError, IndexError, ValueError) as exc:
+    except (KeyError, IndexError, ValueError, AttributeError, TypeError) as exc:
         raise ValidationError(
             "name", pattern, "a pattern using only {request_id}, {index} and {stem}"
         ) from exc
-    if not name or name in (".", "..") or os.sep in name or (os.altsep and os.altsep in name):
+    if (
+        not name
+        or name in (".", "..")
+        or any(sep in name for sep in ("/", "\\", os.sep))
+        or (os.altsep and os.altsep in name)
+    ):
         raise ValidationError("name", pattern, "a plain file name (no directories)")
     return name
 
@@ -316,92 +329,10 @@ class Transfers:
     async def _save_url(
         self, image: _Image, url: str, target: Path, is_dir: bool, stem: str, on_exists: str
     ) -> SavedImage:
-        part: PartFile | None = None
-        # Chunks received and not yet written: kept as they came (no copy) and handed to the
-        # worker thread in batches, written with one writev.
-        pending: list[bytes | bytearray | memoryview] = []
-        pending_bytes = 0
-        # A body that pauses (slow or stalled server) does not keep its bytes only in memory:
-        # after a short idle time they are written in the background.
-        timer: asyncio.TimerHandle | None = None
-        background: asyncio.Future[bool] | None = None
-        loop = asyncio.get_running_loop()
-
-        def flush_in_background() -> None:
-            nonlocal pending, pending_bytes, timer, background
-            timer = None
-            if part is None or not pending or background is not None:
-                return
-            pieces, pending, pending_bytes = pending, [], 0
-            background = asyncio.ensure_future(part.put(pieces))
-
-        async def settle() -> None:
-            nonlocal background
-            if background is not None:
-                done, background = background, None
-                await done
-
-        async def restart() -> bool:
-            # Bytes buffered or written from the earlier attempt are void.
-            nonlocal pending, pending_bytes
-            await settle()
-            pending, pending_bytes = [], 0
-            if part is not None:
-                await part.truncate()
-            return True
-
-        size = self.options.chunk_size
-        batch = max(size, _BATCH)
-        # Well within the stall timeout, so that the bytes are on disk before a retry.
-        idle = min(_IDLE_FLUSH, self.options.stall_timeout / 4)
-        fetch = self._fetch(image, url, size, restart)
-        try:
-            async with contextlib.aclosing(fetch.chunks()) as chunks:
-                async for chunk in chunks:
-                    if part is None:
-                        assert fetch.mime is not None
-                        final = final_path(target, is_dir, stem, fetch.mime)
-                        part = PartFile(
-                            final, fsync=self.options.fsync, url=url, writers=self._writers
-                        )
-                    pending.append(chunk)
-                    pending_bytes += len(chunk)
-                    # A Range resume asks from fetch.received, which counts these pending
-                    # bytes too: they stay here and are written in order before what follows.
-                    if pending_bytes >= batch:
-                        if timer is not None:
-                            timer.cancel()
-                            timer = None
-                        await settle()
-                        pieces, pending, pending_bytes = pending, [], 0
-                        await part.put(pieces)
-                    elif timer is None:
-                        timer = loop.call_later(idle, flush_in_background)
-            if timer is not None:
-                timer.cancel()
-                timer = None
-            await settle()
-            if part is None:  # pragma: no cover  (_Fetch raises on an empty body)
-                raise IntegrityError(f"{url} answered with an empty body", url=url)
-            if fetch.total is not None and part.size + pending_bytes != fetch.total:
-                raise IntegrityError(
-                    f"{url}: wrote {part.size + pending_bytes} bytes, expected {fetch.total}",
-                    url=url,
-                )
-            assert fetch.mime is not None
-            last, pending, pending_bytes = pending, [], 0
-            skipped = await part.put(last, commit=on_exists)
-        except BaseException:
-            if timer is not None:
-                timer.cancel()
-            if background is not None:
-                background.cancel()
-                # Retrieved, so that asyncio does not log it; abort() waits for its thread.
-                background.add_done_callback(retrieve)
-            if part is not None:
-                await part.abort()
-            raise
-        return self._result(image, part, fetch.mime, "url", skipped)
+        job = _UrlSave(self, image, url)
+        part = await job.run(target, is_dir, stem, on_exists)
+        assert job.fetch.mime is not None
+        return self._result(image, part, job.fetch.mime, "url", job.skipped)
 
     def _result(
         self, image: _Image, part: PartFile, mime: str, source: str, skipped: bool
@@ -417,3 +348,141 @@ class Transfers:
             request_id=image.request_id,
             skipped=skipped,
         )
+
+
+class _UrlSave:
+    """The state of saving one URL image: a class rather than closures, so that each save
+    allocates one object and its methods (no per-image function objects and cells)."""
+
+    __slots__ = (
+        "_background",
+        "_pending",
+        "_pending_bytes",
+        "_timer",
+        "_transfers",
+        "fetch",
+        "image",
+        "part",
+        "skipped",
+        "url",
+    )
+
+    def __init__(self, transfers: Transfers, image: _Image, url: str) -> None:
+        self._transfers = transfers
+        self.image = image
+        self.url = url
+        self.part: PartFile | None = None
+        # Chunks received and not yet written: kept as they came (no copy) and handed to the
+        # worker thread in batches, written with one writev.
+        self._pending: list[bytes | bytearray | memoryview] = []
+        self._pending_bytes = 0
+        # A body that pauses (slow or stalled server) does not keep its bytes only in memory:
+        # after a short idle time they are written in the background.
+        self._timer: asyncio.TimerHandle | None = None
+        self._background: asyncio.Future[bool] | None = None
+        self.skipped = False
+        options = transfers.options
+        self.fetch = Fetch(
+            transfers._session(),
+            url,
+            options,
+            options.chunk_size,
+            self._restart,
+            self._on_retry,
+        )
+
+    def _on_retry(self, attempt: int, delay: float, reason: str, error: DownloadError) -> None:
+        hooks = self._transfers._hooks
+        if hooks:
+            hooks.emit(
+                DownloadRetry(
+                    url=self.url,
+                    attempt=attempt,
+                    delay=delay,
+                    reason=reason,
+                    error=error,
+                    origin=self.image,
+                )
+            )
+
+    def _flush_in_background(self) -> None:
+        self._timer = None
+        part = self.part
+        if part is None or not self._pending or self._background is not None:
+            return
+        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+        self._background = asyncio.ensure_future(part.put(pieces))
+
+    async def _settle(self) -> None:
+        if self._background is not None:
+            done, self._background = self._background, None
+            await done
+
+    async def _restart(self) -> bool:
+        # Bytes buffered or written from the earlier attempt are void.
+        await self._settle()
+        self._pending, self._pending_bytes = [], 0
+        if self.part is not None:
+            await self.part.truncate()
+        return True
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def run(self, target: Path, is_dir: bool, stem: str, on_exists: str) -> PartFile:
+        """Download and write the image; returns the committed part file."""
+        options = self._transfers.options
+        writers = self._transfers._writers
+        fetch = self.fetch
+        url = self.url
+        batch = max(options.chunk_size, _BATCH)
+        # Well within the stall timeout, so that the bytes are on disk before a retry.
+        idle = min(_IDLE_FLUSH, options.stall_timeout / 4)
+        loop = asyncio.get_running_loop()
+        try:
+            async with contextlib.aclosing(fetch.chunks()) as chunks:
+                async for chunk in chunks:
+                    part = self.part
+                    if part is None:
+                        assert fetch.mime is not None
+                        final = final_path(target, is_dir, stem, fetch.mime)
+                        part = self.part = PartFile(
+                            final, fsync=options.fsync, url=url, writers=writers
+                        )
+                    self._pending.append(chunk)
+                    self._pending_bytes += len(chunk)
+                    # A Range resume asks from fetch.received, which counts these pending
+                    # bytes too: they stay here and are written in order before what follows.
+                    if self._pending_bytes >= batch:
+                        self._cancel_timer()
+                        await self._settle()
+                        pieces, self._pending, self._pending_bytes = self._pending, [], 0
+                        await part.put(pieces)
+                    elif self._timer is None:
+                        self._timer = loop.call_later(idle, self._flush_in_background)
+            self._cancel_timer()
+            await self._settle()
+            part = self.part
+            if part is None:  # pragma: no cover  (Fetch raises on an empty body)
+                raise IntegrityError(f"{url} answered with an empty body", url=url)
+            if fetch.total is not None and part.size + self._pending_bytes != fetch.total:
+                raise IntegrityError(
+                    f"{url}: wrote {part.size + self._pending_bytes} bytes, expected {fetch.total}",
+                    url=url,
+                )
+            assert fetch.mime is not None
+            last, self._pending, self._pending_bytes = self._pending, [], 0
+            self.skipped = await part.put(last, commit=on_exists)
+        except BaseException:
+            self._cancel_timer()
+            background = self._background
+            if background is not None:
+                background.cancel()
+                # Retrieved, so that asyncio does not log it; abort() waits for its thread.
+                background.add_done_callback(retrieve)
+            if self.part is not None:
+                await self.part.abort()
+            raise
+        return part

@@ -18,9 +18,11 @@ from typing import Any
 
 import aiohttp
 import attrs
+from multidict import CIMultiDict
 
+from . import _jsonslice as jsonslice
 from ._b64stream import B64ResponseScanner
-from ._config import Timeout
+from ._config import DEFAULT_MAX_ANSWER_BYTES, Timeout
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -32,6 +34,7 @@ from ._errors import (
     RateLimitError,
     status_error_class,
 )
+from ._gate import budgets
 from ._retry import parse_retry_after
 from ._version import __version__
 
@@ -41,7 +44,7 @@ __all__ = ["Answer", "Secret", "Transport", "dumps", "trace_config"]
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
 _MAX_ERROR_BODY = 64 * 1024
-# Skeletons (the JSON without base64 payloads) above this are parsed off the event loop.
+# Request bodies above this (edit data URIs) are encoded off the event loop.
 _LARGE_JSON = 512 * 1024
 
 
@@ -59,10 +62,35 @@ class Secret:
     def redact(self, text: str) -> str:
         return text.replace(self._value, "***") if self._value else text
 
+    def redact_bytes(self, data: bytes) -> bytes:
+        if not self._value:
+            return data
+        needle = self._value.encode("latin-1")
+        return data.replace(needle, b"***") if needle in data else data
+
+    def redact_optional(self, text: str | None) -> str | None:
+        return None if text is None else self.redact(text)
+
+    def redact_headers(self, headers: Mapping[str, str]) -> CIMultiDict[str]:
+        """A copy of response ``headers`` fit to keep in an error: credential headers a server
+        echoes are dropped, and the key is masked in every other value."""
+        out: CIMultiDict[str] = CIMultiDict()
+        for name, value in headers.items():
+            if name.lower() in _CREDENTIAL_HEADERS:
+                continue
+            out.add(name, self.redact(value))
+        return out
+
     def __repr__(self) -> str:
         return "'***'"
 
     __str__ = __repr__
+
+
+# Headers that carry credentials: never kept from an answer, whatever their value.
+_CREDENTIAL_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "set-cookie2", "x-api-key"}
+)
 
 
 class _SendState:
@@ -127,12 +155,39 @@ class Transport:
         traced: the session carries :func:`trace_config`, so a failure before the request
             headers went out is known to be retry-safe. Without it (a caller's session),
             anything past connecting counts as sent.
+        max_answer_bytes: the cap on a 2xx answer, counted after decompression.
     """
 
-    def __init__(self, key: Secret, base_url: str, *, traced: bool) -> None:
+    def __init__(
+        self,
+        key: Secret,
+        base_url: str,
+        *,
+        traced: bool,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
+    ) -> None:
         self._key = key
         self._base_url = base_url
         self._traced = traced
+        self._max_answer = max_answer_bytes
+        # Built once, not per attempt (aiohttp copies them): fewer allocations per request.
+        self._headers = {
+            "Authorization": f"Bearer {key.get()}",
+            "Accept": "application/json",
+            "User-Agent": f"xai-images/{__version__}",
+        }
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
+
+    def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
+        found = self._timeouts.get(timeout)
+        if found is None:
+            if len(self._timeouts) >= 64:  # calls with ever-new timeouts: stay bounded
+                self._timeouts.clear()
+            found = self._timeouts[timeout] = aiohttp.ClientTimeout(
+                total=timeout.request, sock_connect=timeout.connect
+            )
+        return found
 
     async def send(
         self,
@@ -140,12 +195,11 @@ class Transport:
         method: str,
         url: str,
         log_path: str,
-        data: bytes | None,
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
-        *,
-        content_type: str | None = None,
     ) -> Answer:
-        """Send one attempt and return its 2xx answer (``data`` is JSON unless ``content_type``).
+        """Send one attempt and return its 2xx answer. ``data`` is a JSON body, or a raw body
+        and its content type (a multipart upload).
 
         Raises:
             APIStatusError: (a subclass per status) any non-2xx answer.
@@ -155,13 +209,10 @@ class Transport:
             APIResponseError: a 2xx answer that is not the documented JSON.
             ConfigurationError: the URL is invalid.
         """
-        headers = {
-            "Authorization": f"Bearer {self._key.get()}",
-            "Accept": "application/json",
-            "User-Agent": f"xai-images/{__version__}",
-        }
-        if data is not None:
-            headers["Content-Type"] = content_type or "application/json"
+        headers = self._json_headers if data is not None else self._headers
+        if isinstance(data, tuple):
+            raw, content_type = data
+            data, headers = raw, {**self._headers, "Content-Type": content_type}
         state = _SendState()
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -173,25 +224,34 @@ class Transport:
                 url,
                 data=data,
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=timeout.request, sock_connect=timeout.connect),
+                timeout=self._client_timeout(timeout),
                 allow_redirects=False,  # a redirect must never carry the key elsewhere
                 raise_for_status=False,
                 trace_request_ctx=state,
             ) as resp:
                 status = resp.status
-                request_id = resp.headers.get("x-request-id")
+                # A server may echo anything, the key included, in any header.
+                request_id = self._key.redact_optional(resp.headers.get("x-request-id"))
                 if not 200 <= status < 300:
                     error = await self._status_error(resp, method, log_path, request_id)
                     _log_exchange(method, log_path, str(status), started, request_id)
                     raise error
+                self._check_announced_size(resp, method, log_path)
                 scanner = B64ResponseScanner()
+                received = 0
+                # Every answer on this loop decodes from one budget per loop iteration: N
+                # answers arriving together are decoded over several iterations, not N chunks
+                # (~0.3 ms each) in one.
+                decode = budgets().decode
                 try:
+                    # aiohttp hands over decompressed data a bounded piece at a time, so counting
+                    # here stops a compression bomb before it grows past the cap.
                     async for chunk in resp.content.iter_chunked(_READ_CHUNK):
+                        received += len(chunk)
+                        if received > self._max_answer:
+                            raise self._too_large(method, log_path, status, started, request_id)
+                        await decode.spend(len(chunk))
                         scanner.feed(chunk)
-                        # iter_chunked does not suspend while data is buffered: yield, so that
-                        # a body already received (a few MB of base64, ~0.6 ms per chunk to
-                        # decode) is decoded over several loop iterations, not in one step.
-                        await asyncio.sleep(0)
                     skeleton, payloads = scanner.close()
                 except ValueError as exc:
                     if isinstance(exc, aiohttp.ClientError):
@@ -203,7 +263,7 @@ class Transport:
                         method=method,
                         path=log_path,
                     ) from exc
-                answer_headers = resp.headers
+                answer_headers = self._key.redact_headers(resp.headers)
         except APIError:
             raise
         except aiohttp.InvalidURL as exc:
@@ -211,8 +271,43 @@ class Transport:
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             raise self._transport_error(exc, state, method, log_path, started, status) from exc
         _log_exchange(method, log_path, str(status), started, request_id)
+        # The key echoed in the answer (a revised prompt, a URL) must not reach the manifest.
+        skeleton = self._key.redact_bytes(skeleton)
         body = await _loads(skeleton, method, log_path) if skeleton.strip() else None
         return Answer(status, answer_headers, request_id, body, payloads)
+
+    def _check_announced_size(
+        self, resp: aiohttp.ClientResponse, method: str, log_path: str
+    ) -> None:
+        """Refuse at once an uncompressed answer whose Content-Length is over the cap."""
+        length = resp.content_length
+        if (
+            length is not None
+            and length > self._max_answer
+            and not resp.headers.get("Content-Encoding", "").strip()
+        ):
+            raise self._too_large(
+                method, log_path, resp.status, None, resp.headers.get("x-request-id")
+            )
+
+    def _too_large(
+        self,
+        method: str,
+        log_path: str,
+        status: int,
+        started: float | None,
+        request_id: str | None,
+    ) -> APIResponseError:
+        if started is not None:
+            _log_exchange(method, log_path, f"{status} too large", started, request_id)
+        cap = self._max_answer
+        return APIResponseError(
+            f"the answer to {method} {log_path} is larger than {cap} bytes "
+            f"({cap / 1048576:g} MiB) after decompression; it was not read further. Raise "
+            "AsyncClient(max_answer_bytes=...) if answers this large are expected",
+            method=method,
+            path=log_path,
+        )
 
     def _transport_error(
         self,
@@ -280,24 +375,25 @@ class Transport:
         except ValueError:
             parsed = None
         message, code = _error_message(parsed, text)
+        headers = self._key.redact_headers(resp.headers)
         if 300 <= status < 400:
             message = (
-                f"the API answered a redirect to {resp.headers.get('Location', '?')!r}; it is "
+                f"the API answered a redirect to {headers.get('Location', '?')!r}; it is "
                 "not followed, so that the API key never goes to another URL. Check base_url"
             )
-        message = message or resp.reason or "no message"
+        message = message or self._key.redact(resp.reason or "") or "no message"
         cls = status_error_class(status)
         kwargs: dict[str, Any] = {
             "status_code": status,
             "request_id": request_id,
             "code": code,
-            "headers": resp.headers,
+            "headers": headers,
             "body": parsed if parsed is not None else text,
             "method": method,
             "path": log_path,
         }
         if cls is RateLimitError:
-            return RateLimitError(message, retry_after=parse_retry_after(resp.headers), **kwargs)
+            return RateLimitError(message, retry_after=parse_retry_after(headers), **kwargs)
         return cls(message, **kwargs)
 
 
@@ -318,8 +414,14 @@ def _log_exchange(
     )
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
 async def dumps(body: Mapping[str, Any]) -> bytes:
     """``body`` as compact UTF-8 JSON; large ones (edit data URIs) encoded off the loop."""
+    if _flat_and_small(body):
+        # A generation: a few scalars and a prompt. No walk for nested data URIs.
+        return _encode(body)
     if _approx_large(body):
         return await asyncio.to_thread(_encode, body)
     return _encode(body)
@@ -327,6 +429,16 @@ async def dumps(body: Mapping[str, Any]) -> bytes:
 
 def _encode(body: Mapping[str, Any]) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _flat_and_small(body: Mapping[str, Any]) -> bool:
+    text = 0
+    for value in body.values():
+        if type(value) is str:
+            text += len(value)
+        elif not isinstance(value, _SCALARS):
+            return False
+    return text <= _LARGE_JSON
 
 
 def _approx_large(body: Mapping[str, Any]) -> bool:
@@ -345,10 +457,9 @@ def _approx_large(body: Mapping[str, Any]) -> bool:
 
 async def _loads(skeleton: bytes, method: str, log_path: str) -> Any:
     try:
-        if len(skeleton) > _LARGE_JSON:
-            return await asyncio.to_thread(json.loads, skeleton)
-        return json.loads(skeleton)
-    except ValueError as exc:
+        # In slices: json.loads keeps the GIL, so even a thread would stall the event loop.
+        return await jsonslice.loads(skeleton)
+    except (ValueError, RecursionError) as exc:
         raise APIResponseError(
             f"the answer to {method} {log_path} is not JSON: {exc}", method=method, path=log_path
         ) from exc

@@ -1,12 +1,13 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
-Start a job with ``client.batch(...)`` (it returns a :class:`BatchRun`); iterate it for one
-:class:`Outcome` per item. A JSONL job file is read with :func:`load_jobs`; the job's manifest
-(one :class:`ManifestRecord` per finished item) with :func:`load_manifest`; its gallery page is
-written by :func:`write_gallery`. :class:`Progress` and :class:`ProgressEvent` are what
+Start a job with ``client.batch(...)`` (it returns a `BatchRun`); iterate it for one
+`Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
+(one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
+written by `write_gallery`. `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 
-Through xAI's Batch API (``client.batch(..., via="batch-api")``) the job is a
+Through xAI's Batch API (``client.batch(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
+:class:`BatchAPI` options) the job is a
 :class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
 :class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and
 ``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
@@ -21,7 +22,7 @@ from ._batch_models import (
     FileObject,
     ResultsPage,
 )
-from ._batch_remote import RemoteBatchRun
+from ._batch_remote import BatchAPI, RemoteBatchRun
 from ._batches import BatchLimits
 from ._gallery import write_gallery
 from ._jobs import InvalidJob, load_jobs
@@ -32,6 +33,7 @@ from ._remote_state import RemoteProgress
 
 __all__ = [
     "Batch",
+    "BatchAPI",
     "BatchLimits",
     "BatchRequestState",
     "BatchResult",

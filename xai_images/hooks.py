@@ -2,8 +2,8 @@
 
 Attach a callback with ``AsyncClient(event_hooks=[callback])`` or
 ``client.add_event_hook(callback)``; it receives one event object per occurrence:
-:class:`RequestSent`, :class:`ResponseReceived`, :class:`RetryScheduled`, :class:`RateLimited`,
-:class:`DownloadRetry` and :class:`CostReported`. ``EventHook`` is the callback type
+`RequestSent`, `ResponseReceived`, `RetryScheduled`, `RateLimited`,
+`DownloadRetry` and `CostReported`. ``EventHook`` is the callback type
 (``Callable[[Event], None]``) and ``Event`` the union of the event classes. Callbacks run on the
 event loop, synchronously: keep them quick. A callback that raises is logged and ignored, so an
 observer's bug never turns a paid success into a failure.

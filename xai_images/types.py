@@ -2,7 +2,7 @@
 
 - ``ImageInput``: what an edit accepts as an input image: a URL or data URI (``str``), a local
   path (``str`` or ``os.PathLike``), ``bytes``/``bytearray``/``memoryview``, a binary file
-  object, or a :class:`xai_images.FileId`.
+  object, or a `xai_images.FileId`.
 - ``OnExists``: what saving does when the target file exists: ``"overwrite"``, ``"skip"``
   (keep an identical file) or ``"fail"``.
 """

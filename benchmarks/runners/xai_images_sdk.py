@@ -54,4 +54,4 @@ async def setup(args: Args) -> AsyncIterator[Job]:
 
 
 if __name__ == "__main__":
-    main("xai_images", setup, {"xai-images": version("xai-images")})
+    main("xai_images", setup, {"xai-images": version("xai-images"), "from": xai_images.__file__})

@@ -4,11 +4,13 @@
 Files API, plus an image host on 127.0.0.1, with switches for latency, scripted errors, dropped
 connections, rate limits, moderation, expiring URLs and faulty downloads. ``FakeClock`` moves
 the fake's time by hand (batch processing, URL expiry). ``instant_retries()`` makes every retry
-backoff of the SDK return at once, so tests of retry paths run fast. See ``docs/testing.md``.
+backoff of the SDK return at once, so tests of retry paths run fast. ``sample_image()`` gives
+real image bytes, e.g. as edit inputs. See ``docs/testing.md``.
 """
 
 from .._public import publish
 from .._retry import instant_retries
+from ._imagegen import sample_image
 from ._ledger import Ledger, RecordedRequest
 from ._replies import Reply
 from ._server import FakeXAIServer
@@ -23,6 +25,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "instant_retries",
+    "sample_image",
 ]
 
 publish(__name__, globals())

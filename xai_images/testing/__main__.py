@@ -14,9 +14,13 @@ import signal
 import sys
 from collections.abc import Sequence
 
+import attrs
+
 from ._imagegen import FORMATS
 from ._server import FakeXAIServer
-from ._settings import check_loopback
+from ._settings import FakeSettings, check_loopback
+
+_SETTINGS = frozenset(field.name for field in attrs.fields(FakeSettings))
 
 __all__ = ["main"]
 
@@ -32,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         "--api-key", default=None, help="require this key (default: any non-empty token)"
     )
     parser.add_argument("--image-bytes", type=int, default=4096, help="size of served images")
-    parser.add_argument("--format", choices=FORMATS, default="png", help="image format")
+    parser.add_argument(
+        "--format", dest="image_format", choices=FORMATS, default="png", help="image format"
+    )
     parser.add_argument("--generation-latency", type=float, default=0.0, metavar="S")
     parser.add_argument("--download-latency", type=float, default=0.0, metavar="S")
     parser.add_argument("--rps-limit", type=float, default=None, metavar="R")
@@ -43,7 +49,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="F",
         help="probability of a random fault on each generation and each download",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random faults")
+    parser.add_argument(
+        "--seed",
+        dest="fault_seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="seed of the random faults",
+    )
     parser.add_argument(
         "--batch-processing-seconds",
         type=float,
@@ -66,16 +79,10 @@ async def _serve(args: argparse.Namespace) -> None:
         args.api_key,
         host=args.host,
         port=args.port,
-        image_bytes=args.image_bytes,
-        image_format=args.format,
-        generation_latency=args.generation_latency,
-        download_latency=args.download_latency,
-        rps_limit=args.rps_limit,
         generation_fault_rate=args.fault_rate,
         download_fault_rate=args.fault_rate,
-        fault_seed=args.seed,
-        batch_processing_seconds=args.batch_processing_seconds,
-        batch_failure_rate=args.batch_failure_rate,
+        # Options whose destination is named like a FakeSettings field go to it as they are.
+        **{name: value for name, value in vars(args).items() if name in _SETTINGS},
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

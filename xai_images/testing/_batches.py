@@ -154,6 +154,19 @@ class BatchAPI:
         window.append(now)
         return None
 
+    async def _admit(
+        self,
+        request: web.Request,
+        window: collections.deque[float],
+        limit: int | None,
+        span: float,
+    ) -> dict[str, Any] | web.Response:
+        """429 past the call limit (see ``_limited``), else the JSON body (or the error it got)."""
+        limited = self._limited(window, limit, span)
+        if limited is not None:
+            return limited
+        return await self._core.read_json(request)
+
     def _page(
         self,
         request: web.Request,
@@ -187,11 +200,7 @@ class BatchAPI:
     async def _create(self, request: web.Request) -> web.StreamResponse:
         async def run() -> web.StreamResponse:
             core = self._core
-            settings = core.settings
-            limited = self._limited(self._creates, settings.batch_create_limit, 1.0)
-            if limited is not None:
-                return limited
-            body = await core.read_json(request)
+            body = await self._admit(request, self._creates, core.settings.batch_create_limit, 1.0)
             if isinstance(body, web.Response):
                 return body
             name = body.get("name")
@@ -216,42 +225,41 @@ class BatchAPI:
 
         return await run_scripted(self._core, request, "list", run)
 
-    async def _get(self, request: web.Request) -> web.StreamResponse:
+    async def _on_batch(
+        self,
+        request: web.Request,
+        route: str,
+        handle: Callable[[Batch], web.StreamResponse],
+    ) -> web.StreamResponse:
+        """The scripted reply for ``route``, else ``handle`` the batch named in the path (404)."""
+
         async def run() -> web.StreamResponse:
             batch = self._find(request)
-            return (
-                batch if isinstance(batch, web.Response) else json_answer(self._batch_json(batch))
-            )
+            return batch if isinstance(batch, web.Response) else handle(batch)
 
-        return await run_scripted(self._core, request, "get", run)
+        return await run_scripted(self._core, request, route, run)
+
+    async def _get(self, request: web.Request) -> web.StreamResponse:
+        return await self._on_batch(request, "get", lambda b: json_answer(self._batch_json(b)))
 
     async def _cancel(self, request: web.Request) -> web.StreamResponse:
-        async def run() -> web.StreamResponse:
-            await request.read()  # no body, or {}: either is fine
-            batch = self._find(request)
-            if isinstance(batch, web.Response):
-                return batch
+        def cancel(batch: Batch) -> web.StreamResponse:
             self.store.cancel(batch)
             return json_answer(self._batch_json(batch))
 
-        return await run_scripted(self._core, request, "cancel", run)
+        await request.read()  # no body, or {}: either is fine
+        return await self._on_batch(request, "cancel", cancel)
 
     async def _requests(self, request: web.Request) -> web.StreamResponse:
-        async def run() -> web.StreamResponse:
-            batch = self._find(request)
-            if isinstance(batch, web.Response):
-                return batch
+        def page(batch: Batch) -> web.StreamResponse:
             requests = list(batch.requests.values())
             scope = f"requests:{batch.id}"
             return self._page(request, scope, requests, "batch_request_metadata", self._meta_json)
 
-        return await run_scripted(self._core, request, "requests", run)
+        return await self._on_batch(request, "requests", page)
 
     async def _results(self, request: web.Request) -> web.StreamResponse:
-        async def run() -> web.StreamResponse:
-            batch = self._find(request)
-            if isinstance(batch, web.Response):
-                return batch
+        def page(batch: Batch) -> web.StreamResponse:
             if self._core.now() >= batch.expires:
                 return self._core.error(
                     404, f"Batch {batch.id} has expired; its results are no longer available."
@@ -260,16 +268,15 @@ class BatchAPI:
             render = self.store.result_json
             return self._page(request, f"results:{batch.id}", view, "results", render)
 
-        return await run_scripted(self._core, request, "results", run)
+        return await self._on_batch(request, "results", page)
 
     async def _add(self, request: web.Request) -> web.StreamResponse:
         async def run() -> web.StreamResponse:
             core = self._core
             settings = core.settings
-            limited = self._limited(self._adds, settings.batch_add_limit, settings.batch_add_window)
-            if limited is not None:
-                return limited
-            body = await core.read_json(request)
+            body = await self._admit(
+                request, self._adds, settings.batch_add_limit, settings.batch_add_window
+            )
             if isinstance(body, web.Response):
                 return body
             entries = body.get("batch_requests")

@@ -10,6 +10,7 @@ import math
 import random
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -286,14 +287,58 @@ class ServerCore:
         raise Dropped
 
 
-async def send_json(request: web.Request, answer: dict[str, Any]) -> web.StreamResponse:
+async def send_json(
+    request: web.Request, answer: dict[str, Any], *, headers: Mapping[str, str] | None = None
+) -> web.StreamResponse:
     """Answer 200 JSON, streamed: web.Response warns about bodies over 1 MiB (b64 images)."""
     payload = json.dumps(answer).encode()
-    response = web.StreamResponse(
-        headers={"Content-Type": "application/json", "x-request-id": str(uuid.uuid4())}
-    )
+    out = {"Content-Type": "application/json", "x-request-id": str(uuid.uuid4())}
+    out.update(headers or {})
+    response = web.StreamResponse(headers=out)
     response.content_length = len(payload)
     await response.prepare(request)
     await response.write(payload)
     await response.write_eof()
+    return response
+
+
+_PAD_CHUNK = 1 << 20
+
+
+async def send_padded(
+    request: web.Request, answer: dict[str, Any], size: int, *, gzip: bool, chunked: bool = False
+) -> web.StreamResponse:
+    """Answer 200 with ``answer`` padded to about ``size`` bytes of JSON (a ``"padding"`` list
+    of 1 KiB strings of zeros), streamed a MiB at a time; gzip-compressed on the fly when
+    ``gzip`` (a compression bomb: about 1 KB on the wire per MB)."""
+    head = json.dumps(answer).encode()[:-1] + b', "padding": ['
+    tail = b'"0"]}'
+    unit = b'"' + b"0" * 1021 + b'",'
+    padding = max(0, size - len(head) - len(tail)) // len(unit) * len(unit)
+    headers = {"Content-Type": "application/json", "x-request-id": str(uuid.uuid4())}
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31) if gzip else None
+    if compressor is not None:
+        headers["Content-Encoding"] = "gzip"
+    elif not chunked:
+        headers["Content-Length"] = str(len(head) + padding + len(tail))
+    response = web.StreamResponse(headers=headers)
+    if compressor is not None or chunked:
+        response.enable_chunked_encoding()
+    await response.prepare(request)
+
+    async def put(data: bytes) -> None:
+        await response.write(compressor.compress(data) if compressor is not None else data)
+
+    try:
+        await put(head)
+        block = unit * (_PAD_CHUNK // len(unit))
+        while padding > 0:
+            await put(block[: min(padding, _PAD_CHUNK)])
+            padding -= _PAD_CHUNK
+        await put(tail)
+        if compressor is not None:
+            await response.write(compressor.flush())
+        await response.write_eof()
+    except (ConnectionError, RuntimeError):
+        pass  # the client stopped reading (the point of these answers)
     return response

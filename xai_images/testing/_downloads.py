@@ -53,6 +53,9 @@ class ImageHost:
         fault_rate = settings.download_fault_rate
         if script is None and fault_rate and core.random() < fault_rate:
             script = Reply.error(500) if core.random() < 0.5 else Reply.truncate()
+        truncate_rate = settings.download_truncate_rate
+        if script is None and truncate_rate and core.random() < truncate_rate:
+            script = Reply.truncate()
         if script is not None and script.kind == "error":
             headers = dict(script.headers or {})
             if script.retry_after is not None:

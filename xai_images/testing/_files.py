@@ -57,17 +57,19 @@ class FilesAPI:
     """The Files API routes and store."""
 
     def __init__(self, core: ServerCore) -> None:
-        self._core = core
         self._files: dict[str, StoredFile] = {}
+        self._core = core
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the application."""
+        one = "/v1/files/{file_id}"
+        content = one + "/content"
         return [
             web.post("/v1/files", self._upload),
             web.get("/v1/files", self._list, allow_head=False),
-            web.get("/v1/files/{file_id}", self._get, allow_head=False),
-            web.delete("/v1/files/{file_id}", self._delete),
-            web.get("/v1/files/{file_id}/content", self._content, allow_head=False),
+            web.get(one, self._get, allow_head=False),
+            web.delete(one, self._delete),
+            web.get(content, self._content, allow_head=False),
         ]
 
     def live(self, file_id: str) -> StoredFile | None:

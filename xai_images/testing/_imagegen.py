@@ -20,6 +20,7 @@ __all__ = [
     "MIME_TYPES",
     "image_b64",
     "image_data",
+    "sample_image",
     "variant_count",
     "variant_for",
 ]
@@ -35,6 +36,21 @@ _VARIANT_BUDGET = 64 * 1024 * 1024
 _images: dict[tuple[str, int, int], bytes] = {}
 _b64: dict[tuple[str, int, int, bool], str] = {}
 _padding_cache: dict[int, bytes] = {}
+
+
+def sample_image(fmt: str = "png", size: int = 4096, variant: int = 0) -> bytes:
+    """Real image bytes like the fake serves: an input file for edits in tests.
+
+    Args:
+        fmt: ``"png"``, ``"jpeg"`` or ``"webp"``.
+        size: wanted byte size (exact when the bare picture is smaller, a few bytes short where
+            a format cannot pad the remainder).
+        variant: which picture; different variants of one format and size differ.
+
+    Raises:
+        ValueError: unknown format.
+    """
+    return image_data(fmt, size, variant % variant_count(size))
 
 
 def variant_count(size: int) -> int:

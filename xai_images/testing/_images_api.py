@@ -10,7 +10,7 @@ from typing import Any
 import attrs
 from aiohttp import web
 
-from ._core import ServerCore, send_json
+from ._core import ServerCore, send_json, send_padded
 from ._settings import DEFAULT_MODEL, TICKS_PER_IMAGE, TICKS_PER_INPUT_IMAGE
 from ._validation import validate_body
 
@@ -30,6 +30,30 @@ class _Deferred:
 def deliverable(images: list[dict[str, Any]]) -> int:
     """How many images carry a ``url`` or ``b64_json``."""
     return sum(1 for i in images if i.get("url") or i.get("b64_json"))
+
+
+def _store(images: list[dict[str, Any]], options: Any) -> None:
+    """Add the published ``file_output`` (or ``storage_error``) of each image when the request
+    asked for Files-store output with ``storage_options``."""
+    if not isinstance(options, dict):
+        return
+    filename = options.get("filename")
+    for index, image in enumerate(images):
+        if not (image.get("url") or image.get("b64_json")):
+            continue
+        if not isinstance(filename, str) or not filename:
+            image["storage_error"] = "storage_options.filename is required"
+            continue
+        expires = int(time.time()) + int(options.get("expires_after") or 86400)
+        output: dict[str, Any] = {
+            "file_id": f"file-{uuid.uuid4().hex[:24]}",
+            "filename": filename if len(images) == 1 else f"{index}-{filename}",
+            "expires_at": expires,
+        }
+        if options.get("public_url"):
+            output["public_url"] = f"https://files.example.invalid/{output['file_id']}"
+            output["public_url_expires_at"] = expires
+        image["file_output"] = output
 
 
 def ticks_for(body: dict[str, Any], *, edit: bool) -> int:
@@ -91,15 +115,19 @@ class ImageAPI:
         usage = {"cost_in_usd_ticks": ticks}
         model = body.get("model") or DEFAULT_MODEL
 
-        if script is not None and script.kind == "drop":
+        dropping = script is not None and script.kind == "drop"
+        rate = settings.drop_after_billing_rate
+        if dropping or (script is None and rate and core.random() < rate):
             core.drop(request)
         if script is not None and script.kind == "hang":
             await asyncio.sleep(script.seconds or 0.0)
 
         if body.get("deferred"):
             request_id = str(uuid.uuid4())
+            stored = core.make_images(prompt, n, "url")
+            _store(stored, body.get("storage_options"))
             self._deferred[request_id] = _Deferred(
-                images=core.make_images(prompt, n, "url"),
+                images=stored,
                 usage=usage,
                 model=model,
                 created=int(time.time()),
@@ -109,9 +137,15 @@ class ImageAPI:
             )
 
         images = core.make_images(prompt, n, body.get("response_format") or "url")
-        core.ledger.images_delivered += deliverable(images)
+        _store(images, body.get("storage_options"))
         answer = {"data": images, "usage": usage, "created": int(time.time()), "model": model}
-        return await send_json(request, answer)
+        if script is not None and script.kind in ("bomb", "huge"):
+            return await send_padded(
+                request, answer, script.size, gzip=script.kind == "bomb", chunked=script.abort
+            )
+        core.ledger.images_delivered += deliverable(images)
+        headers = script.headers if script is not None and script.kind == "ok" else None
+        return await send_json(request, answer, headers=headers)
 
     async def _poll(self, request: web.Request) -> web.StreamResponse:
         core = self._core
@@ -127,14 +161,15 @@ class ImageAPI:
         if job.polls <= core.settings.deferred_pending_polls:
             return web.json_response({"status": "pending"}, status=202, headers=headers)
         if core.settings.deferred_fail:
-            return web.json_response(
-                {"status": "failed", "error": "Image generation failed."}, headers=headers
-            )
+            # The published shape: an error object with a code and a message.
+            failure = {"code": "generation_failed", "message": "Image generation failed."}
+            return web.json_response({"status": "failed", "error": failure}, headers=headers)
         if not job.delivered:
             job.delivered = True
             core.ledger.images_delivered += deliverable(job.images)
         answer = {
             "status": "done",
+            "request_id": request_id,
             "data": job.images,
             "usage": job.usage,
             "created": job.created,

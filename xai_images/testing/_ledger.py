@@ -90,14 +90,15 @@ class Ledger:
     peak_api_concurrency: int = 0
     peak_download_concurrency: int = 0
     files_uploaded: int = 0
-    batches_created: int = 0
-    batch_adds: int = 0
-    batch_requests_added: int = 0
+    # The Batch API's counters.
+    batches_created: int = attrs.field(default=0)
+    batch_adds: int = attrs.field(default=0)
     batch_request_adds: collections.Counter[str] = attrs.Factory(collections.Counter)
-    batch_images_billed: int = 0
-    batch_requests_succeeded: int = 0
-    batch_requests_failed: int = 0
-    batch_requests_cancelled: int = 0
+    batch_requests_added: int = attrs.field(default=0)
+    batch_images_billed: int = attrs.field(default=0)
+    batch_requests_succeeded: int = attrs.field(default=0)
+    batch_requests_failed: int = attrs.field(default=0)
+    batch_requests_cancelled: int = attrs.field(default=0)
 
     def api_requests(self) -> list[RecordedRequest]:
         """The requests to the API host (paths under ``/v1``)."""
@@ -109,23 +110,10 @@ class Ledger:
 
     def clear(self) -> None:
         """Empty the ledger in place (references to it stay valid)."""
-        self.requests.clear()
-        self.images_billed = 0
-        self.images_delivered = 0
-        self.images_downloaded = 0
-        self.downloads_with_auth = 0
-        self.rate_limited = 0
-        self.billed_prompts.clear()
-        self.cost_in_usd_ticks = 0
-        self.requests_started = 0
-        self.peak_api_concurrency = 0
-        self.peak_download_concurrency = 0
-        self.files_uploaded = 0
-        self.batches_created = 0
-        self.batch_adds = 0
-        self.batch_requests_added = 0
-        self.batch_request_adds.clear()
-        self.batch_images_billed = 0
-        self.batch_requests_succeeded = 0
-        self.batch_requests_failed = 0
-        self.batch_requests_cancelled = 0
+        fresh = Ledger()
+        for field in attrs.fields(Ledger):
+            value = getattr(self, field.name)
+            if isinstance(value, (list, collections.Counter)):
+                value.clear()  # in place: references to the lists and counters stay valid too
+            else:
+                setattr(self, field.name, getattr(fresh, field.name))

@@ -28,6 +28,7 @@ class Reply:
     seconds: float | None = None
     fraction: float = 0.5
     abort: bool = False
+    size: int = 0
 
     @classmethod
     def error(
@@ -75,9 +76,27 @@ class Reply:
         return cls("hang", seconds=seconds)
 
     @classmethod
-    def ok(cls) -> Reply:
-        """Pass the request through normally (keeps a place in the queue)."""
-        return cls("ok")
+    def ok(cls, *, headers: dict[str, str] | None = None) -> Reply:
+        """Pass the request through normally (keeps a place in the queue).
+
+        Args:
+            headers: response headers to add or replace on the 200 answer (e.g. a hostile
+                ``x-request-id``).
+        """
+        return cls("ok", headers=dict(headers) if headers else None)
+
+    @classmethod
+    def bomb(cls, size: int = 1 << 30) -> Reply:
+        """API: bill, then answer 200 with ``Content-Encoding: gzip``: a valid JSON answer of
+        ``size`` bytes once decompressed (padded with zeros), a few hundred KB on the wire."""
+        return cls("bomb", size=size)
+
+    @classmethod
+    def huge(cls, size: int, *, announce: bool = True) -> Reply:
+        """API: bill, then answer 200 with a valid JSON answer of ``size`` bytes, streamed
+        (one long string field beside ``data``); with a ``Content-Length`` when ``announce``,
+        else chunked."""
+        return cls("huge", size=size, abort=not announce)
 
     @classmethod
     def truncate(cls, fraction: float = 0.5) -> Reply:
@@ -93,5 +112,5 @@ class Reply:
         return cls("stall", fraction=fraction, seconds=seconds, abort=abort)
 
 
-API_KINDS = frozenset({"error", "drop", "hang", "ok"})
+API_KINDS = frozenset({"error", "drop", "hang", "ok", "bomb", "huge"})
 DOWNLOAD_KINDS = frozenset({"error", "truncate", "stall", "drop", "ok"})

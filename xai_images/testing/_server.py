@@ -11,7 +11,6 @@ import asyncio
 import collections
 import random
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import attrs
@@ -149,12 +148,7 @@ class FakeXAIServer(ServerCore):
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     # --- switches -----------------------------------------------------------------------------

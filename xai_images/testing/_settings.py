@@ -126,6 +126,10 @@ class FakeSettings:
         generation_fault_rate: probability that a generate/edit answers 429 or 500 (half each,
             not billed).
         download_fault_rate: probability that a download answers 500 or is truncated.
+        download_truncate_rate: probability that a download is cut short (after any
+            ``download_fault_rate`` fault was drawn).
+        drop_after_billing_rate: probability that a generate/edit is billed and its answer is
+            then lost (the connection closes), as ``Reply.drop()`` does.
         stall_seconds: default pause of ``Reply.stall()``.
         url_ext: force this extension in image URLs (e.g. a wrong one); ``None``: the format's.
         revised_prompt: include ``revised_prompt`` in images (else the key is absent).
@@ -174,6 +178,8 @@ class FakeSettings:
     fault_seed: int = 0
     generation_fault_rate: float = 0.0
     download_fault_rate: float = 0.0
+    download_truncate_rate: float = 0.0
+    drop_after_billing_rate: float = 0.0
     stall_seconds: float = 1.0
     url_ext: str | None = None
     revised_prompt: bool = True
