@@ -7,7 +7,12 @@ most test modules use.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
@@ -34,3 +39,93 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A bare aiohttp session, for tests that speak HTTP to the fake server directly."""
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+# --- A real redis-server for the shared rate limit -------------------------------------------
+# Self-contained block: the `redis_server` fixture starts a throwaway redis-server on a free
+# loopback port. It skips when the binary is missing, unless XAI_IMAGES_REQUIRE_REDIS is set
+# (CI installs it), in which case it fails.
+REDIS_PASSWORD = "s3cret-pw"
+
+
+def _redis_free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(f"AUTH {REDIS_PASSWORD}\r\nPING\r\n".encode())
+            data = b""
+            while b"PONG" not in data:
+                chunk = sock.recv(64)
+                if not chunk:
+                    return False
+                data += chunk
+            return True
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """A throwaway redis-server on a loopback port, with a password (to check redaction)."""
+
+    def __init__(self, binary: str, port: int) -> None:
+        self.binary = binary
+        self.port = port
+        self.password = REDIS_PASSWORD
+        self.url = f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--requirepass",
+                REDIS_PASSWORD,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        # A child process cannot be awaited for readiness; poll it with a ping.
+        while not _redis_ping(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not start on port {self.port}")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A running redis-server (``.url`` carries its password); stopped after the test."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("XAI_IMAGES_REQUIRE_REDIS"):
+            pytest.fail("redis-server is not installed but XAI_IMAGES_REQUIRE_REDIS is set")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer(binary, _redis_free_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- end of the redis-server block ------------------------------------------------------------

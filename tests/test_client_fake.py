@@ -293,6 +293,7 @@ async def test_moderation_blocked_images_raise_on_save(
     assert await resp.save(tmp_path) == []
 
 
+@pytest.mark.realtime
 async def test_rate_limit_keeps_under_the_server_limit(server: FakeXAIServer) -> None:
     """With rate_limit matching the server's per-second limit, a burst gets no 429."""
     server.settings.rps_limit = 3

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -192,6 +193,6 @@ async def test_post_disconnect_leaves_no_partial_file(service: Service) -> None:
 
 
 async def test_healthz_counts_nothing_in_flight_when_idle(service: Service) -> None:
-    """GET /healthz answers the number of calls in flight, 0 when idle."""
+    """GET /healthz answers the number of calls in flight, 0 when idle, and the worker's pid."""
     async with aiohttp.ClientSession() as http, http.get(service.url + "/healthz") as resp:
-        assert await resp.json() == {"in_flight": 0}
+        assert await resp.json() == {"in_flight": 0, "pid": os.getpid()}

@@ -163,6 +163,7 @@ def test_invalid_arguments_raise(bad: dict[str, float]) -> None:
         RateLimiter(**bad)
 
 
+@pytest.mark.realtime
 async def test_real_clock_against_fake_server_gets_no_429() -> None:
     """With the limit set to the server's, 12 real requests draw zero 429s."""
     testing = pytest.importorskip("xai_images.testing")

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import os
-import shutil
 import socket
-import subprocess
 import sys
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import pytest_asyncio
@@ -27,8 +24,16 @@ from xai_images import (
 from xai_images._cli import EXIT_USAGE, main
 from xai_images.testing import FakeXAIServer, Reply
 
+# Real-clock pacing against a server that answers 429: run where the machine is quiet.
+pytestmark = pytest.mark.realtime
+
+if TYPE_CHECKING:
+    from conftest import RedisServer
+
 redis_asyncio = pytest.importorskip("redis.asyncio")
 
+# For URLs of servers that are not running; a running one is the `redis_server` fixture's
+# (tests/conftest.py), with its own password.
 PASSWORD = "s3cret-pw"
 
 
@@ -37,77 +42,6 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def _ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(f"AUTH {PASSWORD}\r\nPING\r\n".encode())
-            data = b""
-            while b"PONG" not in data:
-                chunk = sock.recv(64)
-                if not chunk:
-                    return False
-                data += chunk
-            return True
-    except OSError:
-        return False
-
-
-class RedisServer:
-    """A throwaway redis-server on a loopback port, with a password (to check redaction)."""
-
-    def __init__(self, binary: str, port: int) -> None:
-        self.binary = binary
-        self.port = port
-        self.url = f"redis://:{PASSWORD}@127.0.0.1:{port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--requirepass",
-                PASSWORD,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        # A child process cannot be awaited for readiness; poll it with a ping.
-        while not _ping(self.port):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not start on port {self.port}")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("XAI_IMAGES_REQUIRE_REDIS"):
-            pytest.fail("redis-server is not installed but XAI_IMAGES_REQUIRE_REDIS is set")
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
-    server = RedisServer(binary, _free_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest_asyncio.fixture
@@ -248,7 +182,7 @@ async def test_redis_restart_mid_run_waits_then_resumes_paced(
     assert _ok_count(fake) == 12
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("unreachable" in message for message in warnings)
-    assert all(PASSWORD not in message for message in warnings)
+    assert all(redis_server.password not in message for message in warnings)
     assert any("***" in message for message in warnings)
 
 

@@ -68,8 +68,8 @@ def _unescape_match(match: re.Match[bytes]) -> bytes:
 class B64ResponseScanner:
     """Split a JSON answer into a small skeleton and the decoded ``b64_json`` payloads.
 
-    Feed the body with :meth:`feed` in chunks of any size (the result does not depend on where
-    the chunks are cut), then call :meth:`close`. Each ``feed`` costs time proportional to its
+    Feed the body with `feed` in chunks of any size (the result does not depend on where
+    the chunks are cut), then call `close`. Each ``feed`` costs time proportional to its
     chunk, so feeding 64-256 KiB chunks keeps every step on the event loop short.
 
     Every string value of a ``"b64_json"`` key is decoded (a ``data:...;base64,`` prefix is
@@ -96,7 +96,7 @@ class B64ResponseScanner:
 
         Raises:
             ValueError: a ``b64_json`` value is not valid base64.
-            RuntimeError: called after :meth:`close`.
+            RuntimeError: called after `close`.
         """
         if self._closed:
             raise RuntimeError("feed() after close()")

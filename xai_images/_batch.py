@@ -3,7 +3,7 @@
 ``run_batch(client, requests, output_dir=...)`` (also ``client.batch(...)``) runs every request
 with at most ``concurrency`` API requests in flight (the client's rate limiter spaces their
 starts), saves each image as ``{id}-{index}.{ext}``, appends a manifest line per finished item
-and yields an :class:`Outcome` as each item finishes. One item failing never stops the others.
+and yields an `Outcome` as each item finishes. One item failing never stops the others.
 
 Resuming: items whose manifest record says ``ok`` and whose files are intact are skipped. Items
 that ``failed`` or were ``blocked`` are run again only with ``retry_failed=True``; a failed item
@@ -118,7 +118,7 @@ class BatchRun:
 
     Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
     leaving the loop early stops the workers and closes the manifest at once. Created by
-    :func:`run_batch`; nothing starts before the first iteration.
+    `run_batch`; nothing starts before the first iteration.
 
     Attributes:
         progress: live counters (also carried by every event).
@@ -179,7 +179,7 @@ class BatchRun:
 
     @property
     def stopping(self) -> bool:
-        """``True`` once :meth:`stop` was called."""
+        """``True`` once `stop` was called."""
         return self._stop.is_set()
 
     # -- iteration -------------------------------------------------------------------------------

@@ -163,24 +163,19 @@ def _parser() -> argparse.ArgumentParser:
         "generate", parents=[connection, image_options], help="generate images from a prompt"
     )
     _add_field_flags(gen, _positional_fields(GenerateRequest))
-    gen.add_argument(
-        "--rps",
-        type=_positive_float,
-        default=None,
-        help="requests per second (5 with --shared-limit)",
-    )
 
     edit = sub.add_parser(
         "edit", parents=[connection, image_options], help="edit or combine images"
     )
     _add_field_flags(edit, _positional_fields(EditRequest))
     _add_field_flags(edit, _cli_fields(EditRequest, only_new=True))
-    edit.add_argument(
-        "--rps",
-        type=_positive_float,
-        default=None,
-        help="requests per second (5 with --shared-limit)",
-    )
+    for single in (gen, edit):
+        single.add_argument(
+            "--rps",
+            type=_positive_float,
+            default=None,
+            help="requests per second (5 with --shared-limit)",
+        )
 
     batch = sub.add_parser(
         "batch", parents=[connection, display], help="run a JSONL job file (resumable)"

@@ -1,6 +1,6 @@
 """``AsyncClient``: configuration, lifecycle (session and writer threads) and retry decisions.
 
-Every API call goes through :meth:`AsyncClient._request`: it applies the client-wide limits,
+Every API call goes through `AsyncClient._request`: it applies the client-wide limits,
 asks the transport (``_transport.py``) for one attempt at a time, decides from the error whether
 another attempt is safe (never pay twice) and iterates the one retry loop of ``_retry.py``. What
 happens is published to the client's event hooks (``_hooks.py``).
@@ -95,11 +95,11 @@ class AsyncClient:
     Args:
         api_key: the key; else ``XAI_API_KEY``. Never shown in reprs, errors or logs.
         base_url: the API root; else ``XAI_BASE_URL``; else ``https://api.x.ai/v1``.
-        timeout: per-attempt limits: a :class:`Timeout`, or a number of seconds for
+        timeout: per-attempt limits: a `Timeout`, or a number of seconds for
             ``Timeout.request``. Default ``Timeout(request=600, connect=10)``. Calls may override.
         max_retries: retries after the first attempt (default 2, so 3 attempts). Calls may
             override.
-        retry: the full :class:`RetryPolicy` (``max_retries`` then sets its attempts).
+        retry: the full `RetryPolicy` (``max_retries`` then sets its attempts).
         session: an ``aiohttp.ClientSession`` to use instead of creating one. The client never
             closes a session it did not create. It must not carry an ``Authorization`` default
             header (it would be sent to the image host too).
@@ -107,13 +107,13 @@ class AsyncClient:
         rate_limit: requests per second for API requests of this client (``None``: unlimited;
             the live API allows about 5). Shared by every call, spaced with no burst.
         shared_limit: a Redis URL (``redis://HOST:PORT/DB``): ``rate_limit`` then holds for
-            every process and machine on this API key together (:class:`SharedRateLimiter`;
+            every process and machine on this API key together (`SharedRateLimiter`;
             needs ``xai-images[shared]``). Redis unreachable at entry raises
-            :class:`SharedLimitError`.
+            `SharedLimitError`.
         max_concurrent_requests: API requests in flight at once (``None``: unlimited).
         download: options for saving and streaming images (``DownloadOptions``).
         event_hooks: callbacks called with every event of this client (request sent, answer,
-            retry, 429, download retry, cost); see :meth:`add_event_hook`.
+            retry, 429, download retry, cost); see `add_event_hook`.
         max_answer_bytes: the largest API answer read, counted after decompression (default
             128 MiB, above ten 2k images as base64); a larger one raises ``APIResponseError``
             without being held in memory.
@@ -265,17 +265,17 @@ class AsyncClient:
 
     @property
     def timeout(self) -> Timeout:
-        """The default per-attempt :class:`Timeout`."""
+        """The default per-attempt `Timeout`."""
         return self._timeout
 
     @property
     def retry(self) -> RetryPolicy:
-        """The default :class:`RetryPolicy`."""
+        """The default `RetryPolicy`."""
         return self._retry
 
     @property
     def closed(self) -> bool:
-        """``True`` after :meth:`aclose`."""
+        """``True`` after `aclose`."""
         return self._closed
 
     def __repr__(self) -> str:

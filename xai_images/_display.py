@@ -3,7 +3,7 @@
 The models' ``_repr_mimebundle_`` methods (the IPython display protocol) call in here. An image
 is fetched only when it is first displayed, at most once (its bytes, or why it could not be
 fetched, are kept for later displays); ``b64_json`` images already hold their bytes. A fetch
-never waits longer than :data:`FETCH_TIMEOUT` and never runs on the caller's event loop (in a
+never waits longer than `FETCH_TIMEOUT` and never runs on the caller's event loop (in a
 notebook that loop is busy running the cell): images of a sync ``Client`` go through the
 client's own loop thread and connection pool; images of an ``AsyncClient`` through a
 short-lived loop thread of their own, with a session that is closed right after.

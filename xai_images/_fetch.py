@@ -1,6 +1,6 @@
 """Fetching one image URL: streamed, retried, resumed with ``Range``, stall and speed checked.
 
-:class:`Fetch` yields the body's chunks and hides every retry from its consumer: the attempts
+`Fetch` yields the body's chunks and hides every retry from its consumer: the attempts
 come from the one retry loop of ``_retry.py`` (driven by ``DownloadOptions.retry``; a GET is
 always safe to retry), a broken body resumes from the byte it stopped at when the server
 supports ``Range``, and a server that answers a resume with the whole body makes the consumer

@@ -3,7 +3,7 @@
 Every image is written under a temporary name (``.<final name>.<random>.part``) in the target
 directory and renamed only once complete and checked, so a failure at any point leaves no file
 under the final name and no temporary file. Blocking calls run on the client's
-:class:`WriterPool` (a couple of threads, created on first use and shut down by
+`WriterPool` (a couple of threads, created on first use and shut down by
 ``AsyncClient.aclose()``).
 """
 
@@ -42,10 +42,10 @@ __all__ = [
 OnExists = Literal["fail", "overwrite", "skip"]
 """What to do when the final file name is taken.
 
-- ``"fail"``: raise :class:`FileCollisionError` (even when the existing file is identical).
+- ``"fail"``: raise `FileCollisionError` (even when the existing file is identical).
 - ``"overwrite"``: replace it atomically.
 - ``"skip"``: keep an identical existing file and report ``SavedImage.skipped = True``; a
-  different existing file still raises :class:`FileCollisionError` (nothing is lost silently).
+  different existing file still raises `FileCollisionError` (nothing is lost silently).
 """
 
 _ON_EXISTS = ("fail", "overwrite", "skip")
@@ -81,10 +81,10 @@ _pools: weakref.WeakSet[WriterPool] = weakref.WeakSet()
 
 
 class WriterPool:
-    """The threads that write one client's files: started by :meth:`start` (or on first use),
+    """The threads that write one client's files: started by `start` (or on first use),
     shut down by the client.
 
-    After :meth:`shutdown` (the client was closed) writes still work, on asyncio's default
+    After `shutdown` (the client was closed) writes still work, on asyncio's default
     executor, so that images already in hand (``b64_json``) can be saved after the client closed.
     """
 
@@ -252,7 +252,7 @@ def safe_component(text: str, *, fallback: str = "image") -> str:
 
 def final_path(target: Path, is_dir: bool, stem: str, mime: str) -> Path:
     """The file to write: ``target/stem.ext`` for a directory (``stem`` made safe by
-    :func:`safe_component`), else ``target`` with its suffix corrected to the sniffed type
+    `safe_component`), else ``target`` with its suffix corrected to the sniffed type
     (added when missing or not an image suffix)."""
     ext = extension_for(mime)
     if is_dir:
@@ -306,10 +306,10 @@ def _write_all(fd: int, pieces: list[memoryview]) -> None:
 class PartFile:
     """A temporary file beside the final one, renamed into place only when complete.
 
-    Blocking calls run in a worker thread, as few as possible: :meth:`put` opens the file when
+    Blocking calls run in a worker thread, as few as possible: `put` opens the file when
     needed, appends and commits in a single hop (one hop per image when it fits in memory), as
     every hop costs CPU and makes the worker compete with the event loop for the GIL. If the
-    caller is cancelled while a hop is in flight, the hop does not commit, and :meth:`abort`
+    caller is cancelled while a hop is in flight, the hop does not commit, and `abort`
     waits for it before closing the descriptor, so a thread never writes into a reused
     descriptor number.
     """
@@ -358,7 +358,7 @@ class PartFile:
     ) -> bool:
         """Append ``pieces`` (opening the file first if needed) and hash them, in one hop.
 
-        With ``commit`` (an :data:`OnExists` policy) the file is then closed and renamed into
+        With ``commit`` (an `OnExists` policy) the file is then closed and renamed into
         place in the same hop; returns ``True`` when an identical file was kept.
 
         Raises:

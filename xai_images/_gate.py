@@ -4,7 +4,7 @@ asyncio runs every ready callback in one loop iteration. When a hundred requests
 together (a wave of web traffic, the bulk engine's first burst), their request starts all run
 before the loop looks at its timers or sockets again: ~0.1-0.2 ms each, tens of milliseconds in
 all. The same happens when many ``b64_json`` answers are being decoded at once, one chunk each
-per iteration. A :class:`LoopBudget` admits a bounded amount of such work per iteration; the
+per iteration. A `LoopBudget` admits a bounded amount of such work per iteration; the
 rest waits, first come first served, for the next iteration. Waiting happens before anything is
 sent, so no guarantee of the request path changes.
 

@@ -37,7 +37,7 @@ def check_input_scheme(field: str, value: str) -> None:
     """Refuse a string edit input that is a URL of a scheme the API cannot fetch.
 
     ``http(s)://`` URLs and ``data:`` URIs are sent; ``file://``, ``ftp://`` and other schemes
-    are refused here rather than read as a (missing) local path. Pass a :class:`pathlib.Path`
+    are refused here rather than read as a (missing) local path. Pass a `pathlib.Path`
     for a local file whose name happens to look like a URL.
 
     Raises:
@@ -75,7 +75,7 @@ class FileId:
 
 
 ImageInput = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, IO[bytes], FileId]
-"""What ``edit(image=...)`` accepts: see :func:`resolve_image`."""
+"""What ``edit(image=...)`` accepts: see `resolve_image`."""
 
 
 def _data_uri(field: str, data: bytes, shown: object) -> str:
@@ -153,7 +153,7 @@ async def resolve_image(value: ImageInput, field: str = "image") -> dict[str, st
 
     - ``"http://..."`` / ``"https://..."``: sent as ``{"url": ...}`` (the server fetches it).
     - ``"data:image/...;base64,..."``: checked (JPEG/PNG/WebP, at most 10 MiB) and sent as is.
-    - :class:`FileId`: ``{"file_id": ...}``.
+    - `FileId`: ``{"file_id": ...}``.
     - any other ``str`` or an ``os.PathLike``: a local file, read in a worker thread.
     - ``bytes`` / ``bytearray`` / ``memoryview``: the image itself.
     - a binary file object (anything with ``read()`` returning bytes): read in a worker thread.
@@ -196,6 +196,6 @@ async def resolve_images(values: list[ImageInput] | tuple[ImageInput, ...]) -> l
     """Resolve several edit inputs, each error naming ``images[i]``.
 
     Raises:
-        ValidationError: as :func:`resolve_image`.
+        ValidationError: as `resolve_image`.
     """
     return [await resolve_image(value, f"images[{i}]") for i, value in enumerate(values)]

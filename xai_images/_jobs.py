@@ -1,7 +1,7 @@
 """Bulk-job lines to requests: the JSONL job-file reader and item ids.
 
-A job line is a JSON object whose keys are the fields of :class:`GenerateRequest` (or, with an
-``image`` or ``images`` key, of :class:`EditRequest`), read from the fields themselves: a field
+A job line is a JSON object whose keys are the fields of `GenerateRequest` (or, with an
+``image`` or ``images`` key, of `EditRequest`), read from the fields themselves: a field
 added in ``_requests.py`` is accepted here without a change.
 """
 
@@ -96,7 +96,7 @@ def parse_job(
 ) -> Request:
     """Turn one job object (a parsed JSONL line) into a request.
 
-    An ``image`` or ``images`` key makes an :class:`EditRequest`; relative input paths resolve
+    An ``image`` or ``images`` key makes an `EditRequest`; relative input paths resolve
     against ``base_dir``. Unknown keys are refused (a typo would otherwise be ignored silently:
     put fields this SDK does not know in the request's mapping of extra fields).
 
@@ -145,18 +145,18 @@ def load_jobs(
 ) -> list[Request | InvalidJob]:
     """Read a JSONL job file: one JSON object per line (blank lines are ignored).
 
-    Each object has ``prompt`` and optionally any other field of :class:`GenerateRequest`
+    Each object has ``prompt`` and optionally any other field of `GenerateRequest`
     (``id``, ``model``, ``n``, ...); an ``image`` or ``images`` key makes it an edit (relative
     paths resolve against the job file's directory). Every line is validated now, before
     anything is sent.
 
     Args:
-        on_error: ``"report"`` turns a bad line into an :class:`InvalidJob` (the batch reports
+        on_error: ``"report"`` turns a bad line into an `InvalidJob` (the batch reports
             it as a failed item with its line number and runs the rest); ``"stop"`` raises.
 
     A line that is not UTF-8, not JSON, not an object, nested too deep for the parser, has a
     number too large to convert, or fails a field's check never stops the reading: it becomes an
-    :class:`InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
+    `InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
 
     Raises:
         ValidationError: (``on_error="stop"``) the first bad line, with its number.

@@ -2,7 +2,7 @@
 
 ``json.loads`` runs in C and keeps the GIL for the whole document: a 1 MB page of batch results
 takes ~40 ms, and moving the call to a thread does not help, because the event loop needs the
-GIL too. :func:`loads` walks the containers itself (with an explicit stack, so nesting depth
+GIL too. `loads` walks the containers itself (with an explicit stack, so nesting depth
 cannot exhaust the recursion limit), leaves each scalar to the C scanner and hands control back
 to the event loop every few milliseconds. Small documents are parsed with ``json.loads`` at once.
 
@@ -48,7 +48,7 @@ async def loads(data: bytes) -> Any:
     """Parse the UTF-8 JSON document ``data``, yielding to the event loop between slices.
 
     Raises:
-        ValueError: not JSON, or a string value longer than :data:`MAX_STRING`.
+        ValueError: not JSON, or a string value longer than `MAX_STRING`.
     """
     if len(data) <= SMALL:
         return json.loads(data)

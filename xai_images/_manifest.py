@@ -124,7 +124,7 @@ class ManifestRecord:
         id: the item's id (given, or derived from the request's content).
         kind: ``"generate"`` or ``"edit"``.
         request: the request's fields as given (edit inputs by reference, never their bytes).
-        status: see :data:`ItemStatus`.
+        status: see `ItemStatus`.
         files: the saved images.
         request_id: the API's ``x-request-id`` of the successful answer, when known.
         attempts: how many times the item's API request was sent (0 if never).
@@ -297,7 +297,7 @@ class ManifestWriter:
     """Appends records to a manifest file, one flushed line per record, writes off the loop.
 
     Opening truncates a partial last line left by a crash, so new lines start clean. Use as an
-    async context manager, or call :meth:`open` and :meth:`aclose`.
+    async context manager, or call `open` and `aclose`.
 
     Args:
         path: the manifest file; its directory is created if missing.

@@ -1,6 +1,6 @@
 """The sync client's private event loop: one thread, started by anyio's blocking portal.
 
-Every blocking call of :class:`~xai_images.Client` becomes one plain asyncio task on that loop.
+Every blocking call of `xai_images.Client` becomes one plain asyncio task on that loop.
 The calling thread waits for it; if the wait is interrupted (Ctrl-C raises ``KeyboardInterrupt``
 in the main thread), the task is cancelled and the caller waits for its cleanup before the
 exception goes on, so no ``.part`` file or half-finished work outlives the call.
@@ -35,7 +35,7 @@ def _here() -> tuple[asyncio.AbstractEventLoop, int]:
 
 
 class LoopThread:
-    """An event loop running in its own daemon thread until :meth:`close`.
+    """An event loop running in its own daemon thread until `close`.
 
     Args:
         name: the thread's name (shown in ``threading.enumerate()`` and debuggers).
@@ -55,7 +55,7 @@ class LoopThread:
 
     @property
     def closed(self) -> bool:
-        """``True`` once :meth:`close` was called."""
+        """``True`` once `close` was called."""
         return self._closed
 
     def in_loop_thread(self) -> bool:

@@ -125,7 +125,7 @@ class RateLimiter:
 
     @property
     def rate_limited_count(self) -> int:
-        """How many 429s were reported with :meth:`on_rate_limited`."""
+        """How many 429s were reported with `on_rate_limited`."""
         return self._rate_limited
 
     def _rate_at(self, now: float) -> float:

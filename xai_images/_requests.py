@@ -4,13 +4,13 @@ The rule of each field (limits, allowed values, the check) lives in ``_rules.py`
 
 Every entrance derives from the fields declared here: ``client.images.generate/edit`` build a
 request object, the job-file parser (``_jobs.py``) reads job lines into one, the CLI makes its
-flags from the fields' :class:`FieldSpec` (help text, flag, type, choices), the manifest records
-:meth:`GenerateRequest.to_json`. Adding an API field means adding it here (and to the keyword
+flags from the fields' `FieldSpec` (help text, flag, type, choices), the manifest records
+`GenerateRequest.to_json`. Adding an API field means adding it here (and to the keyword
 signatures of ``_images.py``, kept explicit for editors and type checkers).
 
 Construction never raises on a bad value, so that a bulk job can report a bad item as a failed
-outcome; :meth:`~GenerateRequest.check` (API fields) and :meth:`~GenerateRequest.validate`
-(also the job's ``id`` and local files) do, and :meth:`~GenerateRequest.to_body` checks first.
+outcome; `GenerateRequest.check` (API fields) and `GenerateRequest.validate`
+(also the job's ``id`` and local files) do, and `GenerateRequest.to_body` checks first.
 Only the fields a caller set are sent: the live API rejects unknown or unsupported fields, and
 server-side defaults change over time.
 """
@@ -101,7 +101,7 @@ class FieldSpec:
 
 
 def field_spec(field: attrs.Attribute[Any]) -> FieldSpec:
-    """The :class:`FieldSpec` of one of a request class's ``attrs.fields``."""
+    """The `FieldSpec` of one of a request class's ``attrs.fields``."""
     spec = field.metadata[_SPEC]
     assert isinstance(spec, FieldSpec)
     return spec
@@ -281,7 +281,7 @@ class GenerateRequest(_Request):
     """A text-to-image request (``client.images.generate``, a job line without inputs).
 
     Build it with keyword arguments; only the fields set are sent. Construction does not check
-    values: :meth:`check` does, and so do :meth:`to_body` and every entrance that sends it.
+    values: `check` does, and so do `to_body` and every entrance that sends it.
     """
 
     kind: ClassVar[str] = "generate"
@@ -303,7 +303,7 @@ class EditRequest(_Request):
     """An edit of one image (``image=``) or a combination of up to 5 (``images=``), not both.
 
     Each input is a URL, a data URI, a local path, ``bytes``, a binary file object or a
-    :class:`FileId` (a bulk job refuses file objects: a resumable job must be able to read an
+    `FileId` (a bulk job refuses file objects: a resumable job must be able to read an
     input again). Refer to several inputs in the prompt as ``<IMAGE_0>``, ``<IMAGE_1>``, ...
     """
 
@@ -406,13 +406,13 @@ class EditRequest(_Request):
         """Check the whole body with placeholder inputs, before any input is read.
 
         Raises:
-            ValidationError: as :meth:`to_body`.
+            ValidationError: as `to_body`.
         """
         self.to_body([_PENDING_INPUT] * len(self._raw_inputs()), deferred=deferred)
 
     def named_inputs(self) -> list[tuple[str, ImageInput]]:
         """The inputs with the field names errors use (``image``, ``images[1]``, ...); relative
-        local paths resolved against :attr:`base_dir`."""
+        local paths resolved against `base_dir`."""
         return [(name, self._resolved(value)) for name, value in self._raw_inputs()]
 
     def _raw_inputs(self) -> list[tuple[str, ImageInput]]:
@@ -435,7 +435,7 @@ class EditRequest(_Request):
             check_images("images", self.images)
 
     def resolve_path(self, value: str | os.PathLike[str]) -> Path:
-        """A local input path, resolved against :attr:`base_dir` when relative."""
+        """A local input path, resolved against `base_dir` when relative."""
         path = Path(value).expanduser()
         if not path.is_absolute() and self.base_dir is not None:
             path = self.base_dir / path

@@ -1,7 +1,7 @@
 """The rule of each request field, in one place: limits, allowed values and the checks.
 
 Each check takes the field's name (for the error) and its value, and raises
-:class:`ValidationError` naming both and the rule; ``_requests.py`` attaches them to the fields.
+`ValidationError` naming both and the rule; ``_requests.py`` attaches them to the fields.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Someone who can create files in an output directory could plant a symbolic link 
 elsewhere; a plain ``open(path, "w")`` would then truncate or overwrite that file. So:
 
 - an existing file is opened with ``O_NOFOLLOW`` and must be a regular file
-  (:func:`open_append`, :func:`open_read`), else :class:`SaveError` naming the path;
+  (`open_append`, `open_read`), else `SaveError` naming the path;
 - a file that is rewritten whole is written to a temporary file created exclusively
   (``O_CREAT | O_EXCL | O_NOFOLLOW``) under a random name in the same directory, then moved over
-  the final name with ``os.replace`` (:func:`atomic_write`), which replaces a link planted there
+  the final name with ``os.replace`` (`atomic_write`), which replaces a link planted there
   instead of writing through it.
 """
 

@@ -1,7 +1,7 @@
 """One requests-per-second budget shared by every process and machine on an API key, on Redis.
 
 The API counts requests per key, so workers pacing themselves alone overshoot: four workers at
-5 requests per second send 20. :class:`SharedRateLimiter` keeps the schedule in Redis instead.
+5 requests per second send 20. `SharedRateLimiter` keeps the schedule in Redis instead.
 Every admission runs one Lua script on the Redis server, so it is atomic across processes and uses
 one clock (the server's ``TIME``): the script hands out start slots spaced ``1 / rate`` apart (no
 burst, an idle budget saves no credit), and keeps the slow-down after a 429 in the same record, so
@@ -144,11 +144,11 @@ class SharedRateLimiter:
     """Spaces request starts so that at most ``rate`` requests start in any second, summed over
     every process (on any machine) using the same API key and Redis server.
 
-    A drop-in for :class:`RateLimiter`: ``AsyncClient(rate_limit=5,
+    A drop-in for `RateLimiter`: ``AsyncClient(rate_limit=5,
     shared_limit="redis://HOST:PORT/DB")`` builds one keyed by the client's API key and closes it
     with the client. It needs the ``redis`` package (``pip install 'xai-images[shared]'``).
 
-    If Redis goes away during a run, :meth:`acquire` waits and reconnects with backoff (logging at
+    If Redis goes away during a run, `acquire` waits and reconnects with backoff (logging at
     WARNING, password redacted); it never lets a request start unpaced.
 
     Args:
@@ -254,7 +254,7 @@ class SharedRateLimiter:
 
     @property
     def rate_limited_count(self) -> int:
-        """How many 429s this process reported with :meth:`on_rate_limited`."""
+        """How many 429s this process reported with `on_rate_limited`."""
         return self._rate_limited
 
     @property
@@ -330,7 +330,7 @@ class SharedRateLimiter:
         return bool(granted), int(server_now) / 1e6 + int(wait_us) / 1e6 + min(self._offsets)
 
     async def _call_until_answered(self, *, reserve: bool) -> tuple[bool, float]:
-        """:meth:`_call`, waiting and reconnecting with backoff while Redis is unreachable."""
+        """`_call`, waiting and reconnecting with backoff while Redis is unreachable."""
         from redis.exceptions import RedisError
 
         delay = _RECONNECT_FIRST

@@ -1,9 +1,9 @@
 """``Client``: the blocking twin of ``AsyncClient``, for scripts, notebooks and sync web apps.
 
 There is one implementation of every behaviour, the async core. A ``Client`` owns an
-``AsyncClient`` living on a private event-loop thread (:class:`~._portal.LoopThread`) and runs
+``AsyncClient`` living on a private event-loop thread (`._portal.LoopThread`) and runs
 each call there as one task; the calling thread blocks until it is done. Every method is bridged
-generically (:func:`_bridge`): the sync method has the async method's exact parameters for type
+generically (`_bridge`): the sync method has the async method's exact parameters for type
 checkers and IDEs, so adding one is one line.
 
 What the sync client returns wraps the async models in thin proxies (``SyncImagesResponse``,
@@ -19,7 +19,6 @@ import functools
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from . import _display
@@ -28,14 +27,9 @@ from ._batch_remote import RemoteBatchRun
 from ._client import AsyncClient
 from ._errors import ClientClosedError, ConfigurationError
 from ._images import Images
-from ._models import (
-    DeferredRequest,
-    DeferredStatus,
-    FileOutput,
-    GeneratedImage,
-    ImagesResponse,
-    Usage,
-)
+from ._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse
+from ._models import FileOutput as _FileOutput
+from ._models import Usage as _Usage
 from ._portal import LoopThread
 from ._progress import Progress
 
@@ -125,7 +119,7 @@ def _bridge(
 def _bridge_plain(
     method: Callable[Concatenate[Any, _P], _T], wrap: Callable[[Client, _T], _R]
 ) -> Callable[Concatenate[_Bound, _P], _R]:
-    """As :func:`_bridge`, for a method of the core that is not a coroutine function."""
+    """As `_bridge`, for a method of the core that is not a coroutine function."""
 
     def blocking(self: _Bound, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         client, target = self._client, self._target
@@ -188,7 +182,7 @@ async def _call_plain(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwarg
 
 
 class SyncGeneratedImage(_Proxy[GeneratedImage]):
-    """A :class:`~xai_images.GeneratedImage` from a sync ``Client``: blocking ``save``/``read``,
+    """A `xai_images.GeneratedImage` from a sync ``Client``: blocking ``save``/``read``,
     ``stream()`` as a plain iterator; the attributes are the image's."""
 
     __slots__ = ()
@@ -204,7 +198,7 @@ class SyncGeneratedImage(_Proxy[GeneratedImage]):
     blocked = _Field[bool]()
     source = _Field[str | None]()
     stem = _Field[str]()
-    file_output = _Field[FileOutput | None]()
+    file_output = _Field[_FileOutput | None]()
     storage_error = _Field[str | None]()
 
     save = _bridge(GeneratedImage.save, _keep)
@@ -216,8 +210,8 @@ class SyncGeneratedImage(_Proxy[GeneratedImage]):
 
 
 class SyncImagesResponse(_Proxy[ImagesResponse]):
-    """An :class:`~xai_images.ImagesResponse` from a sync ``Client``: blocking ``save``; its
-    images are :class:`SyncGeneratedImage`; the other attributes are the response's."""
+    """An `xai_images.ImagesResponse` from a sync ``Client``: blocking ``save``; its
+    images are `SyncGeneratedImage`; the other attributes are the response's."""
 
     __slots__ = ("_data",)
 
@@ -225,7 +219,7 @@ class SyncImagesResponse(_Proxy[ImagesResponse]):
         super().__init__(client, target)
         self._data = tuple(SyncGeneratedImage(client, image) for image in target.data)
 
-    usage = _Field[Usage | None]()
+    usage = _Field[_Usage | None]()
     request_id = _Field[str | None]()
     model = _Field[str | None]()
     created = _Field[int | None]()
@@ -254,7 +248,7 @@ class SyncImagesResponse(_Proxy[ImagesResponse]):
 
 
 class SyncDeferredStatus(_Proxy[DeferredStatus]):
-    """A :class:`~xai_images.DeferredStatus` whose ``response`` is a :class:`SyncImagesResponse`."""
+    """A `xai_images.DeferredStatus` whose ``response`` is a `SyncImagesResponse`."""
 
     __slots__ = ()
 
@@ -270,7 +264,7 @@ class SyncDeferredStatus(_Proxy[DeferredStatus]):
 
 
 class SyncDeferredRequest(_Proxy[DeferredRequest]):
-    """A :class:`~xai_images.DeferredRequest` of a sync ``Client``: blocking status and wait."""
+    """A `xai_images.DeferredRequest` of a sync ``Client``: blocking status and wait."""
 
     __slots__ = ()
 
@@ -281,7 +275,7 @@ class SyncDeferredRequest(_Proxy[DeferredRequest]):
 
 
 class SyncImages(_Proxy[Images]):
-    """``client.images`` of a sync ``Client``: the methods of :class:`~xai_images.Images`,
+    """``client.images`` of a sync ``Client``: the methods of `xai_images.Images`,
     blocking, with the same parameters (field meanings: the ``Images`` docstring)."""
 
     __slots__ = ()
@@ -317,7 +311,7 @@ class SyncBatchRun(_Proxy[BatchRun | RemoteBatchRun]):
     stopping = _Field[bool]()
 
     def stop(self) -> None:
-        """Stop starting new items (see :meth:`BatchRun.stop`); safe from any thread."""
+        """Stop starting new items (see `BatchRun.stop`); safe from any thread."""
         self._client._loop.call_soon(self._target.stop)
 
     def __iter__(self) -> SyncBatchRun:
@@ -346,12 +340,7 @@ class SyncBatchRun(_Proxy[BatchRun | RemoteBatchRun]):
     def __enter__(self) -> SyncBatchRun:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def collect(self) -> list[Outcome]:
@@ -381,7 +370,7 @@ class Client:
     """Blocking client for the xAI image API: ``with Client() as client:`` then
     ``client.images.generate(...)``.
 
-    Takes the arguments of :class:`AsyncClient` (except ``session``: an ``aiohttp`` session
+    Takes the arguments of `AsyncClient` (except ``session``: an ``aiohttp`` session
     belongs to one event loop, and this client runs its own) and behaves the same: the same
     checks, retries, errors and never-pay-twice rule, because the work is done by an
     ``AsyncClient`` on a private event-loop thread. One ``Client`` may be shared by many
@@ -421,17 +410,17 @@ class Client:
 
     @property
     def timeout(self) -> Timeout:
-        """The default per-attempt :class:`Timeout`."""
+        """The default per-attempt `Timeout`."""
         return self._async.timeout
 
     @property
     def retry(self) -> RetryPolicy:
-        """The default :class:`RetryPolicy`."""
+        """The default `RetryPolicy`."""
         return self._async.retry
 
     @property
     def closed(self) -> bool:
-        """``True`` after :meth:`close`."""
+        """``True`` after `close`."""
         return self._loop.closed
 
     def __repr__(self) -> str:
@@ -443,12 +432,7 @@ class Client:
             raise ClientClosedError("this Client is closed; create a new one")
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def close(self) -> None:

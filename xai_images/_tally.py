@@ -1,9 +1,9 @@
 """Accounting of a bulk job: the state of each item, the live counters and the events.
 
-:class:`Tally` turns what happens into :class:`Progress` counters and ``ProgressEvent`` values
+`Tally` turns what happens into `Progress` counters and ``ProgressEvent`` values
 for the run's ``on_event`` callback. It hears of API retries, 429s and download retries through
-the client's public event hooks (:meth:`Tally.on_client_event`), and tells its own items apart
-by the ``origin`` each event carries: the :class:`Item` for API requests, the image being saved
+the client's public event hooks (`Tally.on_client_event`), and tells its own items apart
+by the ``origin`` each event carries: the `Item` for API requests, the image being saved
 for downloads.
 """
 

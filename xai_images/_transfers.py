@@ -1,6 +1,6 @@
 """Saving and streaming generated images: the orchestration over ``_fetch`` and ``_files``.
 
-:class:`Transfers` belongs to one client: it holds the client's download options, the semaphore
+`Transfers` belongs to one client: it holds the client's download options, the semaphore
 that bounds downloads and writes in flight, the writer pool, and the event hooks that hear of
 download retries. ``GeneratedImage.save/stream/read`` and ``ImagesResponse.save`` delegate here.
 Downloads go through the client's one pooled session without any ``Authorization`` header: the
@@ -106,7 +106,7 @@ class Transfers:
         session: returns the client's pooled session (created on first use).
         options: download and save options.
         writers: the client's writer pool (``None``: one of its own, shut down by
-            :meth:`aclose`).
+            `aclose`).
         hooks: where download retries are published (``DownloadRetry``, with the image as
             ``origin``).
     """
@@ -208,7 +208,7 @@ class Transfers:
             ImageExpiredError: the URL expired (HTTP 403/404); not retried.
             DownloadStalledError, IntegrityError, DownloadError: retries ran out, or the bytes
                 are not an image.
-            FileCollisionError: the name is taken (see :data:`OnExists`).
+            FileCollisionError: the name is taken (see `OnExists`).
             SaveError: the file could not be written (disk full, permission denied, ...); the
                 message names the path.
         """
@@ -239,13 +239,13 @@ class Transfers:
         ``stem``; the sniffed extension is appended. ``concurrency`` may lower the client's
         limit for this call. Every image is attempted even if some fail; files that were saved
         stay (each is complete and checked), failed ones leave nothing behind, and then the
-        first error in input order is raised. Call :meth:`save` per image for per-image
+        first error in input order is raised. Call `save` per image for per-image
         outcomes.
 
         Raises:
             ValidationError: a bad ``name`` pattern, two images mapping to the same name, or a
                 bad ``concurrency``/``on_exists``.
-            ImageBlockedError, DownloadError and subclasses: see :meth:`save`.
+            ImageBlockedError, DownloadError and subclasses: see `save`.
         """
         check_on_exists(on_exists)
         if concurrency is not None and not int_at_least(concurrency, 1):

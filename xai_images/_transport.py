@@ -3,7 +3,7 @@
 The transport knows nothing of retries, limits or hooks (``_client.py`` above it decides those);
 it only tells a retry-safe failure (nothing reached the server: ``APIConnectionError``) from one
 that may have been processed (``OutcomeUnknownError``), which is what the never-pay-twice rule
-needs. The API key is held by :class:`Secret`, goes only into the ``Authorization`` header of
+needs. The API key is held by `Secret`, goes only into the ``Authorization`` header of
 each API request, and is redacted from every message built from server text.
 """
 
@@ -152,7 +152,7 @@ class Transport:
     Args:
         key: the API key.
         base_url: the API root, for messages.
-        traced: the session carries :func:`trace_config`, so a failure before the request
+        traced: the session carries `trace_config`, so a failure before the request
             headers went out is known to be retry-safe. Without it (a caller's session),
             anything past connecting counts as sent.
         max_answer_bytes: the cap on a 2xx answer, counted after decompression.

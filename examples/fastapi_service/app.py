@@ -4,7 +4,7 @@
   keeps a copy of each image there first: image URLs expire).
 - ``GET /images/stream?prompt=...`` generates one image and streams its bytes through to the
   caller as they arrive from the image host, never holding the whole image.
-- ``GET /healthz`` answers ``{"in_flight": N}``.
+- ``GET /healthz`` answers ``{"in_flight": N, "pid": P}``.
 
 One ``AsyncClient`` per worker process, opened and closed in the app's lifespan, shared by every
 request (one connection pool, one rate limit). A caller that hangs up cancels its work: the
@@ -238,9 +238,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(ClientGone, _error_answer)
 
     @app.post("/images")
-    async def create_images(body: GenerateIn, request: Request) -> GenerateOut:
+    async def create_images(body: GenerateIn, request: Request, response: Response) -> GenerateOut:
         """Generate ``n`` images; answer their URLs (and file names, with IMAGES_DIR)."""
         client: xai_images.AsyncClient = request.app.state.client
+        # Which worker process served the call: shows how uvicorn --workers spreads the load.
+        response.headers["X-Worker-Pid"] = str(os.getpid())
         images_dir = request.app.state.settings.images_dir
 
         async def work() -> GenerateOut:
@@ -293,8 +295,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, int]:
-        """Liveness, with the number of calls in flight in this worker."""
-        return {"in_flight": request.app.state.work.count}
+        """Liveness, with the number of calls in flight in this worker and its process id."""
+        return {"in_flight": request.app.state.work.count, "pid": os.getpid()}
 
     return app
 
