@@ -49,6 +49,7 @@ from ._models import (
 )
 from ._public import publish
 from ._ratelimit import RateLimiter
+from ._remote_state import BatchRequestError
 from ._requests import EditRequest, GenerateRequest
 from ._shared_limit import SharedRateLimiter
 from ._sync import Client
@@ -63,6 +64,7 @@ __all__ = [
     "AsyncClient",
     "AuthenticationError",
     "BadRequestError",
+    "BatchRequestError",
     "Client",
     "ClientClosedError",
     "ConfigurationError",

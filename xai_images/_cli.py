@@ -206,6 +206,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
+    from ._cli_remote import add_via_flags
+
+    add_via_flags(batch, _positive_float)
 
     demo = sub.add_parser(
         "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
@@ -214,6 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
+    demo.add_argument("--via", choices=("realtime", "batch-api"), default="realtime")
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
@@ -428,6 +432,27 @@ async def _batch(args: argparse.Namespace) -> int:
         client_kwargs["max_retries"] = 5
     async with AsyncClient(rate_limit=args.rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
+            from ._cli_remote import run_remote_job
+
+            return await run_remote_job(
+                client,
+                jobs,
+                jobs=args.jobs,
+                output_dir=Path(args.output_dir),
+                manifest=Path(args.manifest) if args.manifest else None,
+                concurrency=args.concurrency,
+                retry_failed=args.retry_failed,
+                resend_unknown=args.resend_unknown,
+                plain=args.plain,
+                gallery=not args.no_gallery,
+                detach=args.detach,
+                wait=not args.no_wait,
+                cancel=args.cancel,
+                summary=_summary,
+                out=_print,
+                poll_interval=args.poll_interval,
+            )
         return await _run_job(
             client,
             jobs,
@@ -452,11 +477,17 @@ async def _demo(args: argparse.Namespace) -> int:
         f"needed); job file {job_file}\n"
     )
     async with (
-        demo_server() as server,
+        demo_server(via=args.via) as server,
         AsyncClient(
             api_key=server.api_key, base_url=server.base_url, rate_limit=DEMO_RPS, max_retries=5
         ) as client,
     ):
+        if args.via == "batch-api":
+            from ._cli_remote import run_demo
+
+            return await run_demo(
+                client, server, job_file, output_dir, args.plain, _summary, _print
+            )
         code = await _run_job(
             client,
             job_file,

@@ -13,11 +13,12 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 from yarl import URL
 
+from ._batches import Batches, Files
 from ._config import (
     DEFAULT_MAX_ANSWER_BYTES,
     DownloadOptions,
@@ -55,6 +56,7 @@ from ._transport import Answer, Secret, Transport, dumps, trace_config
 
 if TYPE_CHECKING:
     from ._batch import BatchRun, Source
+    from ._batch_remote import BatchAPI, RemoteBatchRun
     from ._files import OnExists
     from ._progress import ProgressEvent
 
@@ -65,6 +67,7 @@ DEFAULT_BASE_URL = "https://api.x.ai/v1"
 
 _logger = logging.getLogger("xai_images")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_NOT_RUN = frozenset({429})  # a refusal: retried for reconciled requests too, unlike a 5xx
 
 
 def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
@@ -250,6 +253,8 @@ class AsyncClient:
         )
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
+        self.batches = Batches(self)  # xAI's Batch API (client.batch(via="batch-api") uses it)
+        self.files = Files(self)  # the Files API, as far as batches need it
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -340,7 +345,8 @@ class AsyncClient:
         on_event: Callable[[ProgressEvent], None] | None = None,
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
-    ) -> BatchRun:
+        via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
+    ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
         Nothing starts before the first iteration. Prefer
@@ -383,15 +389,17 @@ class AsyncClient:
                 identical file; a different one fails the item), ``"fail"``.
             verify_sha256: when resuming, hash the files of done items instead of checking
                 their sizes.
+            via: ``"batch-api"`` (or a ``BatchAPI`` with detach/wait/cancel) runs the job as
+                one xAI batch and returns a ``RemoteBatchRun``: see ``docs/batch-api.md``.
 
         Raises:
             ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        from ._batch import BatchRun  # deferred: the bulk engine is not needed otherwise
+        from ._batch_remote import engine  # deferred: the bulk engines are not needed otherwise
 
-        return BatchRun(
+        return engine(via)(
             self,
             requests,
             output_dir=output_dir,
@@ -437,12 +445,14 @@ class AsyncClient:
         max_retries: int | None = None,
         idempotent: bool = False,
         origin: object = None,
+        content: tuple[bytes, str] | None = None,
+        reconciled: bool = False,
     ) -> Answer:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
-        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``. ``origin`` is
-        passed on in every event of this request (the bulk engine passes its item).
+        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
+        ones never, nor after a 5xx (their caller checks). ``content``: a raw body and its type.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -463,7 +473,7 @@ class AsyncClient:
             if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
                 self._log_paths.clear()
             log_path = self._log_paths[path] = URL(url).path
-        data = await dumps(body) if body is not None else None
+        data = content or (await dumps(body) if body is not None else None)
         hooks = self._hooks
 
         def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
@@ -488,12 +498,12 @@ class AsyncClient:
             except APIError as error:
                 retry_after: float | None = None
                 if isinstance(error, APIStatusError):
-                    if error.status_code not in _RETRY_STATUSES:
+                    if error.status_code not in (_NOT_RUN if reconciled else _RETRY_STATUSES):
                         raise
                     retry_after = parse_retry_after(error.headers)
                 elif isinstance(error, OutcomeUnknownError):
                     # Never pay twice: a lost answer to a paid POST is not retried by default.
-                    if not (idempotent or policy.retry_unknown_outcome):
+                    if reconciled or not (idempotent or policy.retry_unknown_outcome):
                         attempt.give_up(error, "the request may have been processed", _short(error))
                         raise
                 elif not isinstance(error, APIConnectionError):
@@ -507,7 +517,7 @@ class AsyncClient:
         method: str,
         url: str,
         log_path: str,
-        data: bytes | None,
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
         number: int,
         origin: object,
@@ -522,7 +532,7 @@ class AsyncClient:
         method: str,
         url: str,
         log_path: str,
-        data: bytes | None,
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
         number: int,
         origin: object,

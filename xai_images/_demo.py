@@ -14,10 +14,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_RPS", "demo_prompts", "demo_server", "write_demo_job"]
+__all__ = ["DEMO_BATCH_SECONDS", "DEMO_RPS", "demo_prompts", "demo_server", "write_demo_job"]
 
 DEMO_RPS = 5.0
 """Requests per second of the demo: the live API's limit, enforced by the fake without burst."""
+DEMO_BATCH_SECONDS = 5.0
+"""Mean processing time of a batch request in ``xai-images demo --via batch-api``."""
 
 _EDITS = (
     ("Turn this picture into a stained-glass window", "inputs/photo-a.png", None),
@@ -67,13 +69,23 @@ def write_demo_job(directory: str | os.PathLike[str], *, count: int | None = Non
     return target
 
 
-def demo_server() -> Any:
-    """A ``FakeXAIServer`` configured for the demo (not started: use ``async with``)."""
+def demo_server(*, via: str = "realtime") -> Any:
+    """A ``FakeXAIServer`` configured for the demo (not started: use ``async with``).
+
+    Args:
+        via: ``"batch-api"`` makes its Batch API take a few seconds per request (about
+            :data:`DEMO_BATCH_SECONDS` on average, in random order) and fail a few of them, so
+            the demo shows results arriving and being saved while the batch runs.
+    """
     from .testing import FakeXAIServer
 
+    batch: dict[str, Any] = {}
+    if via == "batch-api":
+        batch = {"batch_processing_seconds": DEMO_BATCH_SECONDS, "batch_failure_rate": 0.05}
     return FakeXAIServer(
         image_bytes=6 * 1024,
         generation_latency=0.6,
         download_latency=0.05,
         rps_limit=DEMO_RPS,
+        **batch,
     )

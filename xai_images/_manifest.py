@@ -22,6 +22,7 @@ import attrs
 from ._safefs import open_append, open_read
 
 __all__ = [
+    "RUN_RECORD_KEY",
     "FileRecord",
     "ItemStatus",
     "ManifestRecord",
@@ -34,9 +35,15 @@ __all__ = [
 
 logger = logging.getLogger("xai_images")
 
-ItemStatus = Literal["ok", "failed", "blocked", "unknown"]
+ItemStatus = Literal["ok", "failed", "blocked", "unknown", "expired"]
 """Outcome of an item: ``ok`` saved, ``failed`` (safe to retry), ``blocked`` by moderation,
-``unknown`` (sent but the answer was lost: maybe billed, never resent unless asked)."""
+``unknown`` (sent but the answer was lost: maybe billed, never resent unless asked),
+``expired`` (generated and billed through the Batch API, but its image URLs expired before
+they could be saved; generated again only when asked)."""
+
+RUN_RECORD_KEY = "record"
+"""Lines with this key are a job's own bookkeeping (the Batch API path writes its run id, batch
+id and added items this way), not item records: :func:`read_manifest` skips them."""
 
 _FSYNC_EVERY = 32
 # Everything parsing one line can raise: bad JSON or UTF-8 (ValueError), nesting deeper than the
@@ -274,6 +281,8 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[ManifestRecord]:
                 data = json.loads(raw)
                 if not isinstance(data, dict):
                     raise TypeError("not an object")
+                if RUN_RECORD_KEY in data:
+                    continue
                 yield ManifestRecord.from_json(data)
             except _UNREADABLE as exc:
                 logger.warning("manifest %s: skipping unreadable line %d: %s", path, number, exc)
@@ -346,13 +355,21 @@ class ManifestWriter:
             await asyncio.to_thread(self._write_sync, data)
             self.written += 1
 
-    def _write_sync(self, data: bytes) -> None:
+    async def write_json(self, data: Mapping[str, Any], *, sync: bool = False) -> None:
+        """Append one JSON object as a line (a run record); ``sync``: ``fsync`` before returning."""
+        line = json.dumps(dict(data), ensure_ascii=False, separators=(",", ":")) + "\n"
+        async with self._lock:
+            if self._fh is None:
+                await self.open()
+            await asyncio.to_thread(self._write_sync, line.encode("utf-8"), sync)
+
+    def _write_sync(self, data: bytes, sync: bool = False) -> None:
         fh = self._fh
         assert fh is not None
         fh.write(data)
         fh.flush()
         self._unsynced += 1
-        if self._unsynced >= self._fsync_every:
+        if sync or self._unsynced >= self._fsync_every:
             os.fsync(fh.fileno())
             self._unsynced = 0
 

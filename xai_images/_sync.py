@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol
 
 from . import _display
 from ._batch import BatchRun
+from ._batch_remote import RemoteBatchRun
 from ._client import AsyncClient
 from ._errors import ClientClosedError, ConfigurationError
 from ._images import Images
@@ -289,7 +290,7 @@ class SyncImages(_Proxy[Images]):
     wait_deferred = _bridge(Images.wait_deferred, _response)
 
 
-class SyncBatchRun(_Proxy[BatchRun]):
+class SyncBatchRun(_Proxy[BatchRun | RemoteBatchRun]):
     """A bulk job of a sync ``Client``: iterate it (a plain ``for``) for outcomes as items finish.
 
     Prefer ``with client.batch(...) as run: for outcome in run: ...``; ``run.collect()`` runs to
@@ -300,7 +301,7 @@ class SyncBatchRun(_Proxy[BatchRun]):
 
     __slots__ = ("_live",)
 
-    def __init__(self, client: Client, target: BatchRun) -> None:
+    def __init__(self, client: Client, target: BatchRun | RemoteBatchRun) -> None:
         super().__init__(client, target)
         self._live = _display.LiveProgress()
 

@@ -195,10 +195,11 @@ class Transport:
         method: str,
         url: str,
         log_path: str,
-        data: bytes | None,
+        data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
     ) -> Answer:
-        """Send one attempt and return its 2xx answer.
+        """Send one attempt and return its 2xx answer. ``data`` is a JSON body, or a raw body
+        and its content type (a multipart upload).
 
         Raises:
             APIStatusError: (a subclass per status) any non-2xx answer.
@@ -209,6 +210,9 @@ class Transport:
             ConfigurationError: the URL is invalid.
         """
         headers = self._json_headers if data is not None else self._headers
+        if isinstance(data, tuple):
+            raw, content_type = data
+            data, headers = raw, {**self._headers, "Content-Type": content_type}
         state = _SendState()
         loop = asyncio.get_running_loop()
         started = loop.time()

@@ -5,23 +5,50 @@ Start a job with ``client.batch(...)`` (it returns a `BatchRun`); iterate it for
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
 written by `write_gallery`. `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
+
+Through xAI's Batch API (``client.batch(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
+:class:`BatchAPI` options) the job is a
+:class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
+:class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and
+``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
 """
 
 from ._batch import BatchRun, Outcome
+from ._batch_models import (
+    Batch,
+    BatchRequestState,
+    BatchResult,
+    BatchState,
+    FileObject,
+    ResultsPage,
+)
+from ._batch_remote import BatchAPI, RemoteBatchRun
+from ._batches import BatchLimits
 from ._gallery import write_gallery
 from ._jobs import InvalidJob, load_jobs
 from ._manifest import FileRecord, ManifestRecord, load_manifest
 from ._progress import Progress, ProgressEvent
 from ._public import publish
+from ._remote_state import RemoteProgress
 
 __all__ = [
+    "Batch",
+    "BatchAPI",
+    "BatchLimits",
+    "BatchRequestState",
+    "BatchResult",
     "BatchRun",
+    "BatchState",
+    "FileObject",
     "FileRecord",
     "InvalidJob",
     "ManifestRecord",
     "Outcome",
     "Progress",
     "ProgressEvent",
+    "RemoteBatchRun",
+    "RemoteProgress",
+    "ResultsPage",
     "load_jobs",
     "load_manifest",
     "write_gallery",
