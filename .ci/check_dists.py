@@ -21,7 +21,7 @@ from email.parser import HeaderParser
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SDIST_TREES = ("xai_images", "tests", "docs")
+SDIST_TREES = ("xai_images", "tests", "docs", "examples")
 SDIST_FILES = ("README.md", "pyproject.toml", "mkdocs.yml")
 ENTRY_POINTS = (
     ("console_scripts", "xai-images = xai_images._cli:main"),
