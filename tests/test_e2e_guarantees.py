@@ -146,7 +146,7 @@ GENERATE_CASES: list[tuple[dict[str, Any], str, str]] = [
     ({"response_format": "png"}, "response_format", "url, b64_json"),
     ({"aspect_ratio": "7:3"}, "aspect_ratio", "16:9"),
     ({"resolution": "4k"}, "resolution", "1k, 1.5k, 2k"),
-    ({"deferred": True, "response_format": "b64_json"}, "deferred", "url"),
+    ({"deferred": True, "response_format": "b64_json"}, "response_format", "url"),
     ({"model": ""}, "model", "non-empty"),
     ({"user": 5}, "user", "string"),
     ({"extra_body": [("n", 1)]}, "extra_body", "mapping"),
@@ -271,7 +271,7 @@ EDIT_CASES: list[tuple[str, EditCase, str, str]] = [
     (
         "deferred b64",
         lambda t: {"image": PNG, "deferred": True, "response_format": "b64_json"},
-        "deferred",
+        "response_format",
         "url",
     ),
 ]

@@ -156,7 +156,7 @@ def test_deferred_requires_url_format() -> None:
     """deferred with b64_json is rejected: the API defers URLs only."""
     with pytest.raises(ValidationError) as info:
         generate_body("x", deferred=True, response_format="b64_json")
-    assert info.value.field == "deferred"
+    assert info.value.field == "response_format"
 
 
 def test_user_must_be_a_string() -> None:

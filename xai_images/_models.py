@@ -70,8 +70,8 @@ def _no_client() -> ConfigurationError:
 
 @attrs.frozen
 class FileOutput:
-    """Where the API stored an image in the Files store (asked for with ``storage_options``
-    through ``extra_body``); every field is ``None`` when the server left it out.
+    """Where the API stored an image in the Files store (asked for with ``storage_options``,
+    a field sent as an extra body field); every field is ``None`` when the server left it out.
 
     Attributes:
         file_id: the stored file's id (usable as an edit input: ``FileId(file_id)``).

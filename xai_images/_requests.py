@@ -246,7 +246,9 @@ class _Request:
                 spec.check(f.name, value)
         if deferred and self.response_format == "b64_json":
             raise ValidationError(
-                "deferred", deferred, 'used with response_format="url" (the API only defers URLs)'
+                "response_format",
+                self.response_format,
+                '"url" (or unset) for a deferred request: the API only defers URLs',
             )
 
     def validate(self) -> None:

@@ -275,7 +275,7 @@ class SyncDeferredRequest(_Proxy[DeferredRequest]):
 
 
 class SyncImages(_Proxy[Images]):
-    """``client.images`` of a sync ``Client``: the methods of `xai_images.Images`,
+    """``client.images`` of a sync ``Client``: the methods of ``AsyncClient.images``,
     blocking, with the same parameters (field meanings: the ``Images`` docstring)."""
 
     __slots__ = ()
