@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pickle
+import types
 from types import ModuleType
 
 import pytest
@@ -30,6 +31,14 @@ def module_id(module: ModuleType) -> str:
     return module.__name__
 
 
+def is_class_or_function(obj: object) -> bool:
+    """A class or a function, not a type alias (before Python 3.11, ``inspect.isclass`` is also
+    true of a parametrised alias such as ``Callable[[Event], None]``)."""
+    if isinstance(obj, types.GenericAlias):
+        return False
+    return inspect.isclass(obj) or inspect.isfunction(obj)
+
+
 @pytest.mark.parametrize("module", PUBLIC_MODULES, ids=module_id)
 def test_all_is_sorted_and_unique(module: ModuleType) -> None:
     """Each public module's `__all__` is one sorted list without duplicates."""
@@ -42,7 +51,7 @@ def test_every_exported_name_exists_and_is_documented(module: ModuleType) -> Non
     alias is described in its module's docstring."""
     for name in module.__all__:
         obj = getattr(module, name)
-        if inspect.isclass(obj) or inspect.isfunction(obj):
+        if is_class_or_function(obj):
             assert inspect.getdoc(obj), f"{module.__name__}.{name} has no docstring"
         elif not isinstance(obj, (str, int, float)):
             assert f"``{name}``" in (module.__doc__ or ""), f"{module.__name__}.{name}"
@@ -54,7 +63,7 @@ def test_public_names_say_where_they_are_imported_from(module: ModuleType) -> No
     module's."""
     for name in module.__all__:
         obj = getattr(module, name)
-        if inspect.isclass(obj) or inspect.isfunction(obj):
+        if is_class_or_function(obj):
             assert obj.__module__ == module.__name__, name
 
 
