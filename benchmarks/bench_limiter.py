@@ -75,7 +75,7 @@ async def one_run(
     ) as server:
         # The ledger counts 429s of both kinds; count the real limit's own refusals apart.
         limit_429 = 0
-        check_rate = server._check_rate
+        check_rate = server.check_rate
 
         def counting_check_rate() -> Any:
             nonlocal limit_429
@@ -83,7 +83,7 @@ async def one_run(
             limit_429 += refused is not None
             return refused
 
-        server._check_rate = counting_check_rate  # type: ignore[method-assign]
+        server.check_rate = counting_check_rate  # type: ignore[method-assign]
         rate_limit = None if variant == "none" else client_rate
         async with AsyncClient(
             api_key=server.api_key, base_url=server.base_url, rate_limit=rate_limit, max_retries=8

@@ -54,8 +54,8 @@ class TimedFake(FakeXAIServer):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.accepted: list[float] = []
 
-    def _check_rate(self):  # type: ignore[no-untyped-def]
-        refused = super()._check_rate()
+    def check_rate(self):  # type: ignore[no-untyped-def]
+        refused = super().check_rate()
         if refused is None:
             self.accepted.append(time.monotonic())
         return refused
