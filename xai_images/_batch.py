@@ -21,12 +21,11 @@ import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._config import int_at_least
+from ._bulkcommon import RunControl, check_run_options, run_paths
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -113,7 +112,7 @@ Job = Request | InvalidJob | Mapping[str, Any]
 Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
 
 
-class BatchRun:
+class BatchRun(RunControl):
     """A running bulk job: iterate it for outcomes as items finish.
 
     Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
@@ -140,86 +139,20 @@ class BatchRun:
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
     ) -> None:
-        if not int_at_least(concurrency, 1):
-            raise ValidationError("concurrency", concurrency, "an int >= 1")
-        if on_exists not in ("fail", "overwrite", "skip"):
-            raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
+        check_run_options(concurrency, on_exists)
+        super().__init__()
         self._client = client
         self._requests = requests
-        # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
-        # move the job.
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
         self._concurrency = concurrency
         self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
         self._tally = Tally(on_event)
         self.progress = self._tally.progress
-        self._stop = asyncio.Event()
-        self._agen: AsyncIterator[Outcome] | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
-
-    # -- control ---------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop starting new items; items in flight finish and are recorded, then iteration ends.
-
-        Safe to call from a signal handler running on the event loop. The items not started
-        are not recorded, so running the same job again picks up exactly there.
-        """
-        if not self._stop.is_set():
-            self._stop.set()
-            self.progress.interrupted = True
-
-    @property
-    def stopping(self) -> bool:
-        """``True`` once `stop` was called."""
-        return self._stop.is_set()
-
-    # -- iteration -------------------------------------------------------------------------------
-
-    def __aiter__(self) -> BatchRun:
-        return self
-
-    async def __anext__(self) -> Outcome:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._agen is None:
-            self._agen = self._run()
-        try:
-            return await self._agen.__anext__()
-        except StopAsyncIteration:
-            self._closed = True
-            raise
-
-    async def aclose(self) -> None:
-        """Stop the workers (cancelling items in flight), flush and close the manifest."""
-        self._closed = True
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            await agen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> BatchRun:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def collect(self) -> list[Outcome]:
-        """Run to the end and return every outcome, in finishing order."""
-        async with self:
-            return [outcome async for outcome in self]
 
     # -- internals -------------------------------------------------------------------------------
 

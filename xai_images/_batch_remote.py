@@ -29,13 +29,12 @@ import os
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._batch import BatchRun, Outcome
+from ._bulkcommon import EventEmitter, RunControl, check_run_options, run_paths
 from ._errors import (
     APIStatusError,
     NotFoundError,
@@ -45,7 +44,7 @@ from ._errors import (
 from ._hooks import RateLimited, RetryScheduled
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import ManifestRecord, ManifestWriter
-from ._progress import EventKind, ProgressEvent
+from ._progress import ProgressEvent
 from ._remote_results import ResultsMixin
 from ._remote_state import (
     Item,
@@ -117,7 +116,7 @@ def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
     return functools.partial(RemoteBatchRun, **attrs.asdict(options))
 
 
-class RemoteBatchRun(ResultsMixin):
+class RemoteBatchRun(ResultsMixin, RunControl):
     """A bulk job through the Batch API: iterate it for outcomes as results are saved.
 
     Built by ``client.batch(..., via="batch-api")``, which documents the arguments; nothing
@@ -155,26 +154,20 @@ class RemoteBatchRun(ResultsMixin):
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError("concurrency", concurrency, "an int >= 1")
-        if on_exists not in ("fail", "overwrite", "skip"):
-            raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
+        check_run_options(concurrency, on_exists)
         for name, value in (
             ("poll_interval", poll_interval),
             ("max_poll_interval", max_poll_interval),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValidationError(name, value, "a number of seconds > 0")
+        super().__init__()
         self._client = client
         self._requests = requests
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
         self._concurrency = concurrency
         self._retry_failed = retry_failed
         self._resend_unknown = resend_unknown
-        self._on_event = on_event
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
         self._detach = detach
@@ -183,15 +176,12 @@ class RemoteBatchRun(ResultsMixin):
         self._poll = (float(poll_interval), float(max(poll_interval, max_poll_interval)))
         self._on_poll = on_poll
         self.progress = RemoteProgress()
+        self._emit = EventEmitter(on_event, self.progress).emit
         self.run_id: str | None = None
         self.batch_id: str | None = None
         self.detached = False
         self.cancelled_by_xai: str | None = None
         self.not_submitted: list[str] = []
-        self._stop = asyncio.Event()
-        self._agen: AsyncIterator[Outcome] | None = None
-        self._closed = False
-        self._event_error_logged = False
         self._writer: ManifestWriter | None = None
         self._out: Callable[[Any], None] = lambda _x: None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,61 +197,7 @@ class RemoteBatchRun(ResultsMixin):
 
     def stop(self) -> None:
         """Stop polling; saves in flight finish and are recorded. The batch is not cancelled."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self.progress.interrupted = True
-
-    @property
-    def stopping(self) -> bool:
-        """``True`` once :meth:`stop` was called."""
-        return self._stop.is_set()
-
-    def __aiter__(self) -> RemoteBatchRun:
-        return self
-
-    async def __anext__(self) -> Outcome:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._agen is None:
-            self._agen = self._run()
-        try:
-            return await self._agen.__anext__()
-        except StopAsyncIteration:
-            self._closed = True
-            raise
-
-    async def aclose(self) -> None:
-        """Stop (cancelling saves in flight), flush and close the manifest."""
-        self._closed = True
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            await agen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> RemoteBatchRun:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def collect(self) -> list[Outcome]:
-        """Run to the end and return every outcome, in finishing order."""
-        async with self:
-            return [outcome async for outcome in self]
-
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
-        except Exception:
-            if not self._event_error_logged:
-                self._event_error_logged = True
-                logger.exception("xai-images batch: the on_event callback raised; ignoring")
+        super().stop()
 
     # -- the run ---------------------------------------------------------------------------------
 

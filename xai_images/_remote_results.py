@@ -27,7 +27,6 @@ from ._errors import (
 )
 from ._manifest import FileRecord, ItemStatus, ManifestRecord, ManifestWriter, PendingImage
 from ._models import GeneratedImage
-from ._progress import EventKind
 from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
 
 if TYPE_CHECKING:
@@ -58,9 +57,7 @@ class ResultsMixin:
     _writer: ManifestWriter | None
     _out: Callable[[Any], None]
     _settled: set[str]
-
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        raise NotImplementedError
+    _emit: Callable[..., None]
 
     async def _record(self, kind: str, **fields: Any) -> None:
         raise NotImplementedError
