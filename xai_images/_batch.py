@@ -25,11 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._bulkcommon import RunControl, check_run_options, run_paths
+from ._bulkcommon import RunControl, check_run_options, pending_images, run_paths, sort_saves
 from ._errors import (
     APIConnectionError,
     APIError,
-    DownloadError,
     ImageBlockedError,
     ImageExpiredError,
     OutcomeUnknownError,
@@ -39,7 +38,6 @@ from ._errors import (
 from ._files import safe_component
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import (
-    FileRecord,
     ItemStatus,
     ManifestRecord,
     ManifestWriter,
@@ -57,7 +55,7 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._files import OnExists, SavedImage
 
-__all__ = ["BatchRun", "Outcome", "run_batch"]
+__all__ = ["BatchRun", "Outcome", "outcome_of", "run_batch"]
 
 logger = logging.getLogger("xai_images")
 
@@ -418,39 +416,14 @@ class BatchRun(RunControl):
         finally:
             for image in images:
                 self._tally.saving.pop(id(image), None)
-        saved: list[SavedImage] = []
-        pending: list[PendingImage] = []
-        errors: list[BaseException] = []
-        for image, result in zip(images, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                if not isinstance(result, (DownloadError, XAIImagesError, OSError)):
-                    raise result
-                errors.append(result)
-                pending.append(PendingImage(image.index, image.url, image.revised_prompt))
-            else:
-                saved.append(result)
-        self.progress.images += len(saved)
-        self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
-        return saved, pending, errors
+        return sort_saves(images, results, self.progress)
 
     async def _download_pending(self, item: Item) -> tuple[ManifestRecord, Outcome] | None:
         """Fetch the images of an earlier billed item again; ``None`` to generate afresh."""
         prior = item.prior
         assert prior is not None
         self._tally.emit("started", item.id, line=item.request.line)
-        images = [
-            GeneratedImage(
-                url=p.url,
-                revised_prompt=p.revised_prompt,
-                index=p.index,
-                request_id=prior.request_id,
-                transfers=self._client._transfers,
-            )
-            for p in prior.pending
-            if p.url
-        ]
+        images = pending_images(prior, self._client._transfers, prior.request_id)
         saved, pending, errors = await self._save_images(item, images)
         kept = [f for f in prior.files if (self.output_dir / f.path).is_file()]
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
@@ -459,52 +432,30 @@ class BatchRun(RunControl):
                 return None
             pending = []  # expired for good: a later retry must not try them again
         status: ItemStatus = "failed" if errors else "ok"
-        record, outcome = self._finish(
-            item,
-            status,
-            error=errors[0] if errors else None,
-            files=saved,
-            pending=pending,
-            billed=True,
-            keep=kept,
+        error = errors[0] if errors else None
+        return self._finish(
+            item, status, error=error, files=saved, pending=pending, billed=True, keep=kept
         )
-        return record, outcome
 
     def _finish(
-        self,
-        item: Item,
-        status: ItemStatus,
-        *,
-        error: BaseException | None = None,
-        files: Sequence[SavedImage] = (),
-        pending: Sequence[PendingImage] = (),
-        billed: bool = False,
-        note: str | None = None,
-        keep: Sequence[FileRecord] = (),
+        self, item: Item, status: ItemStatus, **fields: Any
     ) -> tuple[ManifestRecord, Outcome]:
-        record = item_record(
-            item,
-            status,
-            self.output_dir,
-            error=error,
-            files=files,
-            pending=pending,
-            billed=billed,
-            note=note,
-            keep=keep,
-        )
-        request = item.request
-        outcome = Outcome(
-            item.id,
-            status,
-            request,
-            tuple(self.output_dir / f.path for f in record.files),
-            error,
-            False,
-            request.line,
-            record,
-        )
-        return record, outcome
+        # ``fields``: item_record's keywords (error, files, pending, billed, note, keep).
+        record = item_record(item, status, self.output_dir, **fields)
+        error = fields.get("error")
+        return record, outcome_of(record, item.request, status, error, self.output_dir)
+
+
+def outcome_of(
+    record: ManifestRecord,
+    request: Request,
+    status: ItemStatus,
+    error: BaseException | None,
+    output_dir: Path,
+) -> Outcome:
+    """The `Outcome` of an item whose manifest record is ``record``."""
+    paths = tuple(output_dir / f.path for f in record.files)
+    return Outcome(record.id, status, request, paths, error, False, request.line, record)
 
 
 # The engine behind ``AsyncClient.batch`` (which documents every argument):

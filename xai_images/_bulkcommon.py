@@ -10,19 +10,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._config import int_at_least
-from ._errors import ValidationError
-from ._progress import EventKind, ProgressEvent
+from ._errors import DownloadError, ValidationError, XAIImagesError
+from ._manifest import ManifestRecord, PendingImage
+from ._models import GeneratedImage
+from ._progress import EventKind, Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from ._batch import Outcome
+    from ._files import SavedImage
 
-__all__ = ["EventEmitter", "RunControl", "check_run_options", "run_paths"]
+__all__ = [
+    "EventEmitter",
+    "RunControl",
+    "check_run_options",
+    "pending_images",
+    "run_paths",
+    "sort_saves",
+]
 
 logger = logging.getLogger("xai_images")
 
@@ -78,6 +87,48 @@ class EventEmitter:
                 logger.exception("xai-images batch: the on_event callback raised; ignoring")
 
 
+def sort_saves(
+    images: Sequence[GeneratedImage], results: Sequence[Any], progress: Progress
+) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
+    """Split the results of saving ``images`` into the saved ones, the ones to fetch again
+    later and their errors; count what was saved into ``progress``.
+
+    Raises:
+        BaseException: a result that is no download, API or file error (a bug, a cancel).
+    """
+    saved: list[SavedImage] = []
+    pending: list[PendingImage] = []
+    errors: list[BaseException] = []
+    for image, result in zip(images, results, strict=True):
+        if isinstance(result, BaseException):
+            if not isinstance(result, (DownloadError, XAIImagesError, OSError)):
+                raise result
+            errors.append(result)
+            pending.append(PendingImage(image.index, image.url, image.revised_prompt))
+        else:
+            saved.append(result)
+    progress.images += len(saved)
+    progress.bytes += sum(s.bytes for s in saved if not s.skipped)
+    return saved, pending, errors
+
+
+def pending_images(
+    record: ManifestRecord, transfers: Any, request_id: str | None = None
+) -> list[GeneratedImage]:
+    """The images ``record`` says were billed but not saved, fetchable again from their URLs."""
+    return [
+        GeneratedImage(
+            url=p.url,
+            revised_prompt=p.revised_prompt,
+            index=p.index,
+            request_id=request_id,
+            transfers=transfers,
+        )
+        for p in record.pending
+        if p.url
+    ]
+
+
 class RunControl:
     """Iteration, stopping and closing of a bulk run; subclasses provide ``_run``."""
 
@@ -130,12 +181,7 @@ class RunControl:
     async def __aenter__(self: _R) -> _R:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def collect(self) -> list[Outcome]:

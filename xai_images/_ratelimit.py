@@ -28,14 +28,31 @@ from collections.abc import Awaitable, Callable
 
 from ._config import non_negative, positive_number
 
-__all__ = ["RateLimiter"]
+__all__ = ["LimiterCounts", "RateLimiter"]
 
 # Fewer starts than this in the last window are too few to measure the accepted rate from; the
 # decrease is then the plain backoff factor.
 _MIN_SAMPLE = 5
 
 
-class RateLimiter:
+class LimiterCounts:
+    """What every rate limiter reports: its ceiling and the 429s it was told of."""
+
+    _rate: float
+    _rate_limited: int
+
+    @property
+    def rate(self) -> float:
+        """The configured requests per second (the ceiling)."""
+        return self._rate
+
+    @property
+    def rate_limited_count(self) -> int:
+        """How many 429s were reported with `on_rate_limited` (by this process)."""
+        return self._rate_limited
+
+
+class RateLimiter(LimiterCounts):
     """Spaces request starts evenly so that at most ``rate`` requests start in any second.
 
     One limiter is shared by every request of a client (``AsyncClient(rate_limit=...)``), so
@@ -114,19 +131,9 @@ class RateLimiter:
         )
 
     @property
-    def rate(self) -> float:
-        """The configured requests per second (the ceiling)."""
-        return self._rate
-
-    @property
     def current_rate(self) -> float:
         """The effective requests per second now: ``rate``, or less while recovering from 429s."""
         return self._rate_at(self._clock())
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many 429s were reported with `on_rate_limited`."""
-        return self._rate_limited
 
     def _rate_at(self, now: float) -> float:
         if self._penalty_rate >= self._rate:

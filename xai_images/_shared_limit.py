@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from yarl import URL
 
 from ._errors import ConfigurationError, SharedLimitError
+from ._ratelimit import LimiterCounts
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -140,7 +141,7 @@ def _scheme(url: str) -> str | None:
         return None
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(LimiterCounts):
     """Spaces request starts so that at most ``rate`` requests start in any second, summed over
     every process (on any machine) using the same API key and Redis server.
 
@@ -243,19 +244,9 @@ class SharedRateLimiter:
         )
 
     @property
-    def rate(self) -> float:
-        """The configured requests per second (the ceiling)."""
-        return self._rate
-
-    @property
     def current_rate(self) -> float:
         """The shared effective rate as of the last answer from Redis (lower after 429s)."""
         return self._current_rate
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many 429s this process reported with `on_rate_limited`."""
-        return self._rate_limited
 
     @property
     def key(self) -> str:
