@@ -9,6 +9,7 @@ happens is published to the client's event hooks (``_hooks.py``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -476,19 +477,11 @@ class AsyncClient:
         data = content or (await dumps(body) if body is not None else None)
         hooks = self._hooks
 
+        retried = functools.partial(RetryScheduled, method=method, path=log_path, origin=origin)
+
         def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
             if hooks:
-                hooks.emit(
-                    RetryScheduled(
-                        method=method,
-                        path=log_path,
-                        attempt=attempt,
-                        delay=delay,
-                        reason=reason,
-                        error=error,
-                        origin=origin,
-                    )
-                )
+                hooks.emit(retried(attempt=attempt, delay=delay, reason=reason, error=error))
 
         async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
             try:

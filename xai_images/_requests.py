@@ -252,14 +252,19 @@ class _Request:
             )
 
     def validate(self) -> None:
-        """Check every field as a bulk job would (``id`` too), without sending anything.
+        """Check every field as a bulk job would (``id`` too, and that an edit's local input
+        files exist), without sending anything.
 
         Raises:
             ValidationError: naming the field at fault.
         """
         if self.id is not None:
             check_id("id", self.id)
+        self._check_inputs()
         self.check()
+
+    def _check_inputs(self) -> None:
+        """Check the inputs that are read from disk (none for a generate request)."""
 
     def _body(self, inputs: Mapping[str, Any], deferred: bool) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -371,18 +376,10 @@ class EditRequest(_Request):
                 "one image keeps its aspect ratio",
             )
 
-    def validate(self) -> None:
-        """Check every field and that local input files exist, without sending anything.
-
-        Raises:
-            ValidationError: naming the field at fault.
-        """
-        if self.id is not None:
-            check_id("id", self.id)
+    def _check_inputs(self) -> None:
         self._check_shape()
         for name, value in self._raw_inputs():
             self._check_local(name, value)
-        self.check()
 
     def to_body(
         self, inputs: Sequence[Mapping[str, str]], *, deferred: bool = False
