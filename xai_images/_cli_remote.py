@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch_remote import RemoteBatchRun
     from ._client import AsyncClient
     from ._remote_state import RemoteProgress
 
@@ -178,21 +177,6 @@ async def run_remote_job(
         out(f"detached: {run.progress.started} request(s) at xAI; collect the results with:")
         out(f"  {command}")
         return EXIT_OK
-    report = _report(run, not_ok, console, gallery, cancelled, command, summary, out, cancel)
-    return await report
-
-
-async def _report(
-    run: RemoteBatchRun,
-    not_ok: list[Any],
-    console: Any,
-    gallery: bool,
-    cancelled: bool,
-    command: str,
-    summary: Callable[..., None],
-    out: Callable[[str], None],
-    cancel: bool,
-) -> int:
     p = run.progress
     summary(run, not_ok, rich_console=console)
     if p.expired:

@@ -50,6 +50,7 @@ from ._hooks import (
 )
 from ._images import Images
 from ._ratelimit import RateLimiter
+from ._readonly import ReadOnly
 from ._retry import Attempts, RetryPolicy, parse_retry_after
 from ._shared_limit import SharedRateLimiter
 from ._transfers import Transfers
@@ -259,25 +260,10 @@ class AsyncClient:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        """The API root, e.g. ``https://api.x.ai/v1``."""
-        return self._base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        """The default per-attempt `Timeout`."""
-        return self._timeout
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The default `RetryPolicy`."""
-        return self._retry
-
-    @property
-    def closed(self) -> bool:
-        """``True`` after `aclose`."""
-        return self._closed
+    base_url: ReadOnly[str] = ReadOnly("_base_url", "The API root, e.g. ``https://api.x.ai/v1``.")
+    timeout: ReadOnly[Timeout] = ReadOnly("_timeout", "The default per-attempt `Timeout`.")
+    retry: ReadOnly[RetryPolicy] = ReadOnly("_retry", "The default `RetryPolicy`.")
+    closed: ReadOnly[bool] = ReadOnly("_closed", "``True`` after `aclose`.")
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

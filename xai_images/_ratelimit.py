@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ._config import non_negative, positive_number
+from ._readonly import ReadOnly
 
 __all__ = ["LimiterCounts", "RateLimiter"]
 
@@ -41,15 +42,10 @@ class LimiterCounts:
     _rate: float
     _rate_limited: int
 
-    @property
-    def rate(self) -> float:
-        """The configured requests per second (the ceiling)."""
-        return self._rate
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many 429s were reported with `on_rate_limited` (by this process)."""
-        return self._rate_limited
+    rate: ReadOnly[float] = ReadOnly("_rate", "The configured requests per second (the ceiling).")
+    rate_limited_count: ReadOnly[int] = ReadOnly(
+        "_rate_limited", "How many 429s were reported with `on_rate_limited` (by this process)."
+    )
 
 
 class RateLimiter(LimiterCounts):

@@ -25,6 +25,7 @@ from yarl import URL
 
 from ._errors import ConfigurationError, SharedLimitError
 from ._ratelimit import LimiterCounts
+from ._readonly import ReadOnly
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -243,15 +244,13 @@ class SharedRateLimiter(LimiterCounts):
             f"rate={self._rate:g}, current_rate={self._current_rate:.3g})"
         )
 
-    @property
-    def current_rate(self) -> float:
-        """The shared effective rate as of the last answer from Redis (lower after 429s)."""
-        return self._current_rate
-
-    @property
-    def key(self) -> str:
-        """The Redis key of the budget (derived from a hash of the API key)."""
-        return self._key
+    current_rate: ReadOnly[float] = ReadOnly(
+        "_current_rate",
+        "The shared effective rate as of the last answer from Redis (lower after 429s).",
+    )
+    key: ReadOnly[str] = ReadOnly(
+        "_key", "The Redis key of the budget (derived from a hash of the API key)."
+    )
 
     async def start(self) -> None:
         """Check that Redis answers; the client calls this when it is entered. Idempotent.
