@@ -37,13 +37,7 @@ from ._errors import (
 )
 from ._files import safe_component
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
-from ._manifest import (
-    ItemStatus,
-    ManifestRecord,
-    ManifestWriter,
-    PendingImage,
-    load_manifest,
-)
+from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage, load_manifest
 from ._models import GeneratedImage, ImagesResponse
 from ._progress import ProgressEvent
 from ._records import interrupted_record, item_record

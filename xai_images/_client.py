@@ -9,6 +9,7 @@ happens is published to the client's event hooks (``_hooks.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -471,9 +472,10 @@ class AsyncClient:
 
         async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
             try:
-                return await self._limited_attempt(
-                    method, url, log_path, data, attempt_timeout, attempt.number, origin
-                )
+                async with self._slot():
+                    return await self._attempt(
+                        method, url, log_path, data, attempt_timeout, attempt.number, origin
+                    )
             except APIError as error:
                 retry_after: float | None = None
                 if isinstance(error, APIStatusError):
@@ -491,20 +493,9 @@ class AsyncClient:
                     raise
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def _limited_attempt(
-        self,
-        method: str,
-        url: str,
-        log_path: str,
-        data: bytes | tuple[bytes, str] | None,
-        timeout: Timeout,
-        number: int,
-        origin: object,
-    ) -> Answer:
-        if self._semaphore is None:
-            return await self._attempt(method, url, log_path, data, timeout, number, origin)
-        async with self._semaphore:
-            return await self._attempt(method, url, log_path, data, timeout, number, origin)
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A place among the requests in flight (no wait without a concurrency cap)."""
+        return self._semaphore if self._semaphore is not None else contextlib.nullcontext()
 
     async def _attempt(
         self,
@@ -528,20 +519,25 @@ class AsyncClient:
             hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
         loop = asyncio.get_running_loop()
         started = loop.time()
-        try:
-            answer = await self._transport.send(session, method, url, log_path, data, timeout)
-        except APIStatusError as error:
+
+        def answered(status: int, request_id: str | None) -> None:
             if hooks:
+                elapsed = loop.time() - started
                 hooks.emit(
                     ResponseReceived(
                         method=method,
                         path=log_path,
-                        status=error.status_code,
-                        request_id=error.request_id,
-                        elapsed=loop.time() - started,
+                        status=status,
+                        request_id=request_id,
+                        elapsed=elapsed,
                         origin=origin,
                     )
                 )
+
+        try:
+            answer = await self._transport.send(session, method, url, log_path, data, timeout)
+        except APIStatusError as error:
+            answered(error.status_code, error.request_id)
             if error.status_code == 429:
                 retry_after = parse_retry_after(error.headers)
                 # Every 429 is reported, once, retried or not and with or without a limiter.
@@ -554,17 +550,8 @@ class AsyncClient:
                 if self._limiter is not None:
                     self._limiter.on_rate_limited(retry_after)
             raise
+        answered(answer.status, answer.request_id)
         if hooks:
-            hooks.emit(
-                ResponseReceived(
-                    method=method,
-                    path=log_path,
-                    status=answer.status,
-                    request_id=answer.request_id,
-                    elapsed=loop.time() - started,
-                    origin=origin,
-                )
-            )
             ticks = _cost_of(answer.body)
             if ticks is not None:
                 hooks.emit(

@@ -412,8 +412,7 @@ class Client:
     closed: ReadOnly[bool] = ReadOnly("_loop.closed", "``True`` after `close`.")
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<Client base_url={self.base_url!r} {state}>"
+        return f"<Client base_url={self.base_url!r} {'closed' if self.closed else 'open'}>"
 
     def __enter__(self) -> Client:
         if self.closed:
