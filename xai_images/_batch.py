@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._files import OnExists, SavedImage
 
-__all__ = ["BatchRun", "Outcome", "outcome_of", "run_batch"]
+__all__ = ["BatchRun", "Outcome", "name_job", "outcome_of", "run_batch"]
 
 logger = logging.getLogger("xai_images")
 
@@ -248,38 +248,10 @@ class BatchRun(RunControl):
         prior: dict[str, ManifestRecord],
     ) -> Item | Outcome:
         """Validate and name a job, and decide from the manifest whether it runs."""
-        job: Request | InvalidJob
-        if isinstance(source_job, Mapping):
-            try:
-                job = parse_job(source_job)
-            except ValidationError as exc:
-                job = InvalidJob(None, exc)
-        else:
-            job = source_job
-        if isinstance(job, InvalidJob):
-            name = f"line-{job.line}" if job.line is not None else f"item-{self.progress.total}"
-            return Outcome(name, "failed", error=job.error, line=job.line)
-        if not isinstance(job, (GenerateRequest, EditRequest)):
-            error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
-            return Outcome(f"item-{self.progress.total}", "failed", error=error)
-        try:
-            job.validate()
-        except ValidationError as exc:
-            return Outcome(
-                job.id or f"item-{self.progress.total}", "failed", job, error=exc, line=job.line
-            )
-        if job.id is not None:
-            item_id = job.id
-            if item_id in ids:
-                error = ValidationError("id", item_id, "unique within the job")
-                return Outcome(item_id, "failed", job, error=error, line=job.line)
-        else:
-            base = derive_id(job)
-            # The same request twice (asking for more variety) gets -2, -3, ... in job order.
-            count = repeats.get(base, 0) + 1
-            repeats[base] = count
-            item_id = base if count == 1 else f"{base}-{count}"
-        ids.add(item_id)
+        named = name_job(source_job, ids, repeats, self.progress.total)
+        if isinstance(named, Outcome):
+            return named
+        item_id, job = named
         item = Item(item_id, job, self._tally)
         earlier = prior.get(item_id)
         if earlier is not None and earlier.request == job.to_json():
@@ -438,6 +410,45 @@ class BatchRun(RunControl):
         record = item_record(item, status, self.output_dir, **fields)
         error = fields.get("error")
         return record, outcome_of(record, item.request, status, error, self.output_dir)
+
+
+def name_job(
+    job: Any, ids: set[str], repeats: dict[str, int], number: int
+) -> tuple[str, Request] | Outcome:
+    """Validate a job of either bulk engine and name it, or return its failed outcome.
+
+    The id is the job's own (unique within the job) or derived from its content, the same
+    request again getting ``-2``, ``-3``, ... in job order; it is added to ``ids``. ``number``
+    (the job's position) names a job that has neither id nor line.
+    """
+    if isinstance(job, Mapping):
+        try:
+            job = parse_job(job)
+        except ValidationError as exc:
+            job = InvalidJob(None, exc)
+    if isinstance(job, InvalidJob):
+        name = f"line-{job.line}" if job.line is not None else f"item-{number}"
+        return Outcome(name, "failed", error=job.error, line=job.line)
+    if not isinstance(job, (GenerateRequest, EditRequest)):
+        error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
+        return Outcome(f"item-{number}", "failed", error=error)
+    try:
+        job.validate()
+    except ValidationError as exc:
+        return Outcome(job.id or f"item-{number}", "failed", job, error=exc, line=job.line)
+    if job.id is not None:
+        item_id = job.id
+        if item_id in ids:
+            error = ValidationError("id", item_id, "unique within the job")
+            return Outcome(item_id, "failed", job, error=error, line=job.line)
+    else:
+        base = derive_id(job)
+        # The same request twice (asking for more variety) gets -2, -3, ... in job order.
+        count = repeats.get(base, 0) + 1
+        repeats[base] = count
+        item_id = base if count == 1 else f"{base}-{count}"
+    ids.add(item_id)
+    return item_id, job
 
 
 def outcome_of(

@@ -28,12 +28,12 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._batch import BatchRun, Outcome
+from ._batch import BatchRun, Outcome, name_job
 from ._bulkcommon import EventEmitter, RunControl, check_run_options, run_paths
 from ._errors import (
     APIStatusError,
@@ -42,7 +42,7 @@ from ._errors import (
     XAIImagesError,
 )
 from ._hooks import RateLimited, RetryScheduled
-from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
+from ._jobs import load_jobs
 from ._manifest import ManifestRecord, ManifestWriter
 from ._progress import ProgressEvent
 from ._remote_results import ResultsMixin
@@ -53,7 +53,6 @@ from ._remote_state import (
     RunState,
     load_job_state,
 )
-from ._requests import EditRequest, GenerateRequest
 
 if TYPE_CHECKING:
     from ._batch import Source
@@ -357,34 +356,8 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         return attached, to_run
 
     def _accept(self, job: Any, ids: set[str], repeats: dict[str, int]) -> Item | Outcome:
-        if isinstance(job, Mapping):
-            try:
-                job = parse_job(job)
-            except ValidationError as exc:
-                job = InvalidJob(None, exc)
-        if isinstance(job, InvalidJob):
-            name = f"line-{job.line}" if job.line is not None else f"item-{self.progress.total}"
-            return Outcome(name, "failed", error=job.error, line=job.line)
-        if not isinstance(job, (GenerateRequest, EditRequest)):
-            error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
-            return Outcome(f"item-{self.progress.total}", "failed", error=error)
-        try:
-            job.validate()
-        except ValidationError as exc:
-            name = job.id or f"item-{self.progress.total}"
-            return Outcome(name, "failed", job, error=exc, line=job.line)
-        if job.id is not None:
-            item_id = job.id
-            if item_id in ids:
-                error = ValidationError("id", item_id, "unique within the job")
-                return Outcome(item_id, "failed", job, error=error, line=job.line)
-        else:
-            base = derive_id(job)
-            count = repeats.get(base, 0) + 1
-            repeats[base] = count
-            item_id = base if count == 1 else f"{base}-{count}"
-        ids.add(item_id)
-        return Item(item_id, job)
+        named = name_job(job, ids, repeats, self.progress.total)
+        return named if isinstance(named, Outcome) else Item(*named)
 
     def _finish_invalid(self, outcome: Outcome) -> None:
         self.progress.failed += 1
