@@ -17,6 +17,7 @@ image URLs expired.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -25,7 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._bulkcommon import RunControl, check_run_options, pending_images, run_paths, sort_saves
+from ._bulkcommon import (
+    RunControl,
+    check_run_options,
+    next_outcome,
+    pending_images,
+    produce,
+    run_paths,
+    sort_saves,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -93,13 +102,6 @@ class _NotStarted(Exception):
     """The run was stopped while the item waited for a request slot."""
 
 
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
 Job = Request | InvalidJob | Mapping[str, Any]
 Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
 
@@ -158,15 +160,11 @@ class BatchRun(RunControl):
         # The run hears of retries and 429s through the client's public event hooks; it tells
         # its own items apart by the origin each event carries.
         self._client.add_event_hook(self._tally.on_client_event)
-        producer = asyncio.ensure_future(self._produce(prior, writer, queue, tasks))
+        feed = functools.partial(self._feed, prior, writer, queue, tasks)
+        producer = asyncio.ensure_future(produce(feed, queue.put_nowait))
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            while (outcome := await next_outcome(queue)) is not None:
+                yield outcome
         finally:
             pending = [t for t in (producer, *tasks) if not t.done()]
             for task in pending:
@@ -174,7 +172,7 @@ class BatchRun(RunControl):
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             if not producer.cancelled() and producer.done():
-                producer.exception()  # retrieved; raised above through _Failure when relevant
+                producer.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._tally.on_client_event)
             await writer.aclose()
             self.progress.finish()
@@ -192,53 +190,46 @@ class BatchRun(RunControl):
             for job in source:
                 yield job
 
-    async def _produce(
+    async def _feed(
         self,
         prior: dict[str, ManifestRecord],
         writer: ManifestWriter,
         queue: asyncio.Queue[Any],
         tasks: set[asyncio.Task[None]],
     ) -> None:
-        try:
-            item_slots = asyncio.Semaphore(self._concurrency * 2)
-            request_slots = asyncio.Semaphore(self._concurrency)
-            ids: set[str] = set()
-            repeats: dict[str, int] = {}
-            async for job in self._iterate():
-                if self._stop.is_set():
-                    break
-                self.progress.total += 1
-                item = self._accept(job, ids, repeats, prior)
-                if isinstance(item, Outcome):
-                    if not item.skipped:
-                        self.progress.failed += 1
-                        self._tally.emit(
-                            "failed", item.id, status="failed", error=item.error, line=item.line
-                        )
-                    queue.put_nowait(item)
-                    continue
-                await item_slots.acquire()
-                if self._stop.is_set():
-                    item_slots.release()
-                    break
-                task = asyncio.ensure_future(
-                    self._run_item(item, writer, queue, request_slots, item_slots)
-                )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            while tasks:
-                results = await asyncio.gather(*list(tasks), return_exceptions=True)
-                for result in results:
-                    # Items turn their own failures into outcomes; what escapes (the manifest
-                    # cannot be written) must end the run.
-                    if isinstance(result, Exception):
-                        raise result
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            queue.put_nowait(_Failure(exc))
-            return
-        queue.put_nowait(_DONE)
+        item_slots = asyncio.Semaphore(self._concurrency * 2)
+        request_slots = asyncio.Semaphore(self._concurrency)
+        ids: set[str] = set()
+        repeats: dict[str, int] = {}
+        async for job in self._iterate():
+            if self._stop.is_set():
+                break
+            self.progress.total += 1
+            item = self._accept(job, ids, repeats, prior)
+            if isinstance(item, Outcome):
+                if not item.skipped:
+                    self.progress.failed += 1
+                    self._tally.emit(
+                        "failed", item.id, status="failed", error=item.error, line=item.line
+                    )
+                queue.put_nowait(item)
+                continue
+            await item_slots.acquire()
+            if self._stop.is_set():
+                item_slots.release()
+                break
+            task = asyncio.ensure_future(
+                self._run_item(item, writer, queue, request_slots, item_slots)
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        while tasks:
+            results = await asyncio.gather(*list(tasks), return_exceptions=True)
+            for result in results:
+                # Items turn their own failures into outcomes; what escapes (the manifest
+                # cannot be written) must end the run.
+                if isinstance(result, Exception):
+                    raise result
 
     def _accept(
         self,

@@ -34,7 +34,14 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ._batch import BatchRun, Outcome, name_job
-from ._bulkcommon import EventEmitter, RunControl, check_run_options, run_paths
+from ._bulkcommon import (
+    EventEmitter,
+    RunControl,
+    check_run_options,
+    next_outcome,
+    produce,
+    run_paths,
+)
 from ._errors import (
     APIStatusError,
     NotFoundError,
@@ -63,13 +70,7 @@ __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
 _KEEP_ENTRY = 64 * 1024  # encoded bodies above this (edits with inline images) are rebuilt later
-_DONE = object()
 _DOWNLOAD = object()
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -209,16 +210,13 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         self._out = queue.put_nowait
         # 429s and retries of this run's Batch API calls arrive through the client's hooks.
         self._client.add_event_hook(self._on_client_event)
-        producer = asyncio.ensure_future(self._produce(state))
+        producer = asyncio.ensure_future(
+            produce(functools.partial(self._produce, state), self._out)
+        )
         producer.add_done_callback(lambda _t: None)
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            while (outcome := await next_outcome(queue)) is not None:
+                yield outcome
         finally:
             pending = [t for t in (producer, *self._adders, *self._tasks) if not t.done()]
             for task in pending:
@@ -227,7 +225,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
                 await asyncio.gather(*pending, return_exceptions=True)
             for task in (producer, *self._adders):
                 if not task.cancelled() and task.done():
-                    task.exception()  # retrieved; raised above through _Failure when relevant
+                    task.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._on_client_event)
             await writer.aclose()
             self.progress.finish()
@@ -245,15 +243,8 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             self._emit("retrying", None, delay=event.delay, error=event.error)
 
     async def _produce(self, state: JobState) -> None:
-        try:
-            await self._work(state)
-            await self._drain()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._out(_Failure(exc))
-            return
-        self._out(_DONE)
+        await self._work(state)
+        await self._drain()
 
     async def _record(self, kind: str, **fields: Any) -> None:
         assert self._writer is not None

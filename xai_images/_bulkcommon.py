@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +28,9 @@ __all__ = [
     "EventEmitter",
     "RunControl",
     "check_run_options",
+    "next_outcome",
     "pending_images",
+    "produce",
     "run_paths",
     "sort_saves",
 ]
@@ -127,6 +129,41 @@ def pending_images(
         for p in record.pending
         if p.url
     ]
+
+
+class _Failure:
+    """What ended a producer, for the consumer to raise."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+async def produce(work: Callable[[], Awaitable[None]], put: Callable[[Any], None]) -> None:
+    """Run a run's producer, then tell its consumer (`next_outcome`) that it is done, or put
+    what ended it (anything but a cancel) for the consumer to raise."""
+    try:
+        await work()
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        put(_Failure(exc))
+        return
+    put(_DONE)
+
+
+async def next_outcome(queue: asyncio.Queue[Any]) -> Outcome | None:
+    """The next outcome a producer put on ``queue``; ``None`` once it is done.
+
+    Raises:
+        BaseException: what ended the producer (the manifest cannot be written, say).
+    """
+    item = await queue.get()
+    if isinstance(item, _Failure):
+        raise item.error
+    return None if item is _DONE else item
 
 
 class RunControl:
