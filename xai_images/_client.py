@@ -261,10 +261,14 @@ class AsyncClient:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    base_url: ReadOnly[str] = ReadOnly("_base_url", "The API root, e.g. ``https://api.x.ai/v1``.")
-    timeout: ReadOnly[Timeout] = ReadOnly("_timeout", "The default per-attempt `Timeout`.")
-    retry: ReadOnly[RetryPolicy] = ReadOnly("_retry", "The default `RetryPolicy`.")
-    closed: ReadOnly[bool] = ReadOnly("_closed", "``True`` after `aclose`.")
+    base_url: ReadOnly[str] = ReadOnly("_base_url")
+    """The API root, e.g. ``https://api.x.ai/v1``."""
+    timeout: ReadOnly[Timeout] = ReadOnly("_timeout")
+    """The default per-attempt `Timeout`."""
+    retry: ReadOnly[RetryPolicy] = ReadOnly("_retry")
+    """The default `RetryPolicy`."""
+    closed: ReadOnly[bool] = ReadOnly("_closed")
+    """``True`` after `aclose`."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -1,7 +1,8 @@
 """``ReadOnly``: a documented read-only property that shows a private attribute.
 
 The clients and rate limiters expose many values they keep privately (``client.base_url`` is
-``client._base_url``); one property type says so in a line each instead of four.
+``client._base_url``); one property type says so in a line each (plus the attribute's
+docstring below it) instead of four.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ class ReadOnly(property, Generic[_T]):
 
     Args:
         source: the private attribute shown, e.g. ``"_base_url"`` or ``"_async.base_url"``.
-        doc: the property's docstring.
     """
 
-    def __init__(self, source: str, doc: str) -> None:
-        super().__init__(operator.attrgetter(source), None, None, doc)
-        self.__doc__ = doc  # a subclass's own docstring would otherwise shadow it
+    def __init__(self, source: str) -> None:
+        super().__init__(operator.attrgetter(source))
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        # The full description is the attribute docstring below the declaration (where the
+        # API reference and editors read it); at run time the property names itself.
+        self.__doc__ = f"``{owner.__name__}.{name}`` (read-only)."
 
     if TYPE_CHECKING:  # what the value's type is, for the type checker
 

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING
 from yarl import URL
 
 from ._errors import ConfigurationError, SharedLimitError
-from ._ratelimit import LimiterCounts
 from ._readonly import ReadOnly
 
 if TYPE_CHECKING:
@@ -142,7 +141,7 @@ def _scheme(url: str) -> str | None:
         return None
 
 
-class SharedRateLimiter(LimiterCounts):
+class SharedRateLimiter:
     """Spaces request starts so that at most ``rate`` requests start in any second, summed over
     every process (on any machine) using the same API key and Redis server.
 
@@ -244,13 +243,14 @@ class SharedRateLimiter(LimiterCounts):
             f"rate={self._rate:g}, current_rate={self._current_rate:.3g})"
         )
 
-    current_rate: ReadOnly[float] = ReadOnly(
-        "_current_rate",
-        "The shared effective rate as of the last answer from Redis (lower after 429s).",
-    )
-    key: ReadOnly[str] = ReadOnly(
-        "_key", "The Redis key of the budget (derived from a hash of the API key)."
-    )
+    rate: ReadOnly[float] = ReadOnly("_rate")
+    """The configured requests per second (the ceiling)."""
+    current_rate: ReadOnly[float] = ReadOnly("_current_rate")
+    """The shared effective rate as of the last answer from Redis (lower after 429s)."""
+    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
+    """How many 429s this process reported with `on_rate_limited`."""
+    key: ReadOnly[str] = ReadOnly("_key")
+    """The Redis key of the budget (derived from a hash of the API key)."""
 
     async def start(self) -> None:
         """Check that Redis answers; the client calls this when it is entered. Idempotent.

@@ -404,12 +404,14 @@ class Client:
         # without close(); the finalizer holds no reference to the client itself.
         self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)
 
-    base_url: ReadOnly[str] = ReadOnly(
-        "_async.base_url", "The API root, e.g. ``https://api.x.ai/v1``."
-    )
-    timeout: ReadOnly[Timeout] = ReadOnly("_async.timeout", "The default per-attempt `Timeout`.")
-    retry: ReadOnly[RetryPolicy] = ReadOnly("_async.retry", "The default `RetryPolicy`.")
-    closed: ReadOnly[bool] = ReadOnly("_loop.closed", "``True`` after `close`.")
+    base_url: ReadOnly[str] = ReadOnly("_async.base_url")
+    """The API root, e.g. ``https://api.x.ai/v1``."""
+    timeout: ReadOnly[Timeout] = ReadOnly("_async.timeout")
+    """The default per-attempt `Timeout`."""
+    retry: ReadOnly[RetryPolicy] = ReadOnly("_async.retry")
+    """The default `RetryPolicy`."""
+    closed: ReadOnly[bool] = ReadOnly("_loop.closed")
+    """``True`` after `close`."""
 
     def __repr__(self) -> str:
         return f"<Client base_url={self.base_url!r} {'closed' if self.closed else 'open'}>"
