@@ -17,20 +17,27 @@ image URLs expired.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._config import int_at_least
+from ._bulkcommon import (
+    RunControl,
+    check_run_options,
+    next_outcome,
+    pending_images,
+    produce,
+    run_paths,
+    sort_saves,
+)
 from ._errors import (
     APIConnectionError,
     APIError,
-    DownloadError,
     ImageBlockedError,
     ImageExpiredError,
     OutcomeUnknownError,
@@ -39,14 +46,7 @@ from ._errors import (
 )
 from ._files import safe_component
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
-from ._manifest import (
-    FileRecord,
-    ItemStatus,
-    ManifestRecord,
-    ManifestWriter,
-    PendingImage,
-    load_manifest,
-)
+from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage, load_manifest
 from ._models import GeneratedImage, ImagesResponse
 from ._progress import ProgressEvent
 from ._records import interrupted_record, item_record
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from ._client import AsyncClient
     from ._files import OnExists, SavedImage
 
-__all__ = ["BatchRun", "Outcome", "run_batch"]
+__all__ = ["BatchRun", "Outcome", "name_job", "outcome_of", "run_batch"]
 
 logger = logging.getLogger("xai_images")
 
@@ -102,18 +102,11 @@ class _NotStarted(Exception):
     """The run was stopped while the item waited for a request slot."""
 
 
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-_DONE = object()
-
 Job = Request | InvalidJob | Mapping[str, Any]
 Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
 
 
-class BatchRun:
+class BatchRun(RunControl):
     """A running bulk job: iterate it for outcomes as items finish.
 
     Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
@@ -140,86 +133,20 @@ class BatchRun:
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
     ) -> None:
-        if not int_at_least(concurrency, 1):
-            raise ValidationError("concurrency", concurrency, "an int >= 1")
-        if on_exists not in ("fail", "overwrite", "skip"):
-            raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
+        check_run_options(concurrency, on_exists)
+        super().__init__()
         self._client = client
         self._requests = requests
-        # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
-        # move the job.
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
         self._concurrency = concurrency
         self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
         self._tally = Tally(on_event)
         self.progress = self._tally.progress
-        self._stop = asyncio.Event()
-        self._agen: AsyncIterator[Outcome] | None = None
-        self._closed = False
 
     def __repr__(self) -> str:
         return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
-
-    # -- control ---------------------------------------------------------------------------------
-
-    def stop(self) -> None:
-        """Stop starting new items; items in flight finish and are recorded, then iteration ends.
-
-        Safe to call from a signal handler running on the event loop. The items not started
-        are not recorded, so running the same job again picks up exactly there.
-        """
-        if not self._stop.is_set():
-            self._stop.set()
-            self.progress.interrupted = True
-
-    @property
-    def stopping(self) -> bool:
-        """``True`` once `stop` was called."""
-        return self._stop.is_set()
-
-    # -- iteration -------------------------------------------------------------------------------
-
-    def __aiter__(self) -> BatchRun:
-        return self
-
-    async def __anext__(self) -> Outcome:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._agen is None:
-            self._agen = self._run()
-        try:
-            return await self._agen.__anext__()
-        except StopAsyncIteration:
-            self._closed = True
-            raise
-
-    async def aclose(self) -> None:
-        """Stop the workers (cancelling items in flight), flush and close the manifest."""
-        self._closed = True
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            await agen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> BatchRun:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def collect(self) -> list[Outcome]:
-        """Run to the end and return every outcome, in finishing order."""
-        async with self:
-            return [outcome async for outcome in self]
 
     # -- internals -------------------------------------------------------------------------------
 
@@ -233,15 +160,11 @@ class BatchRun:
         # The run hears of retries and 429s through the client's public event hooks; it tells
         # its own items apart by the origin each event carries.
         self._client.add_event_hook(self._tally.on_client_event)
-        producer = asyncio.ensure_future(self._produce(prior, writer, queue, tasks))
+        feed = functools.partial(self._feed, prior, writer, queue, tasks)
+        producer = asyncio.ensure_future(produce(feed, queue.put_nowait))
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            while (outcome := await next_outcome(queue)) is not None:
+                yield outcome
         finally:
             pending = [t for t in (producer, *tasks) if not t.done()]
             for task in pending:
@@ -249,7 +172,7 @@ class BatchRun:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
             if not producer.cancelled() and producer.done():
-                producer.exception()  # retrieved; raised above through _Failure when relevant
+                producer.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._tally.on_client_event)
             await writer.aclose()
             self.progress.finish()
@@ -267,53 +190,46 @@ class BatchRun:
             for job in source:
                 yield job
 
-    async def _produce(
+    async def _feed(
         self,
         prior: dict[str, ManifestRecord],
         writer: ManifestWriter,
         queue: asyncio.Queue[Any],
         tasks: set[asyncio.Task[None]],
     ) -> None:
-        try:
-            item_slots = asyncio.Semaphore(self._concurrency * 2)
-            request_slots = asyncio.Semaphore(self._concurrency)
-            ids: set[str] = set()
-            repeats: dict[str, int] = {}
-            async for job in self._iterate():
-                if self._stop.is_set():
-                    break
-                self.progress.total += 1
-                item = self._accept(job, ids, repeats, prior)
-                if isinstance(item, Outcome):
-                    if not item.skipped:
-                        self.progress.failed += 1
-                        self._tally.emit(
-                            "failed", item.id, status="failed", error=item.error, line=item.line
-                        )
-                    queue.put_nowait(item)
-                    continue
-                await item_slots.acquire()
-                if self._stop.is_set():
-                    item_slots.release()
-                    break
-                task = asyncio.ensure_future(
-                    self._run_item(item, writer, queue, request_slots, item_slots)
-                )
-                tasks.add(task)
-                task.add_done_callback(tasks.discard)
-            while tasks:
-                results = await asyncio.gather(*list(tasks), return_exceptions=True)
-                for result in results:
-                    # Items turn their own failures into outcomes; what escapes (the manifest
-                    # cannot be written) must end the run.
-                    if isinstance(result, Exception):
-                        raise result
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            queue.put_nowait(_Failure(exc))
-            return
-        queue.put_nowait(_DONE)
+        item_slots = asyncio.Semaphore(self._concurrency * 2)
+        request_slots = asyncio.Semaphore(self._concurrency)
+        ids: set[str] = set()
+        repeats: dict[str, int] = {}
+        async for job in self._iterate():
+            if self._stop.is_set():
+                break
+            self.progress.total += 1
+            item = self._accept(job, ids, repeats, prior)
+            if isinstance(item, Outcome):
+                if not item.skipped:
+                    self.progress.failed += 1
+                    self._tally.emit(
+                        "failed", item.id, status="failed", error=item.error, line=item.line
+                    )
+                queue.put_nowait(item)
+                continue
+            await item_slots.acquire()
+            if self._stop.is_set():
+                item_slots.release()
+                break
+            task = asyncio.ensure_future(
+                self._run_item(item, writer, queue, request_slots, item_slots)
+            )
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        while tasks:
+            results = await asyncio.gather(*list(tasks), return_exceptions=True)
+            for result in results:
+                # Items turn their own failures into outcomes; what escapes (the manifest
+                # cannot be written) must end the run.
+                if isinstance(result, Exception):
+                    raise result
 
     def _accept(
         self,
@@ -323,38 +239,10 @@ class BatchRun:
         prior: dict[str, ManifestRecord],
     ) -> Item | Outcome:
         """Validate and name a job, and decide from the manifest whether it runs."""
-        job: Request | InvalidJob
-        if isinstance(source_job, Mapping):
-            try:
-                job = parse_job(source_job)
-            except ValidationError as exc:
-                job = InvalidJob(None, exc)
-        else:
-            job = source_job
-        if isinstance(job, InvalidJob):
-            name = f"line-{job.line}" if job.line is not None else f"item-{self.progress.total}"
-            return Outcome(name, "failed", error=job.error, line=job.line)
-        if not isinstance(job, (GenerateRequest, EditRequest)):
-            error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
-            return Outcome(f"item-{self.progress.total}", "failed", error=error)
-        try:
-            job.validate()
-        except ValidationError as exc:
-            return Outcome(
-                job.id or f"item-{self.progress.total}", "failed", job, error=exc, line=job.line
-            )
-        if job.id is not None:
-            item_id = job.id
-            if item_id in ids:
-                error = ValidationError("id", item_id, "unique within the job")
-                return Outcome(item_id, "failed", job, error=error, line=job.line)
-        else:
-            base = derive_id(job)
-            # The same request twice (asking for more variety) gets -2, -3, ... in job order.
-            count = repeats.get(base, 0) + 1
-            repeats[base] = count
-            item_id = base if count == 1 else f"{base}-{count}"
-        ids.add(item_id)
+        named = name_job(source_job, ids, repeats, self.progress.total)
+        if isinstance(named, Outcome):
+            return named
+        item_id, job = named
         item = Item(item_id, job, self._tally)
         earlier = prior.get(item_id)
         if earlier is not None and earlier.request == job.to_json():
@@ -485,39 +373,14 @@ class BatchRun:
         finally:
             for image in images:
                 self._tally.saving.pop(id(image), None)
-        saved: list[SavedImage] = []
-        pending: list[PendingImage] = []
-        errors: list[BaseException] = []
-        for image, result in zip(images, results, strict=True):
-            if isinstance(result, BaseException):
-                if isinstance(result, asyncio.CancelledError):
-                    raise result
-                if not isinstance(result, (DownloadError, XAIImagesError, OSError)):
-                    raise result
-                errors.append(result)
-                pending.append(PendingImage(image.index, image.url, image.revised_prompt))
-            else:
-                saved.append(result)
-        self.progress.images += len(saved)
-        self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
-        return saved, pending, errors
+        return sort_saves(images, results, self.progress)
 
     async def _download_pending(self, item: Item) -> tuple[ManifestRecord, Outcome] | None:
         """Fetch the images of an earlier billed item again; ``None`` to generate afresh."""
         prior = item.prior
         assert prior is not None
         self._tally.emit("started", item.id, line=item.request.line)
-        images = [
-            GeneratedImage(
-                url=p.url,
-                revised_prompt=p.revised_prompt,
-                index=p.index,
-                request_id=prior.request_id,
-                transfers=self._client._transfers,
-            )
-            for p in prior.pending
-            if p.url
-        ]
+        images = pending_images(prior, self._client._transfers, prior.request_id)
         saved, pending, errors = await self._save_images(item, images)
         kept = [f for f in prior.files if (self.output_dir / f.path).is_file()]
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
@@ -526,52 +389,69 @@ class BatchRun:
                 return None
             pending = []  # expired for good: a later retry must not try them again
         status: ItemStatus = "failed" if errors else "ok"
-        record, outcome = self._finish(
-            item,
-            status,
-            error=errors[0] if errors else None,
-            files=saved,
-            pending=pending,
-            billed=True,
-            keep=kept,
+        error = errors[0] if errors else None
+        return self._finish(
+            item, status, error=error, files=saved, pending=pending, billed=True, keep=kept
         )
-        return record, outcome
 
     def _finish(
-        self,
-        item: Item,
-        status: ItemStatus,
-        *,
-        error: BaseException | None = None,
-        files: Sequence[SavedImage] = (),
-        pending: Sequence[PendingImage] = (),
-        billed: bool = False,
-        note: str | None = None,
-        keep: Sequence[FileRecord] = (),
+        self, item: Item, status: ItemStatus, **fields: Any
     ) -> tuple[ManifestRecord, Outcome]:
-        record = item_record(
-            item,
-            status,
-            self.output_dir,
-            error=error,
-            files=files,
-            pending=pending,
-            billed=billed,
-            note=note,
-            keep=keep,
-        )
-        request = item.request
-        outcome = Outcome(
-            item.id,
-            status,
-            request,
-            tuple(self.output_dir / f.path for f in record.files),
-            error,
-            False,
-            request.line,
-            record,
-        )
-        return record, outcome
+        # ``fields``: item_record's keywords (error, files, pending, billed, note, keep).
+        record = item_record(item, status, self.output_dir, **fields)
+        error = fields.get("error")
+        return record, outcome_of(record, item.request, status, error, self.output_dir)
+
+
+def name_job(
+    job: Any, ids: set[str], repeats: dict[str, int], number: int
+) -> tuple[str, Request] | Outcome:
+    """Validate a job of either bulk engine and name it, or return its failed outcome.
+
+    The id is the job's own (unique within the job) or derived from its content, the same
+    request again getting ``-2``, ``-3``, ... in job order; it is added to ``ids``. ``number``
+    (the job's position) names a job that has neither id nor line.
+    """
+    if isinstance(job, Mapping):
+        try:
+            job = parse_job(job)
+        except ValidationError as exc:
+            job = InvalidJob(None, exc)
+    if isinstance(job, InvalidJob):
+        name = f"line-{job.line}" if job.line is not None else f"item-{number}"
+        return Outcome(name, "failed", error=job.error, line=job.line)
+    if not isinstance(job, (GenerateRequest, EditRequest)):
+        error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
+        return Outcome(f"item-{number}", "failed", error=error)
+    try:
+        job.validate()
+    except ValidationError as exc:
+        return Outcome(job.id or f"item-{number}", "failed", job, error=exc, line=job.line)
+    if job.id is not None:
+        item_id = job.id
+        if item_id in ids:
+            error = ValidationError("id", item_id, "unique within the job")
+            return Outcome(item_id, "failed", job, error=error, line=job.line)
+    else:
+        base = derive_id(job)
+        # The same request twice (asking for more variety) gets -2, -3, ... in job order.
+        count = repeats.get(base, 0) + 1
+        repeats[base] = count
+        item_id = base if count == 1 else f"{base}-{count}"
+    ids.add(item_id)
+    return item_id, job
+
+
+def outcome_of(
+    record: ManifestRecord,
+    request: Request,
+    status: ItemStatus,
+    error: BaseException | None,
+    output_dir: Path,
+) -> Outcome:
+    """The `Outcome` of an item whose manifest record is ``record``."""
+    paths = tuple(output_dir / f.path for f in record.files)
+    return Outcome(record.id, status, request, paths, error, False, request.line, record)
 
 
 # The engine behind ``AsyncClient.batch`` (which documents every argument):

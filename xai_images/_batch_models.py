@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
 import cattrs
@@ -243,15 +243,20 @@ def _make_converter() -> cattrs.Converter:
 
 
 _CONVERTER = _make_converter()
+_T = TypeVar("_T")
 
 
-def _structure(data: Any, cls: type[Any], what: str, where: str) -> Any:
+def _structure(data: Any, cls: type[_T], what: str, where: str, id_key: str, owner: str) -> _T:
+    # ``owner`` names the object in the error when it lacks its ``id_key``.
+    if isinstance(data, Mapping) and not data.get(id_key):
+        raise APIResponseError(f"{where}: {owner} has no {id_key}")
     if not isinstance(data, Mapping):
         raise APIResponseError(f"{where}: {what} is a {type(data).__name__}, not an object")
     try:
-        return _CONVERTER.structure(dict(data), cls)
+        structured: _T = _CONVERTER.structure(dict(data), cls)
     except (cattrs.BaseValidationError, KeyError, TypeError, ValueError) as exc:
         raise APIResponseError(f"{where}: unexpected {what}: {exc}") from exc
+    return structured
 
 
 def parse_batch(data: Any, where: str = "batch") -> Batch:
@@ -264,10 +269,7 @@ def parse_batch(data: Any, where: str = "batch") -> Batch:
         data = {**data, "expire_time": data["expires_at"]}
     if isinstance(data, Mapping) and not isinstance(data.get("state"), Mapping):
         data = {k: v for k, v in data.items() if k != "state"}
-    if isinstance(data, Mapping) and not data.get("batch_id"):
-        raise APIResponseError(f"{where}: the batch has no batch_id")
-    batch: Batch = _structure(data, Batch, "batch", where)
-    return batch
+    return _structure(data, Batch, "batch", where, "batch_id", "the batch")
 
 
 def parse_request_state(data: Any, where: str = "batch_request_metadata") -> BatchRequestState:
@@ -276,10 +278,7 @@ def parse_request_state(data: Any, where: str = "batch_request_metadata") -> Bat
     Raises:
         APIResponseError: not an object, or no ``batch_request_id``.
     """
-    if isinstance(data, Mapping) and not data.get("batch_request_id"):
-        raise APIResponseError(f"{where}: an entry has no batch_request_id")
-    state: BatchRequestState = _structure(data, BatchRequestState, "request", where)
-    return state
+    return _structure(data, BatchRequestState, "request", where, "batch_request_id", "an entry")
 
 
 def parse_file(data: Any, where: str = "file") -> FileObject:
@@ -288,10 +287,7 @@ def parse_file(data: Any, where: str = "file") -> FileObject:
     Raises:
         APIResponseError: not an object, or no ``id``.
     """
-    if isinstance(data, Mapping) and not data.get("id"):
-        raise APIResponseError(f"{where}: the file has no id")
-    stored: FileObject = _structure(data, FileObject, "file", where)
-    return stored
+    return _structure(data, FileObject, "file", where, "id", "the file")
 
 
 def _error_of(entry: Mapping[str, Any]) -> tuple[int | str | None, str | None, bool]:

@@ -28,14 +28,20 @@ import logging
 import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from pathlib import Path
-from types import TracebackType
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from ._batch import BatchRun, Outcome
+from ._batch import BatchRun, Outcome, name_job
+from ._bulkcommon import (
+    EventEmitter,
+    RunControl,
+    check_run_options,
+    next_outcome,
+    produce,
+    run_paths,
+)
 from ._errors import (
     APIStatusError,
     NotFoundError,
@@ -43,9 +49,9 @@ from ._errors import (
     XAIImagesError,
 )
 from ._hooks import RateLimited, RetryScheduled
-from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
+from ._jobs import load_jobs
 from ._manifest import ManifestRecord, ManifestWriter
-from ._progress import EventKind, ProgressEvent
+from ._progress import ProgressEvent
 from ._remote_results import ResultsMixin
 from ._remote_state import (
     Item,
@@ -54,7 +60,6 @@ from ._remote_state import (
     RunState,
     load_job_state,
 )
-from ._requests import EditRequest, GenerateRequest
 
 if TYPE_CHECKING:
     from ._batch import Source
@@ -65,13 +70,7 @@ __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
 _KEEP_ENTRY = 64 * 1024  # encoded bodies above this (edits with inline images) are rebuilt later
-_DONE = object()
 _DOWNLOAD = object()
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
 
 
 def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -117,7 +116,7 @@ def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
     return functools.partial(RemoteBatchRun, **attrs.asdict(options))
 
 
-class RemoteBatchRun(ResultsMixin):
+class RemoteBatchRun(ResultsMixin, RunControl):
     """A bulk job through the Batch API: iterate it for outcomes as results are saved.
 
     Built by ``client.batch(..., via="batch-api")``, which documents the arguments; nothing
@@ -155,26 +154,20 @@ class RemoteBatchRun(ResultsMixin):
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValidationError("concurrency", concurrency, "an int >= 1")
-        if on_exists not in ("fail", "overwrite", "skip"):
-            raise ValidationError("on_exists", on_exists, "one of 'fail', 'overwrite', 'skip'")
+        check_run_options(concurrency, on_exists)
         for name, value in (
             ("poll_interval", poll_interval),
             ("max_poll_interval", max_poll_interval),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValidationError(name, value, "a number of seconds > 0")
+        super().__init__()
         self._client = client
         self._requests = requests
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
         self._concurrency = concurrency
         self._retry_failed = retry_failed
         self._resend_unknown = resend_unknown
-        self._on_event = on_event
         self._on_exists: OnExists = on_exists
         self._verify = verify_sha256
         self._detach = detach
@@ -183,15 +176,12 @@ class RemoteBatchRun(ResultsMixin):
         self._poll = (float(poll_interval), float(max(poll_interval, max_poll_interval)))
         self._on_poll = on_poll
         self.progress = RemoteProgress()
+        self._emit = EventEmitter(on_event, self.progress).emit
         self.run_id: str | None = None
         self.batch_id: str | None = None
         self.detached = False
         self.cancelled_by_xai: str | None = None
         self.not_submitted: list[str] = []
-        self._stop = asyncio.Event()
-        self._agen: AsyncIterator[Outcome] | None = None
-        self._closed = False
-        self._event_error_logged = False
         self._writer: ManifestWriter | None = None
         self._out: Callable[[Any], None] = lambda _x: None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -207,61 +197,7 @@ class RemoteBatchRun(ResultsMixin):
 
     def stop(self) -> None:
         """Stop polling; saves in flight finish and are recorded. The batch is not cancelled."""
-        if not self._stop.is_set():
-            self._stop.set()
-            self.progress.interrupted = True
-
-    @property
-    def stopping(self) -> bool:
-        """``True`` once :meth:`stop` was called."""
-        return self._stop.is_set()
-
-    def __aiter__(self) -> RemoteBatchRun:
-        return self
-
-    async def __anext__(self) -> Outcome:
-        if self._closed:
-            raise StopAsyncIteration
-        if self._agen is None:
-            self._agen = self._run()
-        try:
-            return await self._agen.__anext__()
-        except StopAsyncIteration:
-            self._closed = True
-            raise
-
-    async def aclose(self) -> None:
-        """Stop (cancelling saves in flight), flush and close the manifest."""
-        self._closed = True
-        agen, self._agen = self._agen, None
-        if agen is not None:
-            await agen.aclose()  # type: ignore[attr-defined]
-
-    async def __aenter__(self) -> RemoteBatchRun:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def collect(self) -> list[Outcome]:
-        """Run to the end and return every outcome, in finishing order."""
-        async with self:
-            return [outcome async for outcome in self]
-
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
-        except Exception:
-            if not self._event_error_logged:
-                self._event_error_logged = True
-                logger.exception("xai-images batch: the on_event callback raised; ignoring")
+        super().stop()
 
     # -- the run ---------------------------------------------------------------------------------
 
@@ -274,16 +210,13 @@ class RemoteBatchRun(ResultsMixin):
         self._out = queue.put_nowait
         # 429s and retries of this run's Batch API calls arrive through the client's hooks.
         self._client.add_event_hook(self._on_client_event)
-        producer = asyncio.ensure_future(self._produce(state))
+        producer = asyncio.ensure_future(
+            produce(functools.partial(self._produce, state), self._out)
+        )
         producer.add_done_callback(lambda _t: None)
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, _Failure):
-                    raise item.error
-                yield item
+            while (outcome := await next_outcome(queue)) is not None:
+                yield outcome
         finally:
             pending = [t for t in (producer, *self._adders, *self._tasks) if not t.done()]
             for task in pending:
@@ -292,7 +225,7 @@ class RemoteBatchRun(ResultsMixin):
                 await asyncio.gather(*pending, return_exceptions=True)
             for task in (producer, *self._adders):
                 if not task.cancelled() and task.done():
-                    task.exception()  # retrieved; raised above through _Failure when relevant
+                    task.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._on_client_event)
             await writer.aclose()
             self.progress.finish()
@@ -310,15 +243,8 @@ class RemoteBatchRun(ResultsMixin):
             self._emit("retrying", None, delay=event.delay, error=event.error)
 
     async def _produce(self, state: JobState) -> None:
-        try:
-            await self._work(state)
-            await self._drain()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._out(_Failure(exc))
-            return
-        self._out(_DONE)
+        await self._work(state)
+        await self._drain()
 
     async def _record(self, kind: str, **fields: Any) -> None:
         assert self._writer is not None
@@ -421,34 +347,8 @@ class RemoteBatchRun(ResultsMixin):
         return attached, to_run
 
     def _accept(self, job: Any, ids: set[str], repeats: dict[str, int]) -> Item | Outcome:
-        if isinstance(job, Mapping):
-            try:
-                job = parse_job(job)
-            except ValidationError as exc:
-                job = InvalidJob(None, exc)
-        if isinstance(job, InvalidJob):
-            name = f"line-{job.line}" if job.line is not None else f"item-{self.progress.total}"
-            return Outcome(name, "failed", error=job.error, line=job.line)
-        if not isinstance(job, (GenerateRequest, EditRequest)):
-            error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
-            return Outcome(f"item-{self.progress.total}", "failed", error=error)
-        try:
-            job.validate()
-        except ValidationError as exc:
-            name = job.id or f"item-{self.progress.total}"
-            return Outcome(name, "failed", job, error=exc, line=job.line)
-        if job.id is not None:
-            item_id = job.id
-            if item_id in ids:
-                error = ValidationError("id", item_id, "unique within the job")
-                return Outcome(item_id, "failed", job, error=error, line=job.line)
-        else:
-            base = derive_id(job)
-            count = repeats.get(base, 0) + 1
-            repeats[base] = count
-            item_id = base if count == 1 else f"{base}-{count}"
-        ids.add(item_id)
-        return Item(item_id, job)
+        named = name_job(job, ids, repeats, self.progress.total)
+        return named if isinstance(named, Outcome) else Item(*named)
 
     def _finish_invalid(self, outcome: Outcome) -> None:
         self.progress.failed += 1

@@ -41,6 +41,7 @@ from ._errors import (
     OutcomeUnknownError,
     ValidationError,
 )
+from ._images import Resource
 from ._inputs import resolve_image
 from ._requests import EditRequest, GenerateRequest, Request
 
@@ -476,14 +477,10 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
-class Files:
+class Files(Resource):
     """The Files API as far as batches need it: upload a JSONL file, look at it, delete it."""
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
-
-    def __repr__(self) -> str:
-        return f"<Files {self._client!r}>"
+    _label = "Files"
 
     async def upload(
         self,

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -337,76 +336,19 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
             _print(f"  ... and {len(outcomes_failed) - 20} more (see the manifest)")
 
 
-async def _run_job(
-    client: Any,
-    source: Any,
-    *,
-    output_dir: Path,
-    manifest: Path | None,
-    concurrency: int,
-    retry_failed: bool,
-    resend_unknown: bool,
-    plain: bool,
-    gallery: bool,
-) -> int:
+async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
     from ._batch import run_batch
+    from ._cli_remote import drive, write_run_paths
     from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
-    run = run_batch(
-        client,
-        source,
-        output_dir=output_dir,
-        manifest=manifest,
-        concurrency=concurrency,
-        retry_failed=retry_failed,
-        resend_unknown=resend_unknown,
-        on_event=renderer,
+    run = run_batch(client, source, on_event=renderer, **options)
+    not_ok, cancelled = await drive(
+        run, renderer, "no new items; waiting for the ones in flight (Ctrl-C again to abort them)"
     )
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            sys.stderr.write(
-                "\nstopping: no new items; waiting for the ones in flight "
-                "(Ctrl-C again to abort them)\n"
-            )
-            run.stop()
-        elif main_task is not None:
-            main_task.cancel()
-
-    installed = False
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        installed = True
-    not_ok: list[Any] = []
-    cancelled = False
-    try:
-        with renderer:
-            async with run:
-                async for outcome in run:
-                    if not outcome.ok:
-                        not_ok.append(outcome)
-    except asyncio.CancelledError:
-        cancelled = True
-        run.progress.interrupted = True
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
-    console = getattr(renderer, "console", None)
-    _summary(run, not_ok, rich_console=console)
-    _print(f"images:   {run.output_dir}")
-    _print(f"manifest: {run.manifest_path}")
-    if gallery and run.manifest_path.exists():
-        from ._gallery import write_gallery
-
-        page = await asyncio.to_thread(write_gallery, run.output_dir, manifest=run.manifest_path)
-        _print(f"gallery:  {page}")
+    _summary(run, not_ok, rich_console=getattr(renderer, "console", None))
+    await write_run_paths(run, gallery, _print)
     if cancelled or run.progress.interrupted:
         remaining = run.progress.total - run.progress.done
         _print("interrupted: run the same command again to resume where it stopped")
@@ -432,6 +374,15 @@ async def _batch(args: argparse.Namespace) -> int:
         client_kwargs["max_retries"] = 5
     async with AsyncClient(rate_limit=args.rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        options: dict[str, Any] = {
+            "output_dir": Path(args.output_dir),
+            "manifest": Path(args.manifest) if args.manifest else None,
+            "concurrency": args.concurrency,
+            "retry_failed": args.retry_failed,
+            "resend_unknown": args.resend_unknown,
+            "plain": args.plain,
+            "gallery": not args.no_gallery,
+        }
         if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
             from ._cli_remote import run_remote_job
 
@@ -439,31 +390,15 @@ async def _batch(args: argparse.Namespace) -> int:
                 client,
                 jobs,
                 jobs=args.jobs,
-                output_dir=Path(args.output_dir),
-                manifest=Path(args.manifest) if args.manifest else None,
-                concurrency=args.concurrency,
-                retry_failed=args.retry_failed,
-                resend_unknown=args.resend_unknown,
-                plain=args.plain,
-                gallery=not args.no_gallery,
                 detach=args.detach,
                 wait=not args.no_wait,
                 cancel=args.cancel,
                 summary=_summary,
                 out=_print,
                 poll_interval=args.poll_interval,
+                **options,
             )
-        return await _run_job(
-            client,
-            jobs,
-            output_dir=Path(args.output_dir),
-            manifest=Path(args.manifest) if args.manifest else None,
-            concurrency=args.concurrency,
-            retry_failed=args.retry_failed,
-            resend_unknown=args.resend_unknown,
-            plain=args.plain,
-            gallery=not args.no_gallery,
-        )
+        return await _run_job(client, jobs, **options)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -489,15 +424,7 @@ async def _demo(args: argparse.Namespace) -> int:
                 client, server, job_file, output_dir, args.plain, _summary, _print
             )
         code = await _run_job(
-            client,
-            job_file,
-            output_dir=output_dir,
-            manifest=None,
-            concurrency=16,
-            retry_failed=False,
-            resend_unknown=False,
-            plain=args.plain,
-            gallery=True,
+            client, job_file, output_dir=output_dir, plain=args.plain, gallery=True
         )
         _print(
             f"fake server ledger: {server.ledger.images_billed} images billed, "

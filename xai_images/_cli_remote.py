@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ._batch_remote import RemoteBatchRun
     from ._client import AsyncClient
     from ._remote_state import RemoteProgress
 
-__all__ = ["add_via_flags", "collect_command", "run_demo", "run_remote_job"]
+__all__ = [
+    "add_via_flags",
+    "collect_command",
+    "drive",
+    "run_demo",
+    "run_remote_job",
+    "write_run_paths",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
@@ -57,6 +63,54 @@ def collect_command(jobs: str | Path, output_dir: Path, manifest: Path | None) -
     return shlex.join(parts)
 
 
+async def drive(run: Any, renderer: Any, stopping: str) -> tuple[list[Any], bool]:
+    """Iterate a bulk run under ``renderer``: the first Ctrl-C stops it (``stopping`` says what
+    that means), the second cancels. Returns the outcomes not ok and whether it was cancelled."""
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            sys.stderr.write(f"\nstopping: {stopping}\n")
+            run.stop()
+        elif main_task is not None:
+            main_task.cancel()
+
+    installed = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        installed = True
+    not_ok: list[Any] = []
+    cancelled = False
+    try:
+        with renderer:
+            async with run:
+                async for outcome in run:
+                    if not outcome.ok:
+                        not_ok.append(outcome)
+    except asyncio.CancelledError:
+        cancelled = True
+        run.progress.interrupted = True
+    finally:
+        if installed:
+            loop.remove_signal_handler(signal.SIGINT)
+    return not_ok, cancelled
+
+
+async def write_run_paths(run: Any, gallery: bool, out: Callable[[str], None]) -> None:
+    """Print where the images and the manifest are; write and print the gallery."""
+    out(f"images:   {run.output_dir}")
+    out(f"manifest: {run.manifest_path}")
+    if gallery and run.manifest_path.exists():
+        from ._gallery import write_gallery
+
+        page = await asyncio.to_thread(write_gallery, run.output_dir, manifest=run.manifest_path)
+        out(f"gallery:  {page}")
+
+
 def _margin_line(progress: RemoteProgress) -> str | None:
     margin = progress.margin()
     if margin is None:
@@ -74,18 +128,13 @@ async def run_remote_job(
     *,
     jobs: str | Path,
     output_dir: Path,
-    manifest: Path | None,
-    concurrency: int,
-    retry_failed: bool,
-    resend_unknown: bool,
+    manifest: Path | None = None,
     plain: bool,
     gallery: bool,
-    detach: bool,
-    wait: bool,
-    cancel: bool,
+    cancel: bool = False,
     summary: Callable[..., None],
     out: Callable[[str], None],
-    poll_interval: float = 2.0,
+    **options: Any,
 ) -> int:
     """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
     from ._batch_remote import RemoteBatchRun
@@ -110,50 +159,17 @@ async def run_remote_job(
         source,
         output_dir=output_dir,
         manifest=manifest,
-        concurrency=concurrency,
-        retry_failed=retry_failed,
-        resend_unknown=resend_unknown,
         on_event=renderer,
-        detach=detach,
-        wait=wait,
         cancel=cancel,
-        poll_interval=poll_interval,
         on_poll=on_poll,
+        **options,
     )
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses == 1:
-            sys.stderr.write(
-                "\nstopping: the batch keeps running at xAI (it is not cancelled); saving what "
-                "is in flight (Ctrl-C again to abort)\n"
-            )
-            run.stop()
-        elif main_task is not None:
-            main_task.cancel()
-
-    installed = False
-    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        installed = True
-    not_ok: list[Any] = []
-    cancelled = False
-    try:
-        with renderer:
-            async with run:
-                async for outcome in run:
-                    if not outcome.ok:
-                        not_ok.append(outcome)
-    except asyncio.CancelledError:
-        cancelled = True
-        run.progress.interrupted = True
-    finally:
-        if installed:
-            loop.remove_signal_handler(signal.SIGINT)
+    not_ok, cancelled = await drive(
+        run,
+        renderer,
+        "the batch keeps running at xAI (it is not cancelled); saving what is in flight "
+        "(Ctrl-C again to abort)",
+    )
     command = collect_command(jobs, output_dir, manifest)
     if run.detached:
         out(f"batch:    {run.batch_id}")
@@ -161,21 +177,6 @@ async def run_remote_job(
         out(f"detached: {run.progress.started} request(s) at xAI; collect the results with:")
         out(f"  {command}")
         return EXIT_OK
-    report = _report(run, not_ok, console, gallery, cancelled, command, summary, out, cancel)
-    return await report
-
-
-async def _report(
-    run: RemoteBatchRun,
-    not_ok: list[Any],
-    console: Any,
-    gallery: bool,
-    cancelled: bool,
-    command: str,
-    summary: Callable[..., None],
-    out: Callable[[str], None],
-    cancel: bool,
-) -> int:
     p = run.progress
     summary(run, not_ok, rich_console=console)
     if p.expired:
@@ -187,13 +188,7 @@ async def _report(
         out(p.server_line())
     if run.cancelled_by_xai:
         out(f"xAI cancelled the batch: {run.cancelled_by_xai}")
-    out(f"images:   {run.output_dir}")
-    out(f"manifest: {run.manifest_path}")
-    if gallery and run.manifest_path.exists():
-        from ._gallery import write_gallery
-
-        page = await asyncio.to_thread(write_gallery, run.output_dir, manifest=run.manifest_path)
-        out(f"gallery:  {page}")
+    await write_run_paths(run, gallery, out)
     waiting = p.in_flight
     if waiting > 0:
         out(f"{waiting} request(s) still at xAI; collect them with:")
@@ -230,15 +225,8 @@ async def run_demo(
         job_file,
         jobs=job_file,
         output_dir=output_dir,
-        manifest=None,
-        concurrency=16,
-        retry_failed=False,
-        resend_unknown=False,
         plain=plain,
         gallery=True,
-        detach=False,
-        wait=True,
-        cancel=False,
         summary=summary,
         out=out,
         poll_interval=0.5,

@@ -9,6 +9,8 @@ happens is published to the client's event hooks (``_hooks.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -49,6 +51,7 @@ from ._hooks import (
 )
 from ._images import Images
 from ._ratelimit import RateLimiter
+from ._readonly import ReadOnly
 from ._retry import Attempts, RetryPolicy, parse_retry_after
 from ._shared_limit import SharedRateLimiter
 from ._transfers import Transfers
@@ -258,25 +261,14 @@ class AsyncClient:
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
-    @property
-    def base_url(self) -> str:
-        """The API root, e.g. ``https://api.x.ai/v1``."""
-        return self._base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        """The default per-attempt `Timeout`."""
-        return self._timeout
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The default `RetryPolicy`."""
-        return self._retry
-
-    @property
-    def closed(self) -> bool:
-        """``True`` after `aclose`."""
-        return self._closed
+    base_url: ReadOnly[str] = ReadOnly("_base_url")
+    """The API root, e.g. ``https://api.x.ai/v1``."""
+    timeout: ReadOnly[Timeout] = ReadOnly("_timeout")
+    """The default per-attempt `Timeout`."""
+    retry: ReadOnly[RetryPolicy] = ReadOnly("_retry")
+    """The default `RetryPolicy`."""
+    closed: ReadOnly[bool] = ReadOnly("_closed")
+    """``True`` after `aclose`."""
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -476,25 +468,18 @@ class AsyncClient:
         data = content or (await dumps(body) if body is not None else None)
         hooks = self._hooks
 
+        retried = functools.partial(RetryScheduled, method=method, path=log_path, origin=origin)
+
         def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
             if hooks:
-                hooks.emit(
-                    RetryScheduled(
-                        method=method,
-                        path=log_path,
-                        attempt=attempt,
-                        delay=delay,
-                        reason=reason,
-                        error=error,
-                        origin=origin,
-                    )
-                )
+                hooks.emit(retried(attempt=attempt, delay=delay, reason=reason, error=error))
 
         async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
             try:
-                return await self._limited_attempt(
-                    method, url, log_path, data, attempt_timeout, attempt.number, origin
-                )
+                async with self._slot():
+                    return await self._attempt(
+                        method, url, log_path, data, attempt_timeout, attempt.number, origin
+                    )
             except APIError as error:
                 retry_after: float | None = None
                 if isinstance(error, APIStatusError):
@@ -512,20 +497,9 @@ class AsyncClient:
                     raise
         raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
 
-    async def _limited_attempt(
-        self,
-        method: str,
-        url: str,
-        log_path: str,
-        data: bytes | tuple[bytes, str] | None,
-        timeout: Timeout,
-        number: int,
-        origin: object,
-    ) -> Answer:
-        if self._semaphore is None:
-            return await self._attempt(method, url, log_path, data, timeout, number, origin)
-        async with self._semaphore:
-            return await self._attempt(method, url, log_path, data, timeout, number, origin)
+    def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """A place among the requests in flight (no wait without a concurrency cap)."""
+        return self._semaphore if self._semaphore is not None else contextlib.nullcontext()
 
     async def _attempt(
         self,
@@ -549,20 +523,25 @@ class AsyncClient:
             hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
         loop = asyncio.get_running_loop()
         started = loop.time()
-        try:
-            answer = await self._transport.send(session, method, url, log_path, data, timeout)
-        except APIStatusError as error:
+
+        def answered(status: int, request_id: str | None) -> None:
             if hooks:
+                elapsed = loop.time() - started
                 hooks.emit(
                     ResponseReceived(
                         method=method,
                         path=log_path,
-                        status=error.status_code,
-                        request_id=error.request_id,
-                        elapsed=loop.time() - started,
+                        status=status,
+                        request_id=request_id,
+                        elapsed=elapsed,
                         origin=origin,
                     )
                 )
+
+        try:
+            answer = await self._transport.send(session, method, url, log_path, data, timeout)
+        except APIStatusError as error:
+            answered(error.status_code, error.request_id)
             if error.status_code == 429:
                 retry_after = parse_retry_after(error.headers)
                 # Every 429 is reported, once, retried or not and with or without a limiter.
@@ -575,17 +554,8 @@ class AsyncClient:
                 if self._limiter is not None:
                     self._limiter.on_rate_limited(retry_after)
             raise
+        answered(answer.status, answer.request_id)
         if hooks:
-            hooks.emit(
-                ResponseReceived(
-                    method=method,
-                    path=log_path,
-                    status=answer.status,
-                    request_id=answer.request_id,
-                    elapsed=loop.time() - started,
-                    origin=origin,
-                )
-            )
             ticks = _cost_of(answer.body)
             if ticks is not None:
                 hooks.emit(

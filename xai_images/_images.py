@@ -25,7 +25,7 @@ from ._retry import sleep
 if TYPE_CHECKING:
     from ._client import AsyncClient
 
-__all__ = ["Images"]
+__all__ = ["Images", "Resource"]
 
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
@@ -57,17 +57,25 @@ def _message_of(value: Any) -> str | None:
     return str(value)
 
 
-class Images:
-    """The image endpoints of a client (``client.images``).
+class Resource:
+    """A group of endpoints of a client (``client.images``, ``client.files``)."""
 
-    The request fields are documented on `GenerateRequest` and `EditRequest`.
-    """
+    _label = "Resource"  # what the repr says before the client
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
     def __repr__(self) -> str:
-        return f"<Images of {self._client!r}>"
+        return f"<{self._label} {self._client!r}>"
+
+
+class Images(Resource):
+    """The image endpoints of a client (``client.images``).
+
+    The request fields are documented on `GenerateRequest` and `EditRequest`.
+    """
+
+    _label = "Images of"
 
     async def generate(
         self,

@@ -13,7 +13,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -77,14 +77,8 @@ class FileRecord:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> FileRecord:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
-        _require_mapping(data)
-        return cls(
-            path=str(data["path"]),
-            bytes=int(data["bytes"]),
-            sha256=str(data["sha256"]),
-            mime_type=_opt_str(data.get("mime_type")),
-            revised_prompt=_opt_str(data.get("revised_prompt")),
-        )
+        fields = {"path": str, "bytes": int, "sha256": str}
+        return cls(**_read(data, fields, ("mime_type", "revised_prompt")))
 
 
 @attrs.frozen
@@ -108,12 +102,7 @@ class PendingImage:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> PendingImage:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
-        _require_mapping(data)
-        return cls(
-            index=int(data["index"]),
-            url=_opt_str(data.get("url")),
-            revised_prompt=_opt_str(data.get("revised_prompt")),
-        )
+        return cls(**_read(data, {"index": int}, ("url", "revised_prompt")))
 
 
 @attrs.frozen
@@ -234,6 +223,16 @@ class ManifestRecord:
             if check_sha256 and file_sha256(path) != f.sha256:
                 return False
         return True
+
+
+def _read(
+    data: Mapping[str, Any], required: Mapping[str, Callable[[Any], Any]], optional: Sequence[str]
+) -> dict[str, Any]:
+    """The keyword arguments of a record: ``required`` keys converted, ``optional`` ones as
+    strings or ``None``."""
+    _require_mapping(data)
+    values = {key: convert(data[key]) for key, convert in required.items()}
+    return values | {key: _opt_str(data.get(key)) for key in optional}
 
 
 def _require_mapping(data: object) -> None:

@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from ._config import non_negative, positive_number
+from ._readonly import ReadOnly
 
 __all__ = ["RateLimiter"]
 
@@ -113,20 +114,15 @@ class RateLimiter:
             f"margin={self._margin:g})"
         )
 
-    @property
-    def rate(self) -> float:
-        """The configured requests per second (the ceiling)."""
-        return self._rate
+    rate: ReadOnly[float] = ReadOnly("_rate")
+    """The configured requests per second (the ceiling)."""
+    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
+    """How many 429s were reported with `on_rate_limited`."""
 
     @property
     def current_rate(self) -> float:
         """The effective requests per second now: ``rate``, or less while recovering from 429s."""
         return self._rate_at(self._clock())
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many 429s were reported with `on_rate_limited`."""
-        return self._rate_limited
 
     def _rate_at(self, now: float) -> float:
         if self._penalty_rate >= self._rate:

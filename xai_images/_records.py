@@ -8,18 +8,21 @@ whose request went out without an answer are ``unknown``.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import attrs
 
 from ._errors import OutcomeUnknownError, XAIImagesError
 from ._manifest import FileRecord, ItemStatus, ManifestRecord, PendingImage
 
 if TYPE_CHECKING:
     from ._files import SavedImage
+    from ._requests import Request
     from ._tally import Item
 
-__all__ = ["interrupted_record", "item_record"]
+__all__ = ["Answer", "build_record", "interrupted_record", "item_record"]
 
 
 def item_record(
@@ -44,46 +47,83 @@ def item_record(
         revised = {img.index: img.revised_prompt for img in response.images}
     elif prior is not None:
         revised = {p.index: p.revised_prompt for p in prior.pending}
-    records = list(keep) + [
+    if prior is not None:
+        answer = Answer(prior.request_id, prior.attempts, prior.cost_in_usd_ticks, prior.model)
+    else:
+        answer = Answer(
+            response.request_id if response else getattr(error, "request_id", None),
+            max(item.attempts, item.retry_notes + 1) if item.sent else 0,
+            response.usage.cost_in_usd_ticks if response and response.usage else None,
+            (response.model if response else None) or request.model,
+        )
+    return build_record(
+        item.id,
+        request,
+        status,
+        answer,
+        output_dir,
+        files,
+        keep=keep,
+        pending=pending,
+        revised=revised,
+        error=error,
+        message=note,
+        billed=billed or (prior is not None and prior.billed),
+    )
+
+
+@attrs.frozen
+class Answer:
+    """Who answered an item's request, after how many attempts, at what cost, with which model."""
+
+    request_id: str | None
+    attempts: int
+    cost: int | None
+    model: str | None
+
+
+def build_record(
+    item_id: str,
+    request: Request,
+    status: ItemStatus,
+    answer: Answer,
+    output_dir: Path,
+    files: Sequence[SavedImage],
+    *,
+    keep: Sequence[FileRecord] = (),
+    pending: Sequence[PendingImage] = (),
+    revised: Mapping[int, str | None] | None = None,
+    error: BaseException | None = None,
+    message: str | None = None,
+    billed: bool = False,
+) -> ManifestRecord:
+    """The manifest record of one item of either bulk engine (``message``: said when there is
+    no ``error``; ``revised``: the revised prompts by image index)."""
+    records = tuple(keep) + tuple(
         FileRecord(
             path=_relative(s.path, output_dir),
             bytes=s.bytes,
             sha256=s.sha256,
             mime_type=s.mime_type,
-            revised_prompt=revised.get(s.index),
+            revised_prompt=(revised or {}).get(s.index),
         )
         for s in files
-    ]
-    if prior is not None:
-        cost = prior.cost_in_usd_ticks
-        request_id = prior.request_id
-        attempts = prior.attempts
-        model = prior.model
-    else:
-        cost = response.usage.cost_in_usd_ticks if response and response.usage else None
-        request_id = response.request_id if response else getattr(error, "request_id", None)
-        attempts = max(item.attempts, item.retry_notes + 1) if item.sent else 0
-        model = (response.model if response else None) or request.model
-    message = None
-    if error is not None:
-        message = str(error)
-    elif note is not None:
-        message = note
+    )
     return ManifestRecord(
-        id=item.id,
+        id=item_id,
         kind=request.kind,
         request=request.to_json(),
         status=status,
-        files=tuple(records),
-        request_id=request_id,
-        attempts=attempts,
-        cost_in_usd_ticks=cost,
-        error=message,
+        files=records,
+        request_id=answer.request_id,
+        attempts=answer.attempts,
+        cost_in_usd_ticks=answer.cost,
+        error=str(error) if error is not None else message,
         error_type=type(error).__name__ if error is not None else None,
-        billed=billed or (prior is not None and prior.billed),
+        billed=billed,
         pending=tuple(pending),
         line=request.line,
-        model=model,
+        model=answer.model,
         finished_at=time.time(),
     )
 

@@ -16,18 +16,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._batch import Outcome
+from ._batch import Outcome, outcome_of
 from ._batch_models import BatchResult, BatchState
+from ._bulkcommon import pending_images, sort_saves
 from ._errors import (
-    DownloadError,
     ImageExpiredError,
     NotFoundError,
     OutcomeUnknownError,
     XAIImagesError,
 )
-from ._manifest import FileRecord, ItemStatus, ManifestRecord, ManifestWriter, PendingImage
+from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage
 from ._models import GeneratedImage
-from ._progress import EventKind
+from ._records import Answer, build_record
 from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
 
 if TYPE_CHECKING:
@@ -58,9 +58,7 @@ class ResultsMixin:
     _writer: ManifestWriter | None
     _out: Callable[[Any], None]
     _settled: set[str]
-
-    def _emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        raise NotImplementedError
+    _emit: Callable[..., None]
 
     async def _record(self, kind: str, **fields: Any) -> None:
         raise NotImplementedError
@@ -253,33 +251,11 @@ class ResultsMixin:
             ),
             return_exceptions=True,
         )
-        saved: list[SavedImage] = []
-        pending: list[PendingImage] = []
-        errors: list[BaseException] = []
-        for image, outcome in zip(images, results, strict=True):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, (DownloadError, XAIImagesError, OSError)):
-                    raise outcome
-                errors.append(outcome)
-                pending.append(PendingImage(image.index, image.url, image.revised_prompt))
-            else:
-                saved.append(outcome)
-        self.progress.images += len(saved)
-        self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
-        return saved, pending, errors
+        return sort_saves(images, results, self.progress)
 
     async def _download_again(self, item: Item, earlier: ManifestRecord) -> None:
         """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
-        images = [
-            GeneratedImage(
-                url=p.url,
-                revised_prompt=p.revised_prompt,
-                index=p.index,
-                transfers=self._client._transfers,
-            )
-            for p in earlier.pending
-            if p.url
-        ]
+        images = pending_images(earlier, self._client._transfers)
         async with self._slots:
             saved, pending, errors = await self._save_images(item.id, images)
         kept = tuple(f for f in earlier.files if (self.output_dir / f.path).is_file())
@@ -287,14 +263,15 @@ class ResultsMixin:
         if errors:
             expired = all(isinstance(e, ImageExpiredError) for e in errors)
             status, pending = ("expired", []) if expired else ("failed", pending)
+        error, cost = (errors[0] if errors else None), earlier.cost_in_usd_ticks
         record, outcome = self._finish(
             item,
             status,
-            error=errors[0] if errors else None,
+            error=error,
             files=saved,
             pending=pending,
             billed=True,
-            cost=earlier.cost_in_usd_ticks,
+            cost=cost,
             keep=kept,
         )
         await self._settle(record, outcome)
@@ -357,51 +334,10 @@ class ResultsMixin:
         self._out(outcome)
 
     def _finish(
-        self,
-        item: Item,
-        status: ItemStatus,
-        *,
-        error: BaseException | None = None,
-        files: Sequence[SavedImage] = (),
-        pending: Sequence[PendingImage] = (),
-        billed: bool = False,
-        cost: int | None = None,
-        keep: Sequence[FileRecord] = (),
+        self, item: Item, status: ItemStatus, *, cost: int | None = None, **fields: Any
     ) -> tuple[ManifestRecord, Outcome]:
-        request = item.request
-        records = tuple(keep) + tuple(
-            FileRecord(
-                path=_relative(s.path, self.output_dir),
-                bytes=s.bytes,
-                sha256=s.sha256,
-                mime_type=s.mime_type,
-            )
-            for s in files
-        )
-        record = ManifestRecord(
-            id=item.id,
-            kind=request.kind,
-            request=request.to_json(),
-            status=status,
-            files=records,
-            request_id=self.batch_id,
-            attempts=1 if self.batch_id else 0,
-            cost_in_usd_ticks=cost,
-            error=str(error) if error is not None else None,
-            error_type=type(error).__name__ if error is not None else None,
-            billed=billed,
-            pending=tuple(pending),
-            line=request.line,
-            model=request.model,
-            finished_at=time.time(),
-        )
-        paths = tuple(self.output_dir / f.path for f in records)
-        outcome = Outcome(item.id, status, request, paths, error, False, request.line, record)
-        return record, outcome
-
-
-def _relative(path: Path, base: Path) -> str:
-    try:
-        return path.relative_to(base).as_posix()
-    except ValueError:
-        return path.as_posix()
+        # ``fields``: build_record's keywords (error, files, pending, billed, keep).
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        request, files = item.request, fields.pop("files", ())
+        record = build_record(item.id, request, status, answer, self.output_dir, files, **fields)
+        return record, outcome_of(record, request, status, fields.get("error"), self.output_dir)

@@ -125,6 +125,11 @@ def _field(spec: FieldSpec, **kwargs: Any) -> Any:
     return attrs.field(kw_only=True, metadata={_SPEC: spec}, **kwargs)
 
 
+def _choice(help: str, values: tuple[str, ...], flag: str, **spec: Any) -> Any:
+    """A body field whose value is one of ``values``, offered as ``flag`` on the command line."""
+    return _field(FieldSpec(help, one_of(values), cli=(flag,), choices=values, **spec))
+
+
 # -- the requests --------------------------------------------------------------------------------
 
 
@@ -157,43 +162,21 @@ class _Request:
     n: int | None = _field(
         FieldSpec(f"images to make, 1 to {MAX_N}", check_n, cli=("-n",), cli_type=int)
     )
-    quality: str | None = _field(
-        FieldSpec(
-            "low, medium, high or auto",
-            one_of(QUALITIES),
-            cli=("--quality",),
-            choices=QUALITIES,
-            gallery=True,
-        )
+    quality: str | None = _choice("low, medium, high or auto", QUALITIES, "--quality", gallery=True)
+    response_format: str | None = _choice(
+        "url (temporary URLs; the API default) or b64_json (image bytes in the answer, "
+        "decoded as they stream in)",
+        RESPONSE_FORMATS,
+        "--format",
     )
-    response_format: str | None = _field(
-        FieldSpec(
-            "url (temporary URLs; the API default) or b64_json (image bytes in the answer, "
-            "decoded as they stream in)",
-            one_of(RESPONSE_FORMATS),
-            cli=("--format",),
-            choices=RESPONSE_FORMATS,
-        )
+    aspect_ratio: str | None = _choice(
+        "1:1, 16:9, ... or auto; for edits only when combining several images",
+        ASPECT_RATIOS,
+        "--aspect-ratio",
+        metavar="RATIO",
+        gallery=True,
     )
-    aspect_ratio: str | None = _field(
-        FieldSpec(
-            "1:1, 16:9, ... or auto; for edits only when combining several images",
-            one_of(ASPECT_RATIOS),
-            cli=("--aspect-ratio",),
-            choices=ASPECT_RATIOS,
-            metavar="RATIO",
-            gallery=True,
-        )
-    )
-    resolution: str | None = _field(
-        FieldSpec(
-            "1k, 1.5k or 2k",
-            one_of(RESOLUTIONS),
-            cli=("--resolution",),
-            choices=RESOLUTIONS,
-            gallery=True,
-        )
-    )
+    resolution: str | None = _choice("1k, 1.5k or 2k", RESOLUTIONS, "--resolution", gallery=True)
     user: str | None = _field(
         FieldSpec("an end-user id for abuse monitoring", check_str, cli=("--user",))
     )
@@ -252,14 +235,19 @@ class _Request:
             )
 
     def validate(self) -> None:
-        """Check every field as a bulk job would (``id`` too), without sending anything.
+        """Check every field as a bulk job would (``id`` too, and that an edit's local input
+        files exist), without sending anything.
 
         Raises:
             ValidationError: naming the field at fault.
         """
         if self.id is not None:
             check_id("id", self.id)
+        self._check_inputs()
         self.check()
+
+    def _check_inputs(self) -> None:
+        """Check the inputs that are read from disk (none for a generate request)."""
 
     def _body(self, inputs: Mapping[str, Any], deferred: bool) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -371,18 +359,10 @@ class EditRequest(_Request):
                 "one image keeps its aspect ratio",
             )
 
-    def validate(self) -> None:
-        """Check every field and that local input files exist, without sending anything.
-
-        Raises:
-            ValidationError: naming the field at fault.
-        """
-        if self.id is not None:
-            check_id("id", self.id)
+    def _check_inputs(self) -> None:
         self._check_shape()
         for name, value in self._raw_inputs():
             self._check_local(name, value)
-        self.check()
 
     def to_body(
         self, inputs: Sequence[Mapping[str, str]], *, deferred: bool = False

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from yarl import URL
 
 from ._errors import ConfigurationError, SharedLimitError
+from ._readonly import ReadOnly
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -242,25 +243,14 @@ class SharedRateLimiter:
             f"rate={self._rate:g}, current_rate={self._current_rate:.3g})"
         )
 
-    @property
-    def rate(self) -> float:
-        """The configured requests per second (the ceiling)."""
-        return self._rate
-
-    @property
-    def current_rate(self) -> float:
-        """The shared effective rate as of the last answer from Redis (lower after 429s)."""
-        return self._current_rate
-
-    @property
-    def rate_limited_count(self) -> int:
-        """How many 429s this process reported with `on_rate_limited`."""
-        return self._rate_limited
-
-    @property
-    def key(self) -> str:
-        """The Redis key of the budget (derived from a hash of the API key)."""
-        return self._key
+    rate: ReadOnly[float] = ReadOnly("_rate")
+    """The configured requests per second (the ceiling)."""
+    current_rate: ReadOnly[float] = ReadOnly("_current_rate")
+    """The shared effective rate as of the last answer from Redis (lower after 429s)."""
+    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
+    """How many 429s this process reported with `on_rate_limited`."""
+    key: ReadOnly[str] = ReadOnly("_key")
+    """The Redis key of the budget (derived from a hash of the API key)."""
 
     async def start(self) -> None:
         """Check that Redis answers; the client calls this when it is entered. Idempotent.

@@ -32,6 +32,7 @@ from ._models import FileOutput as _FileOutput
 from ._models import Usage as _Usage
 from ._portal import LoopThread
 from ._progress import Progress
+from ._readonly import ReadOnly
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -403,29 +404,17 @@ class Client:
         # without close(); the finalizer holds no reference to the client itself.
         self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)
 
-    @property
-    def base_url(self) -> str:
-        """The API root, e.g. ``https://api.x.ai/v1``."""
-        return self._async.base_url
-
-    @property
-    def timeout(self) -> Timeout:
-        """The default per-attempt `Timeout`."""
-        return self._async.timeout
-
-    @property
-    def retry(self) -> RetryPolicy:
-        """The default `RetryPolicy`."""
-        return self._async.retry
-
-    @property
-    def closed(self) -> bool:
-        """``True`` after `close`."""
-        return self._loop.closed
+    base_url: ReadOnly[str] = ReadOnly("_async.base_url")
+    """The API root, e.g. ``https://api.x.ai/v1``."""
+    timeout: ReadOnly[Timeout] = ReadOnly("_async.timeout")
+    """The default per-attempt `Timeout`."""
+    retry: ReadOnly[RetryPolicy] = ReadOnly("_async.retry")
+    """The default `RetryPolicy`."""
+    closed: ReadOnly[bool] = ReadOnly("_loop.closed")
+    """``True`` after `close`."""
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<Client base_url={self.base_url!r} {state}>"
+        return f"<Client base_url={self.base_url!r} {'closed' if self.closed else 'open'}>"
 
     def __enter__(self) -> Client:
         if self.closed:

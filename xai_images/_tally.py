@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
+from ._bulkcommon import EventEmitter
 from ._errors import OutcomeUnknownError
 from ._hooks import (
     DownloadRetry,
@@ -24,7 +25,7 @@ from ._hooks import (
     ResponseReceived,
     RetryScheduled,
 )
-from ._progress import EventKind, Progress, ProgressEvent
+from ._progress import Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from ._batch import Outcome
@@ -63,7 +64,7 @@ class Item:
         return self.awaiting or self.lost > 0
 
 
-class Tally:
+class Tally(EventEmitter):
     """Counters and events of one run.
 
     Args:
@@ -71,24 +72,13 @@ class Tally:
             ignored, because a broken progress callback must not fail items that may be paid for.
     """
 
+    progress: Progress
+
     def __init__(self, on_event: Callable[[ProgressEvent], None] | None) -> None:
-        self.progress = Progress()
-        self._on_event = on_event
-        self._event_error_logged = False
+        super().__init__(on_event, Progress())
         # Images being saved, by identity, to the item they belong to: download retries name
         # the image as their origin.
         self.saving: dict[int, Item] = {}
-
-    def emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
-        if self._on_event is None:
-            return
-        try:
-            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
-        except Exception:
-            # A broken progress callback must not fail the items (they may be paid for).
-            if not self._event_error_logged:
-                self._event_error_logged = True
-                logger.exception("xai-images batch: the on_event callback raised; ignoring")
 
     def on_client_event(self, event: Event) -> None:
         """Count the retries and 429s of this run's items (other callers' events are ignored)."""
