@@ -34,6 +34,14 @@ def client(xai_client: xai_images.AsyncClient) -> xai_images.AsyncClient:
     return xai_client
 
 
+@pytest.fixture
+def env(server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeXAIServer:
+    """The fake server, with ``XAI_API_KEY`` and ``XAI_BASE_URL`` pointing the CLI at it."""
+    monkeypatch.setenv("XAI_API_KEY", server.api_key)
+    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
+    return server
+
+
 @pytest_asyncio.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     """A bare aiohttp session, for tests that speak HTTP to the fake server directly."""

@@ -7,7 +7,7 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +24,14 @@ from xai_images import (
 )
 from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
 from xai_images.bulk import BatchAPI, BatchLimits, Outcome, RemoteBatchRun, load_manifest
-from xai_images.testing import FakeClock, FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeClock, FakeXAIServer, Reply
 
 
 class Crash(Exception):
     """Stands in for the process dying at one point of a run."""
 
 
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
@@ -43,9 +40,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512, clock=clock, batch_create_limit=None) as fake:
-        yield fake
+def fake_xai_server_options(clock: FakeClock) -> dict[str, Any]:
+    """Small images, the test's clock, and no limit on batch creation."""
+    return {"image_bytes": 512, "clock": clock, "batch_create_limit": None}
 
 
 def make_client(server: FakeXAIServer) -> AsyncClient:
@@ -451,13 +448,6 @@ async def test_the_sync_client_runs_a_batch_api_job(server: FakeXAIServer, tmp_p
 
 
 # -- the command line --------------------------------------------------------------------------
-
-
-@pytest.fixture
-def env(server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeXAIServer:
-    monkeypatch.setenv("XAI_API_KEY", server.api_key)
-    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
-    return server
 
 
 async def cli(*argv: str) -> int:

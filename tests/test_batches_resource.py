@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,10 @@ from xai_images import (
 )
 from xai_images._batch_models import parse_batch, parse_result
 from xai_images.bulk import BatchLimits, BatchResult
-from xai_images.testing import FakeClock, FakeXAIServer, Reply, instant_retries
+from xai_images.testing import FakeClock, FakeXAIServer, Reply
 from xai_images.testing._imagegen import image_data
 
-
-@pytest.fixture(autouse=True)
-def _instant() -> Iterator[None]:
-    with instant_retries():
-        yield
+pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
 
 @pytest.fixture
@@ -35,9 +31,9 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def server(clock: FakeClock) -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=512, clock=clock, batch_create_limit=None) as fake:
-        yield fake
+def fake_xai_server_options(clock: FakeClock) -> dict[str, Any]:
+    """Small images, the test's clock, and no limit on batch creation."""
+    return {"image_bytes": 512, "clock": clock, "batch_create_limit": None}
 
 
 @pytest.fixture

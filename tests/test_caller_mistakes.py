@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,15 +15,9 @@ from xai_images.testing._imagegen import image_data
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=256) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(api_key=server.api_key, base_url=server.base_url) as c:
-        yield c
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep these runs quick."""
+    return {"image_bytes": 256}
 
 
 # Each string field that reaches the body, with a lone surrogate, and the field the error names.

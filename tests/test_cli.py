@@ -23,13 +23,6 @@ def fake_xai_server_options() -> dict[str, Any]:
     return {"image_bytes": 512}
 
 
-@pytest.fixture
-def env(server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeXAIServer:
-    monkeypatch.setenv("XAI_API_KEY", server.api_key)
-    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
-    return server
-
-
 async def cli(*argv: str) -> int:
     # main() runs its own event loop; a worker thread keeps the fake server's loop serving.
     return await asyncio.to_thread(main, list(argv))

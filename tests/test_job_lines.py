@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -73,15 +73,9 @@ def test_on_error_stop_raises_a_validation_error(tmp_path: Path, bad: bytes) -> 
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=256) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(api_key=server.api_key, base_url=server.base_url) as c:
-        yield c
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep these runs quick."""
+    return {"image_bytes": 256}
 
 
 async def test_batch_of_a_file_runs_every_good_line(
@@ -127,13 +121,6 @@ async def test_batch_of_requests_fails_a_surrogate_prompt_alone(
     outcomes = await client.batch(requests, output_dir=tmp_path / "out").collect()
     assert sorted(o.status for o in outcomes) == ["failed", "ok"]
     assert server.ledger.images_billed == 1
-
-
-@pytest.fixture
-def env(server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch) -> FakeXAIServer:
-    monkeypatch.setenv("XAI_API_KEY", server.api_key)
-    monkeypatch.setenv("XAI_BASE_URL", server.base_url)
-    return server
 
 
 async def test_cli_batch_reports_bad_lines_and_runs_the_rest(

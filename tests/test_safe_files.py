@@ -6,8 +6,8 @@ import asyncio
 import json
 import os
 import stat
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,15 +40,9 @@ def out(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[FakeXAIServer]:
-    async with FakeXAIServer(image_bytes=256) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def client(server: FakeXAIServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(api_key=server.api_key, base_url=server.base_url) as c:
-        yield c
+def fake_xai_server_options() -> dict[str, Any]:
+    """Small images keep these runs quick."""
+    return {"image_bytes": 256}
 
 
 def record(item_id: str) -> ManifestRecord:
