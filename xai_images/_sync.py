@@ -152,17 +152,6 @@ def _keep(_client: Client, value: _T) -> _T:
     return value
 
 
-def _wrap(client: Client, value: Any) -> Any:
-    """The sync proxy of a core object (models with async methods), else the value itself."""
-    if isinstance(value, ImagesResponse):
-        return SyncImagesResponse(client, value)
-    if isinstance(value, DeferredRequest):
-        return SyncDeferredRequest(client, value)
-    if isinstance(value, DeferredStatus):
-        return SyncDeferredStatus(client, value)
-    return value
-
-
 def _response(client: Client, value: ImagesResponse) -> SyncImagesResponse:
     return SyncImagesResponse(client, value)
 
