@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SDIST_TREES = ("xai_images", "tests", "docs", "examples")
 SDIST_FILES = ("README.md", "pyproject.toml", "mkdocs.yml")
 ENTRY_POINTS = (
-    ("console_scripts", "xai-images = xai_images._cli:main"),
+    ("console_scripts", "xai-images = xai_images._ui._cli:main"),
     ("pytest11", "xai_images = xai_images.testing.pytest_plugin"),
 )
 

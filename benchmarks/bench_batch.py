@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any
 
 from xai_images import GenerateRequest
-from xai_images._batch import run_batch
-from xai_images._client import AsyncClient
-from xai_images._manifest import load_manifest
+from xai_images._api._client import AsyncClient
+from xai_images._bulk._batch import run_batch
+from xai_images._bulk._manifest import load_manifest
 from xai_images.testing import FakeXAIServer
 
 

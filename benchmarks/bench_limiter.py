@@ -35,7 +35,7 @@ from types import ModuleType
 from typing import Any
 
 from xai_images import GenerateRequest
-from xai_images._client import AsyncClient
+from xai_images._api._client import AsyncClient
 from xai_images.testing import FakeXAIServer
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from xai_images._b64stream import B64ResponseScanner
+from xai_images._wire._b64stream import B64ResponseScanner
 
 
 def scan(doc: bytes, sizes: list[int] | None = None) -> tuple[bytes, list[bytearray]]:

@@ -24,7 +24,7 @@ from xai_images import (
     RetryPolicy,
     ValidationError,
 )
-from xai_images._jobs import derive_id
+from xai_images._bulk._jobs import derive_id
 from xai_images.bulk import Outcome, ProgressEvent, load_jobs, load_manifest
 from xai_images.testing import FakeXAIServer, Reply, sample_image
 

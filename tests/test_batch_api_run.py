@@ -22,7 +22,7 @@ from xai_images import (
     RetryPolicy,
     ValidationError,
 )
-from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
+from xai_images._ui._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
 from xai_images.bulk import BatchAPI, BatchLimits, Outcome, RemoteBatchRun, load_manifest
 from xai_images.testing import FakeClock, FakeXAIServer, Reply
 
@@ -524,7 +524,7 @@ def test_sigint_stops_polling_without_cancelling_the_batch(tmp_path: Path) -> No
     command = [
         sys.executable,
         "-c",
-        "import sys; from xai_images._cli import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from xai_images._ui._cli import main; sys.exit(main(sys.argv[1:]))",
         "demo",
         "--via",
         "batch-api",

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from xai_images import InternalServerError
-from xai_images._render import PlainRenderer, RichRenderer, make_renderer
+from xai_images._ui._render import PlainRenderer, RichRenderer, make_renderer
 from xai_images.bulk import Progress, ProgressEvent
 
 

@@ -17,7 +17,7 @@ from xai_images import (
     NotFoundError,
     ValidationError,
 )
-from xai_images._batch_models import parse_batch, parse_result
+from xai_images._api._batch_models import parse_batch, parse_result
 from xai_images.bulk import BatchLimits, BatchResult
 from xai_images.testing import FakeClock, FakeXAIServer, Reply
 from xai_images.testing._imagegen import image_data

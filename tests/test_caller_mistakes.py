@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from xai_images import AsyncClient, ValidationError, XAIImagesError
-from xai_images._cli import EXIT_USAGE, main
+from xai_images._ui._cli import EXIT_USAGE, main
 from xai_images.testing import FakeXAIServer
 from xai_images.testing._imagegen import image_data
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from xai_images._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
+from xai_images._ui._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, main
 from xai_images.bulk import load_manifest
 from xai_images.testing import FakeXAIServer, sample_image
 
@@ -141,7 +141,7 @@ def _demo_cmd(*args: str) -> list[str]:
     return [
         sys.executable,
         "-c",
-        "import sys; from xai_images._cli import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from xai_images._ui._cli import main; sys.exit(main(sys.argv[1:]))",
         "demo",
         *args,
     ]

@@ -467,7 +467,7 @@ def test_download_options_reject_non_positive(field: str) -> None:
 
 def test_writer_pool_is_rebuilt_after_a_fork() -> None:
     """A forked child gets a fresh writer pool instead of the parent's (threadless) one."""
-    from xai_images._files import WriterPool, _forget_executors
+    from xai_images._results._files import WriterPool, _forget_executors
 
     pool = WriterPool()
     try:

@@ -329,7 +329,7 @@ async def test_fake_deferred_answers_use_the_published_shapes(
 )
 def test_storage_error_accepts_text_or_an_error_object(raw: object, expected: str | None) -> None:
     """storage_error is kept as text whether the server sends a string or {code, message}."""
-    from xai_images._models import parse_images_response
+    from xai_images._api._models import parse_images_response
 
     resp = parse_images_response({"data": [{"url": "https://i/x.png", "storage_error": raw}]})
     assert resp.data[0].storage_error == expected

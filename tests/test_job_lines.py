@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from xai_images import AsyncClient, GenerateRequest, ValidationError
-from xai_images._cli import EXIT_FAILED, main
-from xai_images._jobs import derive_id
+from xai_images._bulk._jobs import derive_id
+from xai_images._ui._cli import EXIT_FAILED, main
 from xai_images.bulk import InvalidJob, load_jobs
 from xai_images.testing import FakeXAIServer
 

@@ -12,7 +12,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from xai_images._jsonslice import MAX_STRING, SMALL, _parse, loads  # noqa: E402
+from xai_images._wire._jsonslice import MAX_STRING, SMALL, _parse, loads  # noqa: E402
 
 JSON = st.recursive(
     st.none()

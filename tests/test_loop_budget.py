@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 
 from xai_images import AsyncClient, DownloadOptions
-from xai_images._gate import DECODE_BYTES_PER_ITERATION, STARTS_PER_ITERATION, LoopBudget
 from xai_images._hooks import Event, RequestSent
+from xai_images._wire._gate import DECODE_BYTES_PER_ITERATION, STARTS_PER_ITERATION, LoopBudget
 from xai_images.testing import FakeXAIServer
 
 KEY = "xai-loop-budget-key"
@@ -121,7 +121,7 @@ async def test_b64_answers_decode_within_the_shared_budget(
     server: FakeXAIServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """b64_json answers received together are fed at most ~1 MB per loop iteration in all."""
-    from xai_images import _transport
+    from xai_images._wire import _transport
 
     server.settings.image_bytes = 1_500_000
     fed: Counter[int] = Counter()

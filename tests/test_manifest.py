@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from xai_images._manifest import ManifestWriter, PendingImage, file_sha256, read_manifest
+from xai_images._bulk._manifest import ManifestWriter, PendingImage, file_sha256, read_manifest
 from xai_images.bulk import FileRecord, ManifestRecord, load_manifest
 
 

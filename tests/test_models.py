@@ -15,7 +15,7 @@ from xai_images import (
     ImagesResponse,
     Usage,
 )
-from xai_images._models import parse_images_response
+from xai_images._api._models import parse_images_response
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from xai_images._b64stream import PAYLOAD_KEY, B64ResponseScanner
-from xai_images._manifest import ManifestWriter
+from xai_images._bulk._manifest import ManifestWriter
+from xai_images._wire._b64stream import PAYLOAD_KEY, B64ResponseScanner
 from xai_images.bulk import FileRecord, ManifestRecord, load_manifest
 
 _settings = settings(max_examples=100, deadline=None)

@@ -17,8 +17,8 @@ import pytest
 
 import xai_images
 from xai_images import EditRequest, GenerateRequest
-from xai_images._cli import EXIT_OK, main
-from xai_images._requests import FieldSpec, api_fields, field_spec
+from xai_images._api._requests import FieldSpec, api_fields, field_spec
+from xai_images._ui._cli import EXIT_OK, main
 from xai_images.bulk import load_jobs
 from xai_images.testing import FakeXAIServer, sample_image
 

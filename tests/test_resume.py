@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from xai_images import OutcomeUnknownError, XAIImagesError
-from xai_images._manifest import PendingImage
-from xai_images._resume import ResumeOptions, decide_resume
+from xai_images._bulk._manifest import PendingImage
+from xai_images._bulk._resume import ResumeOptions, decide_resume
 from xai_images.bulk import ManifestRecord
 
 PLAIN = ResumeOptions()

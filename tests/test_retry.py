@@ -9,7 +9,7 @@ import time
 import pytest
 
 from xai_images import RetryPolicy
-from xai_images._retry import parse_retry_after, sleep
+from xai_images._wire._retry import parse_retry_after, sleep
 from xai_images.testing import instant_retries
 
 
@@ -128,7 +128,7 @@ async def test_instant_retries_nests_and_restores() -> None:
 
 async def test_attempts_stop_at_the_attempt_cap() -> None:
     """The attempt iterator allows max_attempts attempts, then says why it gave up."""
-    from xai_images._retry import Attempts
+    from xai_images._wire._retry import Attempts
 
     numbers: list[int] = []
     with instant_retries():
@@ -142,7 +142,7 @@ async def test_attempts_stop_at_the_attempt_cap() -> None:
 
 async def test_attempts_refuse_a_retry_after_over_the_cap() -> None:
     """A server-requested wait above max_retry_after ends the loop at once."""
-    from xai_images._retry import Attempts
+    from xai_images._wire._retry import Attempts
 
     async for attempt in Attempts(RetryPolicy(max_retry_after=5.0), "GET /x"):
         assert not attempt.retry(RuntimeError("429"), retry_after=60.0)
@@ -153,7 +153,7 @@ async def test_attempts_refuse_a_retry_after_over_the_cap() -> None:
 
 async def test_attempts_respect_the_time_cap() -> None:
     """A backoff that would end past max_elapsed is not slept: the loop gives up."""
-    from xai_images._retry import Attempts
+    from xai_images._wire._retry import Attempts
 
     policy = RetryPolicy(max_attempts=10, max_elapsed=1.0)
     async for attempt in Attempts(policy, "GET /x"):
@@ -165,7 +165,7 @@ async def test_attempts_respect_the_time_cap() -> None:
 
 async def test_attempts_report_each_scheduled_retry() -> None:
     """on_retry hears the failed attempt, the delay, the error and the detail."""
-    from xai_images._retry import Attempts
+    from xai_images._wire._retry import Attempts
 
     heard: list[tuple[int, float, str]] = []
     error = RuntimeError("boom")

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from xai_images import AsyncClient, GenerateRequest, SaveError, XAIImagesError
-from xai_images._cli import main
-from xai_images._manifest import ManifestWriter
-from xai_images._safefs import atomic_write, open_append, open_read
+from xai_images._bulk._manifest import ManifestWriter
+from xai_images._results._safefs import atomic_write, open_append, open_read
+from xai_images._ui._cli import main
 from xai_images.bulk import FileRecord, ManifestRecord, load_manifest, write_gallery
 from xai_images.testing import FakeXAIServer
 

@@ -10,7 +10,7 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from xai_images._files import safe_component  # noqa: E402
+from xai_images._results._files import safe_component  # noqa: E402
 
 # Text heavy in the characters that matter: dots, separators, NUL, drive colons.
 HOSTILE = st.text(

@@ -21,7 +21,7 @@ from xai_images import (
     SaveError,
     ValidationError,
 )
-from xai_images._files import PartFile as _PartFile
+from xai_images._results._files import PartFile as _PartFile
 from xai_images.testing import FakeXAIServer, Reply
 
 IMAGE_BYTES = 50_000

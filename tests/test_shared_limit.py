@@ -21,7 +21,7 @@ from xai_images import (
     SharedLimitError,
     SharedRateLimiter,
 )
-from xai_images._cli import EXIT_USAGE, main
+from xai_images._ui._cli import EXIT_USAGE, main
 from xai_images.testing import FakeXAIServer, Reply
 
 # Real-clock pacing against a server that answers 429: run where the machine is quiet.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from xai_images._sniff import extension_for, sniff_mime
+from xai_images._results._sniff import extension_for, sniff_mime
 
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"

@@ -28,7 +28,7 @@ from xai_images import (
     ImagesResponse,
     ValidationError,
 )
-from xai_images._sync import (
+from xai_images._sync._client import (
     SyncDeferredRequest,
     SyncGeneratedImage,
     SyncImagesResponse,

@@ -14,9 +14,9 @@ from hypothesis import given  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from xai_images import ValidationError  # noqa: E402
-from xai_images._models import GeneratedImage  # noqa: E402
-from xai_images._transfers import _format_name  # noqa: E402
-from xai_images._transport import _error_message  # noqa: E402
+from xai_images._api._models import GeneratedImage  # noqa: E402
+from xai_images._results._transfers import _format_name  # noqa: E402
+from xai_images._wire._transport import _error_message  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

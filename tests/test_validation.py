@@ -17,7 +17,7 @@ from xai_images import (
     GenerateRequest,
     ValidationError,
 )
-from xai_images._requests import ASPECT_RATIOS
+from xai_images._api._requests import ASPECT_RATIOS
 from xai_images.testing import FakeXAIServer
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import xai_images
-from xai_images._cli import main
+from xai_images._ui._cli import main
 from xai_images.testing import FakeXAIServer
 
 

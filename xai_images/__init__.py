@@ -6,7 +6,18 @@ see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest 
 `xai_images.types`.
 """
 
-from ._client import AsyncClient
+from ._api._client import AsyncClient
+from ._api._inputs import FileId
+from ._api._models import (
+    DeferredRequest,
+    DeferredStatus,
+    FileOutput,
+    GeneratedImage,
+    ImagesResponse,
+    Usage,
+)
+from ._api._requests import EditRequest, GenerateRequest
+from ._bulk._remote_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (
     APIConnectionError,
@@ -37,23 +48,12 @@ from ._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._files import SavedImage
-from ._inputs import FileId
-from ._models import (
-    DeferredRequest,
-    DeferredStatus,
-    FileOutput,
-    GeneratedImage,
-    ImagesResponse,
-    Usage,
-)
 from ._public import publish
-from ._ratelimit import RateLimiter
-from ._remote_state import BatchRequestError
-from ._requests import EditRequest, GenerateRequest
-from ._shared_limit import SharedRateLimiter
-from ._sync import Client
+from ._results._files import SavedImage
+from ._sync._client import Client
 from ._version import __version__ as __version__
+from ._wire._ratelimit import RateLimiter
+from ._wire._shared_limit import SharedRateLimiter
 
 __all__ = [
     "APIConnectionError",

@@ -13,8 +13,7 @@ Through xAI's Batch API (``client.batch(..., via="batch-api")``, or ``via=BatchA
 ``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
 """
 
-from ._batch import BatchRun, Outcome
-from ._batch_models import (
+from ._api._batch_models import (
     Batch,
     BatchRequestState,
     BatchResult,
@@ -22,14 +21,15 @@ from ._batch_models import (
     FileObject,
     ResultsPage,
 )
-from ._batch_remote import BatchAPI, RemoteBatchRun
-from ._batches import BatchLimits
-from ._gallery import write_gallery
-from ._jobs import InvalidJob, load_jobs
-from ._manifest import FileRecord, ManifestRecord, load_manifest
-from ._progress import Progress, ProgressEvent
+from ._api._batches import BatchLimits
+from ._bulk._batch import BatchRun, Outcome
+from ._bulk._batch_remote import BatchAPI, RemoteBatchRun
+from ._bulk._gallery import write_gallery
+from ._bulk._jobs import InvalidJob, load_jobs
+from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
+from ._bulk._progress import Progress, ProgressEvent
+from ._bulk._remote_state import RemoteProgress
 from ._public import publish
-from ._remote_state import RemoteProgress
 
 __all__ = [
     "Batch",

@@ -7,7 +7,7 @@
   (keep an identical file) or ``"fail"``.
 """
 
-from ._files import OnExists
-from ._inputs import ImageInput
+from ._api._inputs import ImageInput
+from ._results._files import OnExists
 
 __all__ = ["ImageInput", "OnExists"]

@@ -9,7 +9,7 @@ real image bytes, e.g. as edit inputs. See ``docs/testing.md``.
 """
 
 from .._public import publish
-from .._retry import instant_retries
+from .._wire._retry import instant_retries
 from ._imagegen import sample_image
 from ._ledger import Ledger, RecordedRequest
 from ._replies import Reply

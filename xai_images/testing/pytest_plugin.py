@@ -37,8 +37,8 @@ try:
 except ImportError:  # pragma: no cover - depends on the user's environment
     pass
 else:
-    from .._client import AsyncClient
-    from .._retry import instant_retries
+    from .._api._client import AsyncClient
+    from .._wire._retry import instant_retries
     from ._server import FakeXAIServer
 
     @pytest.fixture

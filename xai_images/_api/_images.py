@@ -1,0 +1,459 @@
+"""``client.images``: generate and edit, now or deferred, and the deferred polls.
+
+The request fields are described once, on `GenerateRequest` and `EditRequest`
+(``_requests.py``); the methods here spell them out as keyword arguments so that editors and
+type checkers see them, build the request object, and send it. Two more arguments are per call:
+
+- ``timeout``: a ``Timeout`` or seconds for ``Timeout.request``, for this call only.
+- ``max_retries``: retries for this call only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from .._config import Timeout, int_at_least, positive_number
+from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
+from .._wire._retry import sleep
+from ._inputs import ImageInput, resolve_image
+from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
+from ._requests import EditRequest, GenerateRequest, Request
+
+if TYPE_CHECKING:
+    from ._client import AsyncClient
+
+__all__ = ["Images", "Resource"]
+
+# Statuses of a deferred request that is still running, reported as "pending".
+_PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
+
+
+def _requested(body: Mapping[str, Any]) -> int:
+    n = body.get("n", 1)
+    return n if isinstance(n, int) and not isinstance(n, bool) else 1
+
+
+def _check_call_options(timeout: object, max_retries: object) -> None:
+    """Check the per-call ``timeout`` and ``max_retries`` before anything is read or sent.
+
+    Raises:
+        ValidationError: either is of the wrong type or out of range.
+    """
+    if timeout is not None and not isinstance(timeout, Timeout) and not positive_number(timeout):
+        raise ValidationError("timeout", timeout, "a positive number of seconds, a Timeout or None")
+    if max_retries is not None and not int_at_least(max_retries, 0):
+        raise ValidationError("max_retries", max_retries, "an int >= 0 or None")
+
+
+def _message_of(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        message = value.get("message") or value.get("error")
+        return str(message) if message else str(dict(value))
+    return str(value)
+
+
+class Resource:
+    """A group of endpoints of a client (``client.images``, ``client.files``)."""
+
+    _label = "Resource"  # what the repr says before the client
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    def __repr__(self) -> str:
+        return f"<{self._label} {self._client!r}>"
+
+
+class Images(Resource):
+    """The image endpoints of a client (``client.images``).
+
+    The request fields are documented on `GenerateRequest` and `EditRequest`.
+    """
+
+    _label = "Images of"
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> ImagesResponse:
+        """Generate images from a text prompt (``POST /images/generations``).
+
+        The arguments are the fields of `GenerateRequest`; only those set are sent.
+
+        Raises:
+            ValidationError: an argument breaks a documented limit (``timeout`` and
+                ``max_retries`` included); nothing was sent.
+            APIStatusError: the API answered with an error (a subclass per status).
+            APIConnectionError: the API could not be reached (after retries).
+            OutcomeUnknownError: the request was sent but the answer was lost: the images may
+                have been generated and billed; not retried unless you opted in.
+        """
+        request = GenerateRequest(
+            prompt,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send(request, timeout=timeout, max_retries=max_retries)
+
+    async def generate_deferred(
+        self,
+        prompt: str,
+        *,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredRequest:
+        """Start a generation and return at once with a `DeferredRequest`.
+
+        The server generates in the background; ``await deferred.wait()`` (or
+        `wait_deferred`) polls for the images. Same arguments as `generate`;
+        deferred requests return URLs only, so ``response_format="b64_json"`` is refused.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                `generate`.
+            APIResponseError: the answer carries no ``request_id``.
+        """
+        request = GenerateRequest(
+            prompt,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+
+    async def edit(
+        self,
+        prompt: str,
+        *,
+        image: ImageInput | None = None,
+        images: Sequence[ImageInput] | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> ImagesResponse:
+        """Edit one image (``image=``) or combine up to 5 (``images=``) (``POST /images/edits``).
+
+        The arguments are the fields of `EditRequest`. Each input is a URL, a data URI,
+        a local path (``str`` or ``PathLike``), ``bytes``, a binary file object or a
+        `FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
+        or WebP, at most 10 MiB each), in a JSON body. Refer to several inputs in the prompt
+        as ``<IMAGE_0>``, ``<IMAGE_1>``, ...
+
+        Raises:
+            ValidationError: both or neither of ``image``/``images``, more than 5 images, an
+                input that is missing, too big or not an image, or another bad argument;
+                nothing was sent.
+            APIStatusError, APIConnectionError, OutcomeUnknownError: as `generate`.
+        """
+        request = EditRequest(
+            prompt,
+            image=image,
+            images=images,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send(request, timeout=timeout, max_retries=max_retries)
+
+    async def edit_deferred(
+        self,
+        prompt: str,
+        *,
+        image: ImageInput | None = None,
+        images: Sequence[ImageInput] | None = None,
+        model: str | None = None,
+        n: int | None = None,
+        quality: str | None = None,
+        response_format: str | None = None,
+        aspect_ratio: str | None = None,
+        resolution: str | None = None,
+        user: str | None = None,
+        extra_body: Mapping[str, Any] | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredRequest:
+        """Start an edit and return at once with a `DeferredRequest`.
+
+        Same arguments as `edit`; as for `generate_deferred`, URL format only.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                `edit`.
+            APIResponseError: the answer carries no ``request_id``.
+        """
+        request = EditRequest(
+            prompt,
+            image=image,
+            images=images,
+            model=model,
+            n=n,
+            quality=quality,
+            response_format=response_format,
+            aspect_ratio=aspect_ratio,
+            resolution=resolution,
+            user=user,
+            extra_body=extra_body,
+        )
+        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        origin: object = None,
+    ) -> ImagesResponse:
+        """Send a `GenerateRequest` or `EditRequest` built beforehand.
+
+        What `generate` and `edit` do with their arguments; a bulk job's ``id``
+        and ``line`` are not sent, and an edit's relative paths resolve against its
+        ``base_dir``. ``origin`` is handed to event hooks as ``event.origin`` for every
+        event of this call (default: the request itself), so a subscriber can tell calls apart.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
+                `generate` and `edit`.
+        """
+        path, body, answer = await self._post(
+            request, timeout, max_retries, deferred=False, origin=origin
+        )
+        return parse_images_response(
+            answer.body,
+            answer.payloads,
+            request_id=answer.request_id,
+            requested=_requested(body),
+            transfers=self._client._transfers,
+            where=f"POST {path}",
+        )
+
+    async def send_deferred(
+        self,
+        request: Request,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        origin: object = None,
+    ) -> DeferredRequest:
+        """Start a request built beforehand as a deferred one (see `generate_deferred`).
+
+        ``origin``: as `send`.
+
+        Raises:
+            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
+                APIResponseError: as `generate_deferred`.
+        """
+        path, _body, answer = await self._post(
+            request, timeout, max_retries, deferred=True, origin=origin
+        )
+        request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
+        if not isinstance(request_id, str) or not request_id:
+            raise APIResponseError(
+                f"the answer to a deferred POST {path} has no request_id",
+                method="POST",
+                path=path,
+            )
+        return DeferredRequest(request_id, client=self._client)
+
+    async def _post(
+        self,
+        request: Request,
+        timeout: Timeout | float | None,
+        max_retries: int | None,
+        *,
+        deferred: bool,
+        origin: object = None,
+    ) -> tuple[str, dict[str, Any], Any]:
+        """Check, build and send the body; return the path, the body and the raw answer."""
+        if isinstance(request, EditRequest):
+            # Every other field is checked before (possibly large) local files are read.
+            request.check_body(deferred=deferred)
+            _check_call_options(timeout, max_retries)
+            inputs = [await resolve_image(value, name) for name, value in request.named_inputs()]
+            path, body = "/images/edits", request.to_body(inputs, deferred=deferred)
+        elif isinstance(request, GenerateRequest):
+            body = request.to_body(deferred=deferred)
+            _check_call_options(timeout, max_retries)
+            path = "/images/generations"
+        else:
+            raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
+        answer = await self._client._request(
+            "POST",
+            path,
+            body=body,
+            timeout=timeout,
+            max_retries=max_retries,
+            origin=request if origin is None else origin,
+        )
+        return path, body, answer
+
+    async def get_deferred(
+        self,
+        request_id: str,
+        *,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+    ) -> DeferredStatus:
+        """Poll a deferred request once (``GET /images/{request_id}``).
+
+        Returns the status: ``"pending"`` (the API answered 202, or a still-running status
+        such as ``queued``, ``processing``, ``running``, ``in_progress``; the value as sent is
+        in ``raw_status``), ``"done"`` with the response (the images may be at the top level or
+        under ``response``), ``"failed"`` with the server's error, ``"expired"`` (404: unknown
+        or expired id), or any other status the server sends, lower-cased (e.g.
+        ``"cancelled"``). Polls are retried on timeouts and dropped connections too: a GET
+        costs nothing.
+
+        Raises:
+            ValidationError: ``request_id`` is empty, or a bad ``timeout``/``max_retries``.
+            APIStatusError, APIConnectionError, OutcomeUnknownError: the poll itself failed.
+            APIResponseError: the answer says ``done`` but carries no images.
+        """
+        if not isinstance(request_id, str) or not request_id.strip():
+            raise ValidationError("request_id", request_id, "a non-empty string")
+        _check_call_options(timeout, max_retries)
+        path = "/images/" + quote(request_id, safe="")
+        try:
+            answer = await self._client._request(
+                "GET", path, timeout=timeout, max_retries=max_retries, idempotent=True
+            )
+        except NotFoundError as exc:
+            return DeferredStatus("expired", error=exc.message)
+        body = answer.body if isinstance(answer.body, Mapping) else {}
+        raw = body.get("status")
+        raw_status = str(raw) if raw is not None else None
+        status = (raw_status.strip().lower() or None) if raw_status is not None else None
+        if answer.status == 202 or status in _PENDING:
+            return DeferredStatus("pending", raw_status=raw_status)
+        if status in ("failed", "error", "expired"):
+            message = _message_of(body.get("error")) or "failed"
+            return DeferredStatus(status, error=message, raw_status=raw_status)
+        nested = body.get("response")
+        source = nested if isinstance(nested, Mapping) and "data" in nested else body
+        if "data" not in source:
+            if status is None:
+                return DeferredStatus("pending")
+            if status == "done":
+                raise APIResponseError(
+                    f"the answer to GET {path} says done but has no images (no data field)",
+                    method="GET",
+                    path=path,
+                )
+            # A status this SDK does not know (e.g. "cancelled"): passed on; wait() fails on it.
+            unknown_error = _message_of(body.get("error"))
+            return DeferredStatus(status, error=unknown_error, raw_status=raw_status)
+        response = parse_images_response(
+            source,
+            answer.payloads,
+            request_id=request_id,
+            transfers=self._client._transfers,
+            where=f"GET {path}",
+        )
+        return DeferredStatus("done", response=response, raw_status=raw_status)
+
+    async def wait_deferred(
+        self,
+        request_id: str,
+        *,
+        timeout: float | None = 600.0,
+        poll_interval: float = 1.0,
+        max_poll_interval: float = 10.0,
+    ) -> ImagesResponse:
+        """Poll a deferred request until it is done; return its images.
+
+        The wait between polls starts at ``poll_interval`` and grows by half each time up to
+        ``max_poll_interval``. ``timeout`` is the overall deadline in seconds (``None``: none).
+
+        Raises:
+            DeferredError: the request failed (``status="failed"``), expired or is unknown
+                (``"expired"``), ended with any other status that is not ``pending`` or
+                ``done`` (e.g. ``"cancelled"``, raised at once), or was still pending at the
+                deadline (``"pending"``).
+            APIResponseError: the answer says ``done`` but carries no images.
+            ValidationError: a bad ``request_id``, ``timeout`` or interval.
+        """
+        if timeout is not None and not positive_number(timeout):
+            raise ValidationError("timeout", timeout, "a positive number of seconds or None")
+        if (
+            not positive_number(poll_interval)
+            or not positive_number(max_poll_interval)
+            or not max_poll_interval >= poll_interval
+        ):
+            raise ValidationError(
+                "poll_interval",
+                (poll_interval, max_poll_interval),
+                "positive, and at most max_poll_interval",
+            )
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        interval = poll_interval
+        while True:
+            state = await self.get_deferred(request_id)
+            if state.status == "done" and state.response is not None:
+                return state.response
+            if state.status != "pending":
+                # failed, expired, or a status this SDK does not know (e.g. "cancelled"): the
+                # request will not finish, so polling on would only wait for the deadline.
+                detail = f": {state.error}" if state.error else ""
+                raise DeferredError(
+                    f"deferred request {request_id} {state.status}{detail}",
+                    request_id=request_id,
+                    status=state.status,
+                )
+            now = loop.time()
+            if deadline is not None and now >= deadline:
+                raise DeferredError(
+                    f"deferred request {request_id} was still {state.status} after {timeout} s",
+                    request_id=request_id,
+                    status=state.status,
+                )
+            wait = interval if deadline is None else min(interval, deadline - now)
+            await sleep(wait)
+            interval = min(interval * 1.5, max_poll_interval)

@@ -1,0 +1,202 @@
+"""Bulk-job lines to requests: the JSONL job-file reader and item ids.
+
+A job line is a JSON object whose keys are the fields of `GenerateRequest` (or, with an
+``image`` or ``images`` key, of `EditRequest`), read from the fields themselves: a field
+added in ``_requests.py`` is accepted here without a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from .._api._inputs import FileId, ImageInput
+from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
+from .._errors import ValidationError
+
+__all__ = ["InvalidJob", "derive_id", "load_jobs", "parse_job"]
+
+# Keys a job line may carry: the fields of either request, except the bookkeeping that the
+# reader sets itself (the line number, the directory relative paths resolve against).
+_SET_BY_READER = frozenset({"line", "base_dir"})
+_EDIT_FIELDS = {f.name: f for f in attrs.fields(EditRequest) if f.name not in _SET_BY_READER}
+_INPUT_KEYS = frozenset(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "input")
+_EXTRA_KEY = next(n for n, f in _EDIT_FIELDS.items() if field_spec(f).role == "extra")
+# Everything that reading one line can raise besides ValidationError: invalid JSON or UTF-8
+# (ValueError, including UnicodeDecodeError), nesting deeper than the parser's recursion limit
+# (RecursionError), an integer literal longer than sys.get_int_max_str_digits() (ValueError) or a
+# number out of a conversion's range (OverflowError), a value of the wrong type (TypeError).
+# Caught per line, so one bad line becomes an InvalidJob and the rest of the job runs.
+_UNPARSABLE = (ValueError, TypeError, RecursionError, OverflowError)
+
+
+@attrs.frozen
+class InvalidJob:
+    """A job-file line (or an item) that could not be turned into a request.
+
+    Attributes:
+        line: its line number in the job file (``None`` for items not from a file).
+        error: what is wrong, naming the line and field.
+        text: the start of the offending line.
+    """
+
+    line: int | None
+    error: ValidationError
+    text: str = ""
+
+
+def derive_id(request: Request) -> str:
+    """The id of a request without one: ``gen-`` or ``edit-`` and 12 hex digits of the SHA-256
+    of its canonical JSON (same request, same id, in any run)."""
+    canonical = json.dumps(
+        {"kind": request.kind, **request.to_json()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    prefix = "gen" if request.kind == "generate" else "edit"
+    return f"{prefix}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]}"
+
+
+def _job_input(value: Any, name: str) -> ImageInput:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((key, item),) = value.items()
+        if key == "url" and isinstance(item, str):
+            return item
+        if key == "file_id" and isinstance(item, str):
+            return FileId(item)
+        if key == "path" and isinstance(item, str):
+            return Path(item)
+    raise ValidationError(
+        name, value, 'a URL, a data URI, a path, {"url": ...}, {"file_id": ...} or {"path": ...}'
+    )
+
+
+def _field_value(name: str, value: Any) -> Any:
+    """A job line's JSON value as the request field's value (edit inputs become inputs)."""
+    if name not in _INPUT_KEYS:
+        return value
+    if field_spec(_EDIT_FIELDS[name]).many:
+        if not isinstance(value, list):
+            raise ValidationError(name, value, "a list")
+        return [_job_input(v, f"{name}[{i}]") for i, v in enumerate(value)]
+    return _job_input(value, name)
+
+
+def parse_job(
+    data: Mapping[str, Any], *, line: int | None = None, base_dir: Path | None = None
+) -> Request:
+    """Turn one job object (a parsed JSONL line) into a request.
+
+    An ``image`` or ``images`` key makes an `EditRequest`; relative input paths resolve
+    against ``base_dir``. Unknown keys are refused (a typo would otherwise be ignored silently:
+    put fields this SDK does not know in the request's mapping of extra fields).
+
+    Raises:
+        ValidationError: an unknown key, a missing prompt, or a bad value (never another
+            exception, whatever the object holds); the field is prefixed with ``line N:`` when
+            ``line`` is given.
+    """
+    where = f"line {line}: " if line is not None else ""
+    try:
+        unknown = sorted(set(data) - set(_EDIT_FIELDS))
+        if unknown:
+            raise ValidationError(
+                unknown[0], data[unknown[0]], f"a known field (put others in {_EXTRA_KEY})"
+            )
+        if "prompt" not in data:
+            raise ValidationError("prompt", None, "given")
+        # A null prompt stays, so that it fails as a prompt rather than as a missing argument.
+        values = {k: _field_value(k, v) for k, v in data.items() if v is not None or k == "prompt"}
+        request: Request
+        if _INPUT_KEYS & values.keys():
+            request = EditRequest(**values, base_dir=base_dir, line=line)
+        else:
+            request = GenerateRequest(**values, line=line)
+        request.validate()
+    except ValidationError as exc:
+        if not where:
+            raise
+        raise ValidationError(f"{where}{exc.field}", exc.value, exc.limit) from None
+    except _UNPARSABLE as exc:  # e.g. a non-string prompt reaching attrs
+        raise ValidationError(
+            f"{where}fields", "<job object>", f"valid ({type(exc).__name__}: {exc})"
+        ) from None
+    return request
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "nested too deep"
+    text = str(exc)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def load_jobs(
+    path: str | os.PathLike[str], *, on_error: Literal["report", "stop"] = "report"
+) -> list[Request | InvalidJob]:
+    """Read a JSONL job file: one JSON object per line (blank lines are ignored).
+
+    Each object has ``prompt`` and optionally any other field of `GenerateRequest`
+    (``id``, ``model``, ``n``, ...); an ``image`` or ``images`` key makes it an edit (relative
+    paths resolve against the job file's directory). Every line is validated now, before
+    anything is sent.
+
+    Args:
+        on_error: ``"report"`` turns a bad line into an `InvalidJob` (the batch reports
+            it as a failed item with its line number and runs the rest); ``"stop"`` raises.
+
+    A line that is not UTF-8, not JSON, not an object, nested too deep for the parser, has a
+    number too large to convert, or fails a field's check never stops the reading: it becomes an
+    `InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
+
+    Raises:
+        ValidationError: (``on_error="stop"``) the first bad line, with its number.
+        OSError: the file cannot be read.
+    """
+    source = Path(path)
+    base_dir = source.resolve().parent
+    jobs: list[Request | InvalidJob] = []
+    with open(source, "rb") as fh:
+        content = fh.read()
+    # Decoded line by line so that one non-UTF-8 line fails alone; bytes.splitlines() splits
+    # on \n, \r and \r\n like text mode did, so line numbers are unchanged.
+    for number, raw in enumerate(content.splitlines(), start=1):
+        undecodable: UnicodeDecodeError | None = None
+        try:
+            text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", errors="replace").strip()
+            undecodable = exc
+        if not text:
+            continue
+        try:
+            if undecodable is not None:
+                bad = raw[undecodable.start : undecodable.start + 1]
+                raise ValidationError(
+                    f"line {number}",
+                    text[:60],
+                    f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
+                )
+            try:
+                data = json.loads(text)
+            except _UNPARSABLE as exc:
+                raise ValidationError(
+                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
+                ) from None
+            if not isinstance(data, dict):
+                raise ValidationError(f"line {number}", text[:60], "a JSON object")
+            jobs.append(parse_job(data, line=number, base_dir=base_dir))
+        except ValidationError as exc:
+            if on_error == "stop":
+                raise
+            jobs.append(InvalidJob(number, exc, text[:200]))
+    return jobs

@@ -1,0 +1,343 @@
+"""The collecting half of a Batch API bulk job: poll, read result pages, save, record.
+
+A mixin of :class:`~xai_images._bulk._batch_remote.RemoteBatchRun` (which holds the state it uses):
+each result is saved as soon as a page carries it, with at most ``concurrency`` items saving
+at once (reading further pages waits for a free slot, so memory stays bounded), and each
+settled item appends its manifest record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._api._batch_models import BatchResult, BatchState
+from .._api._models import GeneratedImage
+from .._errors import (
+    ImageExpiredError,
+    NotFoundError,
+    OutcomeUnknownError,
+    XAIImagesError,
+)
+from ._batch import Outcome, outcome_of
+from ._bulkcommon import pending_images, sort_saves
+from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage
+from ._records import Answer, build_record
+from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
+
+if TYPE_CHECKING:
+    from .._api._client import AsyncClient
+    from .._results._files import OnExists, SavedImage
+
+__all__ = ["ResultsMixin"]
+
+logger = logging.getLogger("xai_images")
+
+
+class ResultsMixin:
+    """Polling and saving for ``RemoteBatchRun``."""
+
+    _client: AsyncClient
+    progress: RemoteProgress
+    output_dir: Path
+    batch_id: str | None
+    run_id: str | None
+    cancelled_by_xai: str | None
+    _on_poll: Callable[[RemoteProgress], None] | None
+    _on_exists: OnExists
+    _wait: bool
+    _stop: asyncio.Event
+    _poll: tuple[float, float]
+    _tasks: set[asyncio.Task[None]]
+    _slots: asyncio.Semaphore
+    _writer: ManifestWriter | None
+    _out: Callable[[Any], None]
+    _settled: set[str]
+    _emit: Callable[..., None]
+
+    async def _record(self, kind: str, **fields: Any) -> None:
+        raise NotImplementedError
+
+    # -- collecting --------------------------------------------------------------------------------
+
+    async def _collect(
+        self, run: RunState, attached: dict[str, Item], adding: asyncio.Future[None] | None
+    ) -> None:
+        """Poll the batch and save each result as it appears, until every item is settled.
+
+        ``adding`` is the task still adding requests, if any: items join as they are added, and
+        the batch is not taken as done before it ends.
+        """
+        assert run.batch_id is not None
+        batch_id = run.batch_id
+        self.run_id, self.batch_id = run.run_id, batch_id
+        self.progress.batch_id = batch_id
+        batches = self._client.batches
+        pending: dict[str, Item] = {}
+        token: str | None = None
+        interval = self._poll[0]
+        while True:
+            submitting = adding is not None and not adding.done()
+            if adding is not None and adding.done() and adding.exception() is not None:
+                break  # raised below
+            self._join(run, attached, pending)
+            if not pending and not submitting:
+                break
+            try:
+                batch = await batches.get(batch_id)
+            except NotFoundError:
+                await self._drain()
+                why = f"the API no longer knows batch {batch_id}: its results are gone"
+                await self._settle_rest(pending, "expired", why)
+                break
+            self._server_state(batch.state)
+            if batch.expired():
+                await self._drain()
+                await self._settle_rest(
+                    pending, "expired", "the batch expired before its results were read"
+                )
+                break
+            try:
+                token, new = await self._read(batch_id, pending, token)
+            except NotFoundError:
+                await self._drain()
+                await self._settle_rest(
+                    pending, "expired", "the batch's results are gone (expired)"
+                )
+                break
+            if batch.done and not submitting:
+                if any(not item.saving for item in pending.values()):
+                    await self._read(batch_id, pending, None)  # a last full sweep
+                await self._drain()
+                if batch.cancel_by_xai_message:
+                    self.cancelled_by_xai = batch.cancel_by_xai_message
+                    why = f"xAI cancelled the batch: {batch.cancel_by_xai_message}"
+                    await self._settle_rest(pending, "failed", why)
+                else:
+                    await self._settle_unlisted(batch_id, pending)
+                break
+            if not self._wait or self._stop.is_set():
+                break
+            # Back off while nothing arrives; poll at the base rate again once results flow.
+            interval = self._poll[0] if new else min(interval * 1.5, self._poll[1])
+            await self._pause(interval, adding if submitting else None)
+        await self._drain()
+        if adding is not None:
+            await adding  # finishes (and records) the adds even when polling stopped early
+        self._join(run, attached, pending)
+        if not pending:
+            await self._record("closed", batch_id=batch_id)
+            run.closed = True
+
+    def _join(self, run: RunState, attached: dict[str, Item], pending: dict[str, Item]) -> None:
+        """Add to ``pending`` the items of this job the batch holds and this run has not settled
+        (items settled by an earlier run on this batch were skipped, so are not attached)."""
+        for request_id in run.added - pending.keys() - self._settled:
+            if request_id in attached:
+                pending[request_id] = attached[request_id]
+
+    async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
+        """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""
+        stopped = asyncio.ensure_future(self._stop.wait())
+        waiters: set[asyncio.Future[Any]] = {stopped}
+        if adding is not None:
+            waiters.add(adding)
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stopped
+
+    def _server_state(self, state: BatchState) -> None:
+        p = self.progress
+        p.server_requests = state.num_requests
+        p.server_pending = state.num_pending
+        p.server_succeeded = state.num_success
+        p.server_failed = state.num_error
+        p.server_cancelled = state.num_cancelled
+        if self._on_poll is not None:
+            try:
+                self._on_poll(p)
+            except Exception:
+                logger.exception("xai-images batch: the on_poll callback raised; ignoring")
+
+    async def _read(
+        self, batch_id: str, pending: dict[str, Item], token: str | None
+    ) -> tuple[str | None, int]:
+        """Read result pages from ``token`` and start saving new results as they come.
+
+        Returns the token to resume from next time (the last page's, which stays valid while
+        results arrive) and how many new results were found.
+        """
+        batches = self._client.batches
+        new = 0
+        while True:
+            page = await batches.results(batch_id, page_token=token)
+            for result in page.results:
+                item = pending.get(result.batch_request_id)
+                if item is None or item.saving:
+                    continue
+                item.saving = True  # later pages and sweeps skip it
+                new += 1
+                await self._slots.acquire()
+                task = asyncio.ensure_future(self._save(item, result, pending, time.time()))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if page.next_page_token is None:
+                return token, new
+            token = page.next_page_token
+
+    async def _drain(self) -> None:
+        while self._tasks:
+            results = await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+
+    async def _save(
+        self, item: Item, result: BatchResult, pending: dict[str, Item], seen: float
+    ) -> None:
+        try:
+            record, outcome = await self._outcome_of(item, result, seen)
+            await self._settle(record, outcome)
+        finally:
+            self._slots.release()
+        pending.pop(item.id, None)
+
+    async def _outcome_of(
+        self, item: Item, result: BatchResult, seen: float
+    ) -> tuple[ManifestRecord, Outcome]:
+        response = result.response
+        if result.status == "failed":
+            error = BatchRequestError(result.error_message or "failed", code=result.error_code)
+            return self._finish(item, "failed", error=error)
+        assert response is not None
+        self.progress.generated += 1
+        cost = response.usage.cost_in_usd_ticks if response.usage else None
+        self.progress.cost_in_usd_ticks += cost or 0
+        self._emit("generated", item.id, images=len(response.images), line=item.request.line)
+        if result.status == "blocked":
+            blocked = XAIImagesError(result.error_message or "withheld by moderation")
+            return self._finish(item, "blocked", error=blocked, billed=True, cost=cost)
+        saved, pending, errors = await self._save_images(item.id, response.images)
+        finished = float(response.created) if response.created else seen
+        now = time.time()
+        if not 0 <= now - finished < 30 * 86400:
+            finished = seen  # the server's clock is not ours (a test's fake clock)
+        if errors:
+            status: ItemStatus = "failed"
+            if all(isinstance(e, ImageExpiredError) for e in errors):
+                status, pending = "expired", []
+            return self._finish(
+                item, status, error=errors[0], files=saved, pending=pending, billed=True, cost=cost
+            )
+        self.progress.result_waits.append(now - finished)
+        self.progress.seen_waits.append(now - seen)
+        return self._finish(item, "ok", files=saved, billed=True, cost=cost)
+
+    async def _save_images(
+        self, item_id: str, images: Sequence[GeneratedImage]
+    ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
+        results = await asyncio.gather(
+            *(
+                image.save(self.output_dir / f"{item_id}-{image.index}", on_exists=self._on_exists)
+                for image in images
+            ),
+            return_exceptions=True,
+        )
+        return sort_saves(images, results, self.progress)
+
+    async def _download_again(self, item: Item, earlier: ManifestRecord) -> None:
+        """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
+        images = pending_images(earlier, self._client._transfers)
+        async with self._slots:
+            saved, pending, errors = await self._save_images(item.id, images)
+        kept = tuple(f for f in earlier.files if (self.output_dir / f.path).is_file())
+        status: ItemStatus = "ok"
+        if errors:
+            expired = all(isinstance(e, ImageExpiredError) for e in errors)
+            status, pending = ("expired", []) if expired else ("failed", pending)
+        error, cost = (errors[0] if errors else None), earlier.cost_in_usd_ticks
+        record, outcome = self._finish(
+            item,
+            status,
+            error=error,
+            files=saved,
+            pending=pending,
+            billed=True,
+            cost=cost,
+            keep=kept,
+        )
+        await self._settle(record, outcome)
+
+    async def _settle_rest(self, pending: dict[str, Item], status: ItemStatus, why: str) -> None:
+        for item in list(pending.values()):
+            error: XAIImagesError = (
+                ImageExpiredError(why) if status == "expired" else BatchRequestError(why)
+            )
+            record, outcome = self._finish(item, status, error=error)
+            await self._settle(record, outcome)
+            pending.pop(item.id, None)
+
+    async def _settle_unlisted(self, batch_id: str, pending: dict[str, Item]) -> None:
+        """Items of a finished batch without a result: their state says why."""
+        if not pending:
+            return
+        async for state in self._client.batches.list_requests(batch_id):
+            item = pending.get(state.batch_request_id)
+            if item is None:
+                continue
+            if state.state == "cancelled":
+                error = BatchRequestError("Request was cancelled", code=1)
+                record, outcome = self._finish(item, "failed", error=error)
+            else:
+                unknown = OutcomeUnknownError(
+                    f"the batch finished but lists no result for it (state {state.state})",
+                    reason="no-result",
+                )
+                record, outcome = self._finish(item, "unknown", error=unknown)
+            await self._settle(record, outcome)
+            pending.pop(item.id, None)
+        await self._settle_rest(pending, "failed", "the batch does not hold this request")
+
+    async def _settle(self, record: ManifestRecord, outcome: Outcome) -> None:
+        assert self._writer is not None
+        await self._writer.write(record)
+        self._settled.add(outcome.id)
+        p = self.progress
+        status = outcome.status
+        if status == "ok":
+            p.ok += 1
+            self._emit(
+                "saved",
+                outcome.id,
+                images=len(outcome.files),
+                bytes=sum(f.bytes for f in record.files),
+                line=outcome.line,
+            )
+        else:
+            if status == "blocked":
+                p.blocked += 1
+            elif status == "unknown":
+                p.unknown += 1
+            elif status == "expired":
+                p.expired += 1
+            else:
+                p.failed += 1
+            self._emit("failed", outcome.id, status=status, error=outcome.error, line=outcome.line)
+        self._out(outcome)
+
+    def _finish(
+        self, item: Item, status: ItemStatus, *, cost: int | None = None, **fields: Any
+    ) -> tuple[ManifestRecord, Outcome]:
+        # ``fields``: build_record's keywords (error, files, pending, billed, keep).
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        request, files = item.request, fields.pop("files", ())
+        record = build_record(item.id, request, status, answer, self.output_dir, files, **fields)
+        return record, outcome_of(record, request, status, fields.get("error"), self.output_dir)
