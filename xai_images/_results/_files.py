@@ -20,11 +20,12 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
 from .._errors import FileCollisionError, SaveError, ValidationError
+from ._output import OnExists
 from ._sniff import IMAGE_EXTENSIONS, extension_for
 
 __all__ = [
@@ -38,15 +39,6 @@ __all__ = [
     "safe_component",
     "save_error",
 ]
-
-OnExists = Literal["fail", "overwrite", "skip"]
-"""What to do when the final file name is taken.
-
-- ``"fail"``: raise `FileCollisionError` (even when the existing file is identical).
-- ``"overwrite"``: replace it atomically.
-- ``"skip"``: keep an identical existing file and report ``SavedImage.skipped = True``; a
-  different existing file still raises `FileCollisionError` (nothing is lost silently).
-"""
 
 _ON_EXISTS = ("fail", "overwrite", "skip")
 
