@@ -17,7 +17,7 @@ from ._api._models import (
     Usage,
 )
 from ._api._requests import EditRequest, GenerateRequest
-from ._bulk._remote_state import BatchRequestError
+from ._bulk._batchapi_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (
     APIConnectionError,

@@ -22,13 +22,14 @@ from ._api._batch_models import (
     ResultsPage,
 )
 from ._api._batches import BatchLimits
-from ._bulk._batch import BatchRun, Outcome
-from ._bulk._batch_remote import BatchAPI, RemoteBatchRun
+from ._bulk._batchapi_state import RemoteProgress
+from ._bulk._engine import Outcome
 from ._bulk._gallery import write_gallery
 from ._bulk._jobs import InvalidJob, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
 from ._bulk._progress import Progress, ProgressEvent
-from ._bulk._remote_state import RemoteProgress
+from ._bulk._source_batchapi import BatchAPI, RemoteBatchRun
+from ._bulk._source_realtime import BatchRun
 from ._public import publish
 
 __all__ = [

@@ -58,9 +58,10 @@ from ._batches import Batches, Files
 from ._images import Images
 
 if TYPE_CHECKING:
-    from .._bulk._batch import BatchRun, Source
-    from .._bulk._batch_remote import BatchAPI, RemoteBatchRun
+    from .._bulk._engine import Source
     from .._bulk._progress import ProgressEvent
+    from .._bulk._source_batchapi import BatchAPI, RemoteBatchRun
+    from .._bulk._source_realtime import BatchRun
     from .._results._files import OnExists
 
 __all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
@@ -389,7 +390,7 @@ class AsyncClient:
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        from .._bulk._batch_remote import (
+        from .._bulk._source_batchapi import (
             engine,  # deferred: the bulk engines are not needed otherwise
         )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from .._api._inputs import FileId, ImageInput
 from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
 from .._errors import ValidationError
 
-__all__ = ["InvalidJob", "derive_id", "load_jobs", "parse_job"]
+__all__ = ["InvalidJob", "derive_id", "iter_jobs", "load_jobs", "parse_job"]
 
 # Keys a job line may carry: the fields of either request, except the bookkeeping that the
 # reader sets itself (the line number, the directory relative paths resolve against).
@@ -162,41 +162,71 @@ def load_jobs(
         ValidationError: (``on_error="stop"``) the first bad line, with its number.
         OSError: the file cannot be read.
     """
+    return list(iter_jobs(path, on_error=on_error))
+
+
+def iter_jobs(
+    path: str | os.PathLike[str], *, on_error: Literal["report", "stop"] = "report"
+) -> Iterator[Request | InvalidJob]:
+    """`load_jobs` one line at a time: memory stays that of one line, whatever the file's size.
+
+    Blocking (it reads the file): a bulk run reads it in a worker thread, a few lines at a time.
+    """
     source = Path(path)
     base_dir = source.resolve().parent
-    jobs: list[Request | InvalidJob] = []
     with open(source, "rb") as fh:
-        content = fh.read()
-    # Decoded line by line so that one non-UTF-8 line fails alone; bytes.splitlines() splits
-    # on \n, \r and \r\n like text mode did, so line numbers are unchanged.
-    for number, raw in enumerate(content.splitlines(), start=1):
-        undecodable: UnicodeDecodeError | None = None
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="replace").strip()
-            undecodable = exc
-        if not text:
+        # Lines end at \n, \r or \r\n (as bytes.splitlines() and text mode split them), so
+        # line numbers do not depend on the platform that wrote the file.
+        for number, raw in enumerate(_lines(fh), start=1):
+            job = _read_line(raw, number, base_dir, on_error)
+            if job is not None:
+                yield job
+
+
+def _lines(fh: Any) -> Iterator[bytes]:
+    """The lines of a binary file split like ``bytes.splitlines()`` on \n, \r and \r\n."""
+    for chunk in fh:  # split at \n by the file object
+        if b"\r" not in chunk:
+            yield chunk.rstrip(b"\n")
             continue
+        # A lone \r also ends a line; a \r\n pair is one ending (the \n is the file's split).
+        body = chunk.rstrip(b"\n")
+        parts = body.split(b"\r")
+        if body.endswith(b"\r"):
+            parts.pop()
+        yield from parts
+
+
+def _read_line(
+    raw: bytes, number: int, base_dir: Path, on_error: Literal["report", "stop"]
+) -> Request | InvalidJob | None:
+    """One job line as a request, an `InvalidJob`, or ``None`` for a blank line."""
+    undecodable: UnicodeDecodeError | None = None
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace").strip()
+        undecodable = exc
+    if not text:
+        return None
+    try:
+        if undecodable is not None:
+            bad = raw[undecodable.start : undecodable.start + 1]
+            raise ValidationError(
+                f"line {number}",
+                text[:60],
+                f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
+            )
         try:
-            if undecodable is not None:
-                bad = raw[undecodable.start : undecodable.start + 1]
-                raise ValidationError(
-                    f"line {number}",
-                    text[:60],
-                    f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
-                )
-            try:
-                data = json.loads(text)
-            except _UNPARSABLE as exc:
-                raise ValidationError(
-                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
-                ) from None
-            if not isinstance(data, dict):
-                raise ValidationError(f"line {number}", text[:60], "a JSON object")
-            jobs.append(parse_job(data, line=number, base_dir=base_dir))
-        except ValidationError as exc:
-            if on_error == "stop":
-                raise
-            jobs.append(InvalidJob(number, exc, text[:200]))
-    return jobs
+            data = json.loads(text)
+        except _UNPARSABLE as exc:
+            raise ValidationError(
+                f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValidationError(f"line {number}", text[:60], "a JSON object")
+        return parse_job(data, line=number, base_dir=base_dir)
+    except ValidationError as exc:
+        if on_error == "stop":
+            raise
+        return InvalidJob(number, exc, text[:200])

@@ -26,16 +26,16 @@ from .._api._images import Images
 from .._api._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse
 from .._api._models import FileOutput as _FileOutput
 from .._api._models import Usage as _Usage
-from .._bulk._batch import BatchRun
-from .._bulk._batch_remote import RemoteBatchRun
 from .._bulk._progress import Progress
+from .._bulk._source_batchapi import RemoteBatchRun
+from .._bulk._source_realtime import BatchRun
 from .._errors import ClientClosedError, ConfigurationError
 from .._readonly import ReadOnly
 from .._ui import _display
 from ._portal import LoopThread
 
 if TYPE_CHECKING:
-    from .._bulk._batch import Outcome
+    from .._bulk._engine import Outcome
     from .._config import Timeout
     from .._wire._retry import RetryPolicy
 

@@ -338,7 +338,7 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
-    from .._bulk._batch import run_batch
+    from .._bulk._source_realtime import run_batch
     from ._cli_remote import drive, write_run_paths
     from ._render import make_renderer
 

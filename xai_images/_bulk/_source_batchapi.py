@@ -1,14 +1,14 @@
-"""Bulk jobs through xAI's Batch API: ``client.batch(..., via="batch-api")``.
+"""The Batch API source of the bulk engine: ``client.batch(..., via="batch-api")``.
 
-The same job sources, request objects, manifest, outcomes and progress as the real-time engine
-(``_batch.py``), but the requests go into one server-side batch: they do not count towards the
-real-time rate limit, and nothing has to stay running while xAI works.
+The engine (``_engine.py``) reads, names, resumes, saves, counts and records the items as for
+real-time requests; this source puts the requests into one server-side batch: they do not count
+towards the real-time rate limit, and nothing has to stay running while xAI works.
 
 1. Every item is read and validated (its request body built, the size limit checked) before
    anything is created or added; bad items become ``failed`` outcomes.
 2. A run id is recorded, the batch (named after it) created, its id recorded; requests are
    added in calls under the size and rate limits, each call recorded before and after
-   (``_remote_state.py`` lists the records). A resumed run attaches to the recorded batch,
+   (``_jobstate.py`` lists the records). A resumed run attaches to the recorded batch,
    lists its requests to settle any add in doubt, and sends only what is missing.
 3. While the batch runs, results are read page by page (polling with backoff) and each image
    is saved as soon as its result appears, through the same result layer as real-time images
@@ -16,8 +16,10 @@ real-time rate limit, and nothing has to stay running while xAI works.
    finished. Errors become ``failed`` outcomes with the server's code and message, moderated
    requests ``blocked``, URLs that expired before they were fetched ``expired``.
 
-Stopping (``stop()``, Ctrl-C) never cancels the remote batch: running the job again attaches
-to it and saves the rest. ``cancel=True`` cancels it, then saves what finished.
+Stopping (``stop()``, Ctrl-C) stops spending: no further add call is made (the items not added
+are listed in ``not_submitted``, and a later run submits them), but it never cancels the remote
+batch: running the job again attaches to it and saves the rest. ``cancel=True`` cancels it, then
+saves what finished.
 """
 
 from __future__ import annotations
@@ -25,52 +27,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import (
-    APIStatusError,
-    NotFoundError,
-    ValidationError,
-    XAIImagesError,
-)
+from .._errors import APIStatusError, NotFoundError, ValidationError
 from .._hooks import RateLimited, RetryScheduled
-from ._batch import BatchRun, Outcome, name_job
-from ._bulkcommon import (
-    EventEmitter,
-    RunControl,
-    check_run_options,
-    next_outcome,
-    produce,
-    run_paths,
-)
-from ._jobs import load_jobs
-from ._manifest import ManifestRecord, ManifestWriter
-from ._progress import ProgressEvent
-from ._remote_results import ResultsMixin
-from ._remote_state import (
-    Item,
-    JobState,
-    RemoteProgress,
-    RunState,
-    load_job_state,
-)
+from ._batchapi_collect import CollectMixin
+from ._batchapi_state import RemoteProgress
+from ._engine import Engine, Outcome, _Names
+from ._jobstate import RunState
+from ._records import Answer, build_record
+from ._source_realtime import BatchRun
+from ._spend import SpendRefused
+from ._tally import Item
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
-    from .._results._files import OnExists
-    from ._batch import Source
+    from ._jobstate import JobState
+    from ._manifest import ItemStatus, ManifestRecord
 
 __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
-_KEEP_ENTRY = 64 * 1024  # encoded bodies above this (edits with inline images) are rebuilt later
-_DOWNLOAD = object()
+_FREE = object()  # the reservation of a seam that returned None (settled or released all the same)
 
 
 def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -116,7 +98,7 @@ def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
     return functools.partial(RemoteBatchRun, **attrs.asdict(options))
 
 
-class RemoteBatchRun(ResultsMixin, RunControl):
+class RemoteBatchRun(CollectMixin, Engine):
     """A bulk job through the Batch API: iterate it for outcomes as results are saved.
 
     Built by ``client.batch(..., via="batch-api")``, which documents the arguments; nothing
@@ -131,107 +113,61 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         batch_id: the batch's id, once known.
         detached: the run submitted everything and returned without waiting (``detach``).
         cancelled_by_xai: xAI's message when xAI cancelled the batch itself.
-        not_submitted: ids of items left for a later run (they belong in a new batch).
+        not_submitted: ids of items left for a later run (they belong in a new batch, the run
+            was stopped before adding them, or the budget was reached).
+        budget_reached: the spending seam refused a request: nothing more was added.
     """
+
+    progress: RemoteProgress
 
     def __init__(
         self,
-        client: AsyncClient,
-        requests: Source,
-        *,
-        output_dir: str | os.PathLike[str],
-        manifest: str | os.PathLike[str] | None = None,
-        concurrency: int = 16,
-        retry_failed: bool = False,
-        resend_unknown: bool = False,
-        on_event: Callable[[ProgressEvent], None] | None = None,
-        on_exists: OnExists = "overwrite",
-        verify_sha256: bool = False,
+        *args: Any,
         detach: bool = False,
         wait: bool = True,
         cancel: bool = False,
         poll_interval: float = 2.0,
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
+        **kwargs: Any,
     ) -> None:
-        check_run_options(concurrency, on_exists)
         for name, value in (
             ("poll_interval", poll_interval),
             ("max_poll_interval", max_poll_interval),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ValidationError(name, value, "a number of seconds > 0")
-        super().__init__()
-        self._client = client
-        self._requests = requests
-        self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
-        self._concurrency = concurrency
-        self._retry_failed = retry_failed
-        self._resend_unknown = resend_unknown
-        self._on_exists: OnExists = on_exists
-        self._verify = verify_sha256
+        super().__init__(*args, progress=RemoteProgress(), **kwargs)
         self._detach = detach
         self._wait = wait
         self._cancel = cancel
         self._poll = (float(poll_interval), float(max(poll_interval, max_poll_interval)))
         self._on_poll = on_poll
-        self.progress = RemoteProgress()
-        self._emit = EventEmitter(on_event, self.progress).emit
         self.run_id: str | None = None
         self.batch_id: str | None = None
         self.detached = False
         self.cancelled_by_xai: str | None = None
         self.not_submitted: list[str] = []
-        self._writer: ManifestWriter | None = None
-        self._out: Callable[[Any], None] = lambda _x: None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._downloads: list[tuple[Item, ManifestRecord]] = []
+        self._slots = asyncio.Semaphore(self._concurrency)
         self._settled: set[str] = set()
         self._adders: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return f"<RemoteBatchRun batch_id={self.batch_id!r} {self.progress!r}>"
 
-    # -- control (as BatchRun) -------------------------------------------------------------------
-
     def stop(self) -> None:
-        """Stop polling; saves in flight finish and are recorded. The batch is not cancelled."""
+        """Stop adding and polling; saves in flight finish and are recorded. The batch is not
+        cancelled: running the job again attaches to it."""
         super().stop()
 
-    # -- the run ---------------------------------------------------------------------------------
+    # -- the source ------------------------------------------------------------------------------
 
-    async def _run(self) -> AsyncIterator[Outcome]:
-        state = await asyncio.to_thread(load_job_state, self.manifest_path)
-        await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
-        writer = self._writer = ManifestWriter(self.manifest_path)
-        await writer.open()
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        self._out = queue.put_nowait
-        # 429s and retries of this run's Batch API calls arrive through the client's hooks.
-        self._client.add_event_hook(self._on_client_event)
-        producer = asyncio.ensure_future(
-            produce(functools.partial(self._produce, state), self._out)
-        )
-        producer.add_done_callback(lambda _t: None)
-        try:
-            while (outcome := await next_outcome(queue)) is not None:
-                yield outcome
-        finally:
-            pending = [t for t in (producer, *self._adders, *self._tasks) if not t.done()]
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
-            for task in (producer, *self._adders):
-                if not task.cancelled() and task.done():
-                    task.exception()  # retrieved; raised above by next_outcome when relevant
-            self._client.remove_event_hook(self._on_client_event)
-            await writer.aclose()
-            self.progress.finish()
-            self._emit("finished", None)
+    def _more_tasks(self) -> Iterable[asyncio.Future[Any]]:
+        return self._adders
 
     def _on_client_event(self, event: Any) -> None:
+        # 429s and retries of this run's Batch API calls arrive through the client's hooks.
+        self._tally.on_client_event(event)  # download retries of the images being saved
         path = getattr(event, "path", "")
         if not isinstance(event, (RateLimited, RetryScheduled)) or "/batches" not in path:
             return
@@ -246,23 +182,42 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         await self._work(state)
         await self._drain()
 
-    async def _record(self, kind: str, **fields: Any) -> None:
+    async def _note(self, kind: str, **fields: Any) -> None:
+        """Append a run record (``fsync``-ed before the step it announces)."""
         assert self._writer is not None
         await self._writer.write_json({"record": kind, **fields}, sync=True)
+
+    def _record(self, item: Item, status: ItemStatus, **fields: Any) -> ManifestRecord:
+        cost = fields.pop("cost", None)
+        fields.pop("note", None)
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        files = fields.pop("files", ())
+        return build_record(item.id, item.request, status, answer, self.output_dir, files, **fields)
+
+    async def _end(self, item: Item, record: ManifestRecord, outcome: Outcome) -> None:
+        """Settle an item: its reservation, its manifest record, its count and outcome."""
+        reservation, item.reservation = item.reservation, None
+        if reservation is not None:
+            if record.billed or record.status in ("unknown", "expired", "blocked"):
+                await self._spend.settle(reservation, record.cost_in_usd_ticks)
+            else:
+                await self._spend.release(reservation)
+        self._settled.add(outcome.id)
+        await self._settle(record, outcome)
 
     async def _work(self, state: JobState) -> None:
         run = state.open_run
         if run is not None and run.batch_id is not None:
             # Settled first, so that ids whose add never landed are submitted again below.
             await self._attach(run)
-        attached, to_run = await self._accept_all(state, run)
-        if self._downloads:
-            await asyncio.gather(*(self._download_again(i, r) for i, r in self._downloads))
+        attached, to_run, downloads = await self._accept_all(state, run)
+        if downloads:
+            await asyncio.gather(*(self._fetch_again(i, r) for i, r in downloads))
         if self._cancel:
             if run is not None and run.batch_id is not None:
-                await self._record("cancel", batch_id=run.batch_id)
+                await self._note("cancel", batch_id=run.batch_id)
                 await self._client.batches.cancel(run.batch_id)
-            self.not_submitted = [item.id for item in to_run]
+            self.not_submitted.extend(item.id for item in to_run)
             to_run = []
         for phase in range(2):
             held = run.intended if run is not None else set()
@@ -270,134 +225,81 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             fresh = [item for item in to_run if item.id not in held and open_for_adds]
             later = [item for item in to_run if item.id in held or not open_for_adds]
             adding: asyncio.Future[None] | None = None
-            if fresh:
+            if fresh and not self._stop.is_set():
                 run = await self._open_batch(run)
                 # Results are read (and saved) while later calls are still being added.
                 adding = asyncio.ensure_future(self._add_items(run, fresh, attached))
                 self._adders.append(adding)
+            elif fresh:
+                self.not_submitted.extend(item.id for item in fresh)
             if run is None or run.batch_id is None:
+                self.not_submitted.extend(item.id for item in later)
                 break
             if self._detach:
                 if adding is not None:
                     await adding
                 self.detached = True
-                self.not_submitted = [item.id for item in later]
+                self.not_submitted.extend(item.id for item in later)
                 return
             await self._collect(run, attached, adding)
             if not later or not run.closed or self._stop.is_set() or phase == 1:
-                self.not_submitted = [item.id for item in later]
+                self.not_submitted.extend(item.id for item in later)
                 break
             # Items already in the finished batch (retried ones) go into a new batch.
             run, to_run = None, later
 
     # -- reading and deciding ----------------------------------------------------------------------
 
-    async def _jobs(self) -> AsyncIterator[Any]:
-        source = self._requests
-        if isinstance(source, (str, os.PathLike)):
-            for loaded in await asyncio.to_thread(load_jobs, source):
-                yield loaded
-        elif hasattr(source, "__aiter__"):
-            async for job in source:
-                yield job
-        else:
-            for job in source:
-                yield job
-
     async def _accept_all(
         self, state: JobState, run: RunState | None
-    ) -> tuple[dict[str, Item], list[Item]]:
-        """Validate every item; return those in the open batch and those to submit."""
+    ) -> tuple[dict[str, Item], list[Item], list[tuple[Item, ManifestRecord]]]:
+        """Validate every item; return those in the open batch, those to submit, and those
+        whose paid images are to be downloaded again."""
         attached: dict[str, Item] = {}
         to_run: list[Item] = []
-        ids: set[str] = set()
-        repeats: dict[str, int] = {}
+        downloads: list[tuple[Item, ManifestRecord]] = []
+        names = _Names()
+
+        def attach(item: Item, found: tuple[int, ManifestRecord] | None) -> bool:
+            # In the open batch and not settled by a record of this batch's time: its result
+            # is collected, whatever an older record says.
+            if run is None or item.id not in run.intended:
+                return False
+            if found is not None:
+                offset, record = found
+                if offset >= run.offset and record.request == item.request.to_json():
+                    return False
+            attached[item.id] = item
+            return True
+
         async for job in self._jobs():
-            self.progress.total += 1
-            item = self._accept(job, ids, repeats)
-            if isinstance(item, Outcome):
-                self._finish_invalid(item)
+            admitted = await self._admit(job, names, state, check_attached=attach)
+            if admitted is None:
                 continue
-            earlier = state.items.get(item.id)
-            line, record = earlier if earlier is not None else (0, None)
-            same = record is not None and record.request == item.request.to_json()
-            in_run = run is not None and item.id in run.intended
-            if in_run and run is not None and (record is None or line < run.line or not same):
-                attached[item.id] = item
+            if isinstance(admitted, tuple):
+                downloads.append(admitted)
+                continue
+            item = admitted
+            if attached.get(item.id) is item:
                 self.progress.started += 1
                 continue
-            if same and record is not None:
-                decision = self._resume_decision(item, record)
-                if decision is _DOWNLOAD:
-                    self._downloads.append((item, record))
-                    continue
-                if isinstance(decision, Outcome):
-                    self.progress.skipped += 1
-                    self._emit("skipped", item.id, status=decision.status, line=item.request.line)
-                    self._out(decision)
-                    continue
             try:
-                entry = await self._client.batches.checked_entry(item.request, item.id)
+                # Checked now (size limit, inputs); encoded again when added, so that memory
+                # does not hold every body of the job.
+                await self._client.batches.checked_entry(item.request, item.id)
             except ValidationError as exc:
-                self._finish_invalid(Outcome(item.id, "failed", item.request, error=exc))
+                self._fail_unread(Outcome(item.id, "failed", item.request, error=exc))
                 continue
-            item.entry = entry if len(entry) <= _KEEP_ENTRY else None
             self._emit("queued", item.id, line=item.request.line)
             to_run.append(item)
-        return attached, to_run
+        return attached, to_run, downloads
 
-    def _accept(self, job: Any, ids: set[str], repeats: dict[str, int]) -> Item | Outcome:
-        named = name_job(job, ids, repeats, self.progress.total)
-        return named if isinstance(named, Outcome) else Item(*named)
-
-    def _finish_invalid(self, outcome: Outcome) -> None:
-        self.progress.failed += 1
-        self._emit("failed", outcome.id, status="failed", error=outcome.error, line=outcome.line)
-        self._out(outcome)
-
-    def _resume_decision(self, item: Item, earlier: ManifestRecord) -> Outcome | object | None:
-        """``None`` to run the item again, ``_DOWNLOAD`` to fetch its recorded URLs again, else
-        the outcome of skipping it."""
-        request = item.request
-
-        def skip(error: BaseException | None = None) -> Outcome:
-            files = tuple(self.output_dir / f.path for f in earlier.files)
-            status: Any = earlier.status
-            return Outcome(item.id, status, request, files, error, True, request.line, earlier)
-
-        status = earlier.status
-        if status == "ok":
-            if earlier.files_intact(self.output_dir, check_sha256=self._verify):
-                return skip()
-            return None
-        if status in ("unknown", "expired"):
-            if self._resend_unknown:
-                return None
-            return skip(
-                XAIImagesError(
-                    f"{status} in an earlier run: {earlier.error or ''} (generated again only "
-                    "with resend_unknown=True / --resend-unknown: it may be billed again)"
-                )
-            )
-        if not self._retry_failed:
-            return skip(
-                XAIImagesError(
-                    f"{status} in an earlier run: {earlier.error or ''} "
-                    "(retry with retry_failed=True / --retry-failed)"
-                )
-            )
-        if status == "failed" and earlier.billed:
-            if any(p.url for p in earlier.pending):
-                return _DOWNLOAD  # generated and billed: fetch its URLs again, do not regenerate
-            if not self._resend_unknown:
-                return skip(
-                    XAIImagesError(
-                        "its images were generated (and billed) but could not be saved and "
-                        "cannot be fetched again; pass resend_unknown=True / --resend-unknown "
-                        "to generate (and pay) again"
-                    )
-                )
-        return None
+    async def _fetch_again(self, item: Item, earlier: ManifestRecord) -> None:
+        """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
+        async with self._slots:
+            ended = await self._download_again(item, earlier, expired="expired", regenerate=False)
+        assert ended is not None
+        await self._end(item, *ended)
 
     # -- submitting --------------------------------------------------------------------------------
 
@@ -420,10 +322,10 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             landed = sorted(doubt & held)
             lost = sorted(doubt - held)
             if landed:
-                await self._record("added", batch_id=run.batch_id, ids=landed)
+                await self._note("added", batch_id=run.batch_id, ids=landed)
                 run.added.update(landed)
             if lost:
-                await self._record("refused", batch_id=run.batch_id, ids=lost)
+                await self._note("refused", batch_id=run.batch_id, ids=lost)
                 run.intended.difference_update(lost)
 
     async def _open_batch(self, run: RunState | None) -> RunState:
@@ -432,7 +334,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         recorded = run is not None
         if run is None:
             run_id = f"xai-images-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
-            await self._record("run", run_id=run_id)
+            await self._note("run", run_id=run_id)
             run = RunState(run_id, 0)
         self.run_id = run.run_id
         if run.batch_id is None:
@@ -440,7 +342,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             # crash, so look for it by name first (a new run id cannot have a batch yet).
             found = await batches.find(run.run_id) if recorded else None
             batch = found or await batches.create(run.run_id)
-            await self._record("batch", run_id=run.run_id, batch_id=batch.batch_id)
+            await self._note("batch", run_id=run.run_id, batch_id=batch.batch_id)
             run.batch_id = batch.batch_id
         self.batch_id = self.progress.batch_id = run.batch_id
         return run
@@ -448,14 +350,52 @@ class RemoteBatchRun(ResultsMixin, RunControl):
     async def _add_items(
         self, run: RunState, items: Sequence[Item], attached: dict[str, Item]
     ) -> None:
+        """Add the items in calls under the size and count limits, encoding them as they go
+        (memory holds about two calls' worth of bodies); after `stop` nothing more is added."""
         batches = self._client.batches
-        entries: list[tuple[str, bytes]] = []
         by_id = {item.id: item for item in items}
-        for item in items:
-            entry = item.entry or await batches.checked_entry(item.request, item.id)
-            entries.append((item.id, entry))
-        for chunk in batches.chunks(entries):
+        pending: list[tuple[str, bytes]] = []
+        size = 0
+        for number, item in enumerate(items):
+            if self._stop.is_set():
+                self.not_submitted.extend([i for i, _ in pending] + [i.id for i in items[number:]])
+                return
+            entry = await batches.checked_entry(item.request, item.id)
+            pending.append((item.id, entry))
+            size += len(entry)
+            if len(pending) > 2 * batches.limits.max_requests_per_call or (
+                size > 2 * batches.limits.max_call_bytes
+            ):
+                # Greedy packing: every call but the last of a prefix is final.
+                *ready, last = batches.chunks(pending)
+                for chunk in ready:
+                    await self._add_chunk(run, chunk, by_id, attached)
+                pending, size = last, sum(len(e) for _, e in last)
+        for chunk in batches.chunks(pending):
+            if self._stop.is_set():
+                self.not_submitted.extend(i for i, _ in chunk)
+                continue
             await self._add_chunk(run, chunk, by_id, attached)
+
+    async def _reserve(
+        self, chunk: Sequence[tuple[str, bytes]], by_id: dict[str, Item]
+    ) -> Sequence[tuple[str, bytes]]:
+        """Reserve the price of each request of ``chunk``; the part the seam allows."""
+        for number, (request_id, _entry) in enumerate(chunk):
+            item = by_id[request_id]
+            if item.reservation is not None:
+                continue  # a part of a refused call, added again
+            try:
+                item.reservation = await self._spend.reserve(item.request, item_id=item.id)
+            except SpendRefused as exc:
+                logger.warning("xai-images batch: adding no more requests, %s", exc.reason)
+                self.budget_reached = True
+                self.not_submitted.extend(i for i, _ in chunk[number:])
+                self.stop()
+                return chunk[:number]
+            if item.reservation is None:
+                item.reservation = _FREE
+        return chunk
 
     async def _add_chunk(
         self,
@@ -465,8 +405,11 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         attached: dict[str, Item],
     ) -> None:
         assert run.batch_id is not None
+        chunk = await self._reserve(chunk, by_id)
+        if not chunk:
+            return
         ids = [request_id for request_id, _ in chunk]
-        await self._record("adding", batch_id=run.batch_id, ids=ids)
+        await self._note("adding", batch_id=run.batch_id, ids=ids)
         run.intended.update(ids)
         try:
             await self._client.batches.add_call(run.batch_id, chunk)
@@ -474,17 +417,17 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             if exc.status_code not in (400, 413, 422):
                 raise
             # Refused as a whole, so nothing of it was added: halve it to find the bad items.
-            await self._record("refused", batch_id=run.batch_id, ids=ids)
+            await self._note("refused", batch_id=run.batch_id, ids=ids)
             run.intended.difference_update(ids)
             if len(chunk) == 1:
-                record, outcome = self._finish(by_id[ids[0]], "failed", error=exc)
-                await self._settle(record, outcome)
+                item = by_id[ids[0]]
+                await self._end(item, *self._finish(item, "failed", error=exc))
                 return
             half = len(chunk) // 2
             await self._add_chunk(run, chunk[:half], by_id, attached)
             await self._add_chunk(run, chunk[half:], by_id, attached)
             return
-        await self._record("added", batch_id=run.batch_id, ids=ids)
+        await self._note("added", batch_id=run.batch_id, ids=ids)
         run.added.update(ids)
         for request_id in ids:
             item = by_id[request_id]
