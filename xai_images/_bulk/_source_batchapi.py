@@ -160,6 +160,11 @@ class RemoteBatchRun(CollectMixin, Engine):
         cancelled: running the job again attaches to it."""
         super().stop()
 
+    @property
+    def _adds_halted(self) -> bool:
+        """No more add calls: the run was stopped, or the budget is reached."""
+        return self._stop.is_set() or self.budget_reached
+
     # -- the source ------------------------------------------------------------------------------
 
     def _more_tasks(self) -> Iterable[asyncio.Future[Any]]:
@@ -225,7 +230,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             fresh = [item for item in to_run if item.id not in held and open_for_adds]
             later = [item for item in to_run if item.id in held or not open_for_adds]
             adding: asyncio.Future[None] | None = None
-            if fresh and not self._stop.is_set():
+            if fresh and not self._adds_halted:
                 run = await self._open_batch(run)
                 # Results are read (and saved) while later calls are still being added.
                 adding = asyncio.ensure_future(self._add_items(run, fresh, attached))
@@ -357,7 +362,7 @@ class RemoteBatchRun(CollectMixin, Engine):
         pending: list[tuple[str, bytes]] = []
         size = 0
         for number, item in enumerate(items):
-            if self._stop.is_set():
+            if self._adds_halted:
                 self.not_submitted.extend([i for i, _ in pending] + [i.id for i in items[number:]])
                 return
             entry = await batches.checked_entry(item.request, item.id)
@@ -369,12 +374,22 @@ class RemoteBatchRun(CollectMixin, Engine):
                 # Greedy packing: every call but the last of a prefix is final.
                 *ready, last = batches.chunks(pending)
                 for chunk in ready:
-                    await self._add_chunk(run, chunk, by_id, attached)
+                    await self._add_call(run, chunk, by_id, attached)
                 pending, size = last, sum(len(e) for _, e in last)
         for chunk in batches.chunks(pending):
-            if self._stop.is_set():
-                self.not_submitted.extend(i for i, _ in chunk)
-                continue
+            await self._add_call(run, chunk, by_id, attached)
+
+    async def _add_call(
+        self,
+        run: RunState,
+        chunk: Sequence[tuple[str, bytes]],
+        by_id: dict[str, Item],
+        attached: dict[str, Item],
+    ) -> None:
+        """Make one add call, unless the run was stopped or the budget reached."""
+        if self._adds_halted:
+            self.not_submitted.extend(i for i, _ in chunk)
+        else:
             await self._add_chunk(run, chunk, by_id, attached)
 
     async def _reserve(
@@ -389,9 +404,9 @@ class RemoteBatchRun(CollectMixin, Engine):
                 item.reservation = await self._spend.reserve(item.request, item_id=item.id)
             except SpendRefused as exc:
                 logger.warning("xai-images batch: adding no more requests, %s", exc.reason)
+                # What was added is still collected (it is paid for); nothing more is added.
                 self.budget_reached = True
                 self.not_submitted.extend(i for i, _ in chunk[number:])
-                self.stop()
                 return chunk[:number]
             if item.reservation is None:
                 item.reservation = _FREE

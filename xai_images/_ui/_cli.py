@@ -360,11 +360,21 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 async def _batch(args: argparse.Namespace) -> int:
     from .._api._client import AsyncClient
-    from .._bulk._jobs import load_jobs
+    from .._bulk._jobs import iter_jobs
+
+    def check_jobs(path: Path) -> None:
+        # The run reads the file lazily (memory stays flat); "stop" validates every line first.
+        if args.on_error == "stop":
+            for _job in iter_jobs(path, on_error="stop"):
+                pass
+        else:
+            with open(path, "rb"):
+                pass
 
     client_kwargs = _client_kwargs(args)
+    jobs = Path(args.jobs)
     try:
-        jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
+        await asyncio.to_thread(check_jobs, jobs)
     except ValidationError as exc:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
