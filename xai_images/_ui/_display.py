@@ -232,12 +232,13 @@ def saved_bundle(saved: SavedImage) -> dict[str, Any]:
     with _lock:
         data = _files.get(saved)
         if data is None:
+            path = saved.path  # None for a target that is not a local directory
             try:
-                data = saved.path.read_bytes()
+                data = path.read_bytes() if path is not None else "not a local file"
             except OSError as exc:
                 data = _reason(exc)
             _files[saved] = data
-    bundle = _bundle_of(data, str(saved.path))
+    bundle = _bundle_of(data, str(saved.path or saved.location))
     bundle["text/plain"] = repr(saved)
     return bundle
 
