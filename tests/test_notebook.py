@@ -39,7 +39,7 @@ CELLS = [
     response.data[0]
     """,
     """
-    run = client.batch([{"prompt": f"item {i}"} for i in range(3)], output_dir="out")
+    run = client.bulk([{"prompt": f"item {i}"} for i in range(3)], output_dir="out")
     print(sorted(outcome.status for outcome in run.collect()))
     """,
     """

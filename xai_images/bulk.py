@@ -1,12 +1,12 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
-Start a job with ``client.batch(...)`` (it returns a `BatchRun`); iterate it for one
+Start a job with ``client.bulk(...)`` (it returns a `BatchRun`); iterate it for one
 `Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
 written by `write_gallery`. `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 
-Through xAI's Batch API (``client.batch(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
+Through xAI's Batch API (``client.bulk(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
 :class:`BatchAPI` options) the job is a
 :class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
 :class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and

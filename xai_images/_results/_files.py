@@ -185,9 +185,9 @@ class SavedImage:
     skipped: bool = False
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .._ui._display import saved_bundle  # display code is only loaded in notebooks
+        from ._preview import file_bundle  # display code is only loaded in notebooks
 
-        return saved_bundle(self)
+        return file_bundle(self, self.path)
 
 
 def check_on_exists(on_exists: str) -> None:

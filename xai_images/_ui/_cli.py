@@ -271,7 +271,7 @@ def _print(text: str = "") -> None:
 
 
 async def _single(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
 
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
@@ -359,7 +359,7 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from .._bulk._jobs import load_jobs
 
     client_kwargs = _client_kwargs(args)
@@ -402,7 +402,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from ._demo import DEMO_RPS, demo_server, write_demo_job
 
     output_dir = Path(args.output_dir)
