@@ -349,14 +349,17 @@ def test_response_displays_as_thumbnails_fetched_once(fake: ThreadedFake) -> Non
 
 
 def test_response_displays_after_its_client_closed(fake: ThreadedFake) -> None:
-    """A sync response first displayed after close() still shows its images."""
+    """A sync response first displayed after close() shows its images by their URLs (no fetch)."""
     with fake.client() as client:
         response = client.images.generate("a kestrel")
-    assert '<img src="data:image/png' in response._repr_mimebundle_()["text/html"]
+    arrived = fake.server.ledger.requests_started
+    shown = response._repr_mimebundle_()["text/html"]
+    assert f'<img src="{response.data[0].url}"' in shown
+    assert fake.server.ledger.requests_started == arrived
 
 
 def test_async_image_displays_after_its_loop_ended(fake: ThreadedFake, tmp_path: Path) -> None:
-    """An AsyncClient image displays even once its loop is gone (fetched on a private loop)."""
+    """An AsyncClient image displays even once its loop is gone (by its URL, no fetch)."""
 
     async def make() -> tuple[Any, Any]:
         async with xai_images.AsyncClient(
@@ -367,6 +370,9 @@ def test_async_image_displays_after_its_loop_ended(fake: ThreadedFake, tmp_path:
             return response, saved
 
     response, saved = asyncio.run(make())
-    assert "image/png" in response.data[0]._repr_mimebundle_()
-    assert '<img src="data:image/png' in response._repr_mimebundle_()["text/html"]
+    arrived = fake.server.ledger.requests_started
+    url = response.data[0].url
+    assert f'<img src="{url}"' in response.data[0]._repr_mimebundle_()["text/html"]
+    assert f'<img src="{url}"' in response._repr_mimebundle_()["text/html"]
+    assert fake.server.ledger.requests_started == arrived
     assert "image/png" in saved._repr_mimebundle_()
