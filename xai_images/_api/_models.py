@@ -352,7 +352,7 @@ class DeferredRequest:
 
 def picture_of(image: GeneratedImage) -> Picture:
     """What a display can show of ``image`` without fetching: its bytes, its URL or why not."""
-    from .._results._preview import Link  # display code is only loaded in notebooks
+    from .._results._preview import Link  # display code is loaded at the first display
 
     if image.content is not None:
         return image.content

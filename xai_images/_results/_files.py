@@ -185,7 +185,7 @@ class SavedImage:
     skipped: bool = False
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from ._preview import file_bundle  # display code is only loaded in notebooks
+        from ._preview import file_bundle  # display code is loaded at the first display
 
         return file_bundle(self, self.path)
 

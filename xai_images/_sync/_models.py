@@ -28,13 +28,13 @@ from .._api._models import (
 )
 from .._api._models import FileOutput as _FileOutput
 from .._api._models import Usage as _Usage
-from .._bulk._live import LiveProgress, progress_html
 from .._bulk._progress import Progress
 from ._bridge import Field, Owner, Proxy, bridge, bridge_iter, keep, register
 
 if TYPE_CHECKING:
     from .._bulk._batch import BatchRun, Outcome
     from .._bulk._batch_remote import RemoteBatchRun
+    from .._bulk._live import LiveProgress
     from .._results._preview import Picture
 
 __all__ = [
@@ -235,8 +235,10 @@ class SyncBatchRun(Proxy["BatchRun | RemoteBatchRun"]):
     __slots__ = ("_live",)
 
     def __init__(self, client: Owner, target: BatchRun | RemoteBatchRun) -> None:
+        from .._bulk._live import LiveProgress  # notebook display: loaded when a job starts
+
         super().__init__(client, target)
-        self._live = LiveProgress()
+        self._live: LiveProgress = LiveProgress()
 
     progress = Field[Progress]()
     output_dir = Field[Path]()
@@ -282,6 +284,8 @@ class SyncBatchRun(Proxy["BatchRun | RemoteBatchRun"]):
             return list(self)
 
     def _repr_html_(self) -> str:
+        from .._bulk._live import progress_html
+
         return progress_html(self._target.progress)
 
 
