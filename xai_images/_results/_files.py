@@ -194,9 +194,9 @@ class SavedImage:
     key: str | None = None
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .._ui._display import saved_bundle  # display code is only loaded in notebooks
+        from ._preview import file_bundle  # display code is loaded at the first display
 
-        return saved_bundle(self)
+        return file_bundle(self, self.path, self.location or "")
 
 
 def check_on_exists(on_exists: str) -> None:

@@ -290,7 +290,7 @@ def _output_dir(value: str) -> Path:
 
 
 async def _single(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
 
     output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
@@ -379,7 +379,7 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from .._bulk._jobs import load_jobs
 
     output_dir = _output_dir(args.output_dir)
@@ -423,7 +423,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from ._demo import DEMO_RPS, demo_server, write_demo_job
 
     output_dir = _output_dir(args.output_dir)
