@@ -25,7 +25,7 @@ from xai_images import (
     ValidationError,
 )
 from xai_images._results._local import LocalDirectory
-from xai_images._ui._cli import EXIT_USAGE, main
+from xai_images._ui._cli import EXIT_FAILED, EXIT_USAGE, main
 from xai_images.outputs import Output, Stored, Upload
 from xai_images.testing import FakeXAIServer, Reply
 from xai_images.types import OnExists
@@ -390,6 +390,17 @@ async def test_cli_store_url_is_refused_before_any_request(
         assert await asyncio.to_thread(main, argv) == EXIT_USAGE
     assert env.ledger.api_requests() == []
     assert names(tmp_path) == ["j.jsonl"]
+
+
+async def test_cli_unwritable_output_fails_before_any_request(
+    env: FakeXAIServer, tmp_path: Path
+) -> None:
+    """`generate -o <a file>` fails with a SaveError naming it, before the paid request."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_bytes(b"x")
+    code = await asyncio.to_thread(main, ["generate", "a fox", "-o", str(blocker)])
+    assert code == EXIT_FAILED
+    assert env.ledger.api_requests() == []
 
 
 async def test_cli_accepts_a_file_url(env: FakeXAIServer, tmp_path: Path) -> None:
