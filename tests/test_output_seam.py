@@ -314,6 +314,24 @@ async def test_nested_key_stays_inside(tmp_path: Path) -> None:
     assert stored.location == (tmp_path / "a" / "b" / "c.png").absolute().as_uri()
 
 
+def test_locations_are_file_urls(tmp_path: Path) -> None:
+    """Locations quote the key and join it to the directory URL, also at the root."""
+    assert LocalDirectory(tmp_path).location("a b/c.png") == f"{tmp_path.as_uri()}/a%20b/c.png"
+    assert LocalDirectory("/").location("c.png") == "file:///c.png"
+
+
+async def test_memory_per_upload_is_bounded_by_the_batch(tmp_path: Path) -> None:
+    """An upload never holds more than one batch of unwritten bytes, whatever the image size."""
+    local = LocalDirectory(tmp_path, batch=64)
+    upload = await local.open("big.png", "image/png")
+    await upload.write(PNG)
+    for _ in range(50):
+        await upload.write(b"\0" * 40)
+        assert upload.size - upload._part.size <= 64  # unwritten bytes
+    stored = await upload.commit()
+    assert stored.size == len(PNG) + 50 * 40
+
+
 async def test_verify(tmp_path: Path) -> None:
     """verify is true only for a regular file of that size and hash."""
     local = LocalDirectory(tmp_path)
