@@ -27,9 +27,10 @@ if TYPE_CHECKING:
     from .._api._batch_models import BatchResult, BatchState
     from .._api._models import GeneratedImage
     from .._results._files import SavedImage
-    from ._engine import BulkClient, Outcome
+    from ._engine import BulkClient
     from ._jobstate import RunState
     from ._manifest import ItemStatus, ManifestRecord, PendingImage
+    from ._outcome import Outcome
     from ._tally import Item
 
 __all__ = ["CollectMixin"]

@@ -32,8 +32,6 @@ from collections.abc import (
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-import attrs
-
 from .._api._models import GeneratedImage
 from .._api._requests import EditRequest, GenerateRequest, Request
 from .._config import int_at_least
@@ -42,6 +40,7 @@ from .._results._files import safe_component
 from ._jobs import InvalidJob, derive_id, iter_jobs, parse_job
 from ._jobstate import IdSet, JobState, load_job_state
 from ._manifest import FileRecord, ItemStatus, ManifestRecord, ManifestWriter, PendingImage
+from ._outcome import Outcome
 from ._progress import Progress, ProgressEvent
 from ._resume import ResumeOptions, decide_resume
 from ._spend import NO_SPEND, Spend
@@ -87,38 +86,6 @@ class BulkClient(Protocol):
     def add_event_hook(self, hook: EventHook) -> None: ...
 
     def remove_event_hook(self, hook: EventHook) -> None: ...
-
-
-@attrs.frozen
-class Outcome:
-    """How one item of a bulk job ended.
-
-    Attributes:
-        id: the item's id (``line-N`` for a job-file line that could not be read).
-        status: ``ok``, ``failed`` (safe to retry with ``retry_failed=True``), ``blocked``
-            (moderation), ``unknown`` (sent, answer lost: maybe billed; resent only with
-            ``resend_unknown=True``) or, through the Batch API, ``expired``.
-        request: the request, or ``None`` when the item could not be read.
-        files: the saved image files (absolute paths), for ``ok`` items.
-        error: why it is not ``ok``.
-        skipped: the item was settled by an earlier run (its manifest record) and not run.
-        line: its line in the job file, when it came from one.
-        record: the manifest record written for it (or the earlier one, when skipped).
-    """
-
-    id: str
-    status: ItemStatus
-    request: Request | None = None
-    files: tuple[Path, ...] = ()
-    error: BaseException | None = None
-    skipped: bool = False
-    line: int | None = None
-    record: ManifestRecord | None = attrs.field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every image of the item is saved."""
-        return self.status == "ok"
 
 
 class _Names:

@@ -1,4 +1,4 @@
-"""The Batch API source of the bulk engine: ``client.batch(..., via="batch-api")``.
+"""The Batch API source of the bulk engine: ``client.bulk(..., via="batch-api")``.
 
 The engine (``_engine.py``) reads, names, resumes, saves, counts and records the items as for
 real-time requests; this source puts the requests into one server-side batch: they do not count
@@ -38,8 +38,9 @@ from .._errors import APIStatusError, NotFoundError, ValidationError
 from .._hooks import RateLimited, RetryScheduled
 from ._batchapi_collect import CollectMixin
 from ._batchapi_state import RemoteProgress
-from ._engine import Engine, Outcome, _Names
+from ._engine import Engine, _Names
 from ._jobstate import RunState
+from ._outcome import Outcome
 from ._records import Answer, build_record
 from ._source_realtime import BatchRun
 from ._spend import SpendRefused
@@ -62,7 +63,7 @@ def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> N
 
 @attrs.frozen
 class BatchAPI:
-    """How ``client.batch(..., via=BatchAPI(...))`` runs a job through xAI's Batch API.
+    """How ``client.bulk(..., via=BatchAPI(...))`` runs a job through xAI's Batch API.
 
     ``via="batch-api"`` is ``via=BatchAPI()``.
 
@@ -84,7 +85,7 @@ class BatchAPI:
 
 
 def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
-    """The bulk engine ``client.batch(..., via=...)`` builds: ``BatchRun`` for ``"realtime"``,
+    """The bulk engine ``client.bulk(..., via=...)`` builds: ``BatchRun`` for ``"realtime"``,
     a ``RemoteBatchRun`` with the options of a :class:`BatchAPI` (or ``"batch-api"``).
 
     Raises:
@@ -101,7 +102,7 @@ def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
 class RemoteBatchRun(CollectMixin, Engine):
     """A bulk job through the Batch API: iterate it for outcomes as results are saved.
 
-    Built by ``client.batch(..., via="batch-api")``, which documents the arguments; nothing
+    Built by ``client.bulk(..., via="batch-api")``, which documents the arguments; nothing
     starts before the first iteration. Use ``async with ... as run: async for outcome in run``
     or ``await run.collect()``.
 

@@ -32,7 +32,8 @@ from .._errors import (
     ValidationError,
     XAIImagesError,
 )
-from ._engine import Engine, Outcome, _Names
+from ._engine import Engine, _Names
+from ._outcome import Outcome
 from ._records import interrupted_record, item_record
 from ._spend import SpendRefused
 

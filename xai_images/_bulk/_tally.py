@@ -29,8 +29,8 @@ from ._progress import EventEmitter, Progress, ProgressEvent
 if TYPE_CHECKING:
     from .._api._models import ImagesResponse
     from .._api._requests import Request
-    from ._engine import Outcome
     from ._manifest import ManifestRecord
+    from ._outcome import Outcome
 
 __all__ = ["Item", "Tally"]
 

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
     from .._bulk._batchapi_state import RemoteProgress
+    from .._bulk._client import AsyncClient
 
 __all__ = [
     "add_via_flags",
