@@ -37,6 +37,7 @@ from .._api._requests import EditRequest, GenerateRequest, Request
 from .._config import int_at_least
 from .._errors import DownloadError, ImageExpiredError, ValidationError, XAIImagesError
 from .._results._files import safe_component
+from .._results._local import LocalDirectory
 from ._jobs import InvalidJob, derive_id, iter_jobs, parse_job
 from ._jobstate import IdSet, JobState, load_job_state
 from ._manifest import FileRecord, ItemStatus, ManifestRecord, ManifestWriter, PendingImage
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from .._api._images import Images
     from .._hooks import EventHook
     from .._results._files import OnExists, SavedImage
+    from .._results._output import Output
     from .._results._transfers import Transfers
 
 __all__ = [
@@ -229,6 +231,7 @@ class Engine:
         self._emit = self._tally.emit
         self.budget_reached = False
         self._writer: ManifestWriter | None = None
+        self._output: Output | None = None  # where the images go: the output directory
         self._out: Callable[[Any], None] = lambda _x: None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -300,7 +303,8 @@ class Engine:
     async def _run(self) -> AsyncIterator[Outcome]:
         state = await asyncio.to_thread(load_job_state, self.manifest_path)
         try:
-            await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
+            # Checked writable (and created) before anything is sent or paid for.
+            self._output = await self._client._transfers.output(self.output_dir, field="output_dir")
             writer = self._writer = ManifestWriter(self.manifest_path)
             await writer.open()
         except BaseException:
@@ -396,10 +400,21 @@ class Engine:
         return item
 
     async def _intact(self, record: ManifestRecord) -> bool:
-        """Whether the files of an ``ok`` record are intact (hashing happens off the loop)."""
-        if self._verify:
-            return await asyncio.to_thread(record.files_intact, self.output_dir, check_sha256=True)
-        return record.files_intact(self.output_dir)
+        """Whether the images of an ``ok`` record are intact in the output (`Output.verify`).
+
+        In a local directory without ``verify_sha256`` the sizes are checked, not the hashes
+        (today's resume speed for big jobs); everywhere else the target verifies each image.
+        """
+        output = self._output
+        assert output is not None
+        if not record.files:
+            return False
+        if not self._verify and isinstance(output, LocalDirectory):
+            return record.files_intact(self.output_dir)
+        for f in record.files:
+            if not await output.verify(f.path, size=f.bytes, sha256=f.sha256):
+                return False
+        return True
 
     def _fail_unread(self, outcome: Outcome) -> None:
         """An item that could not be read or validated: failed, not recorded."""
@@ -431,16 +446,22 @@ class Engine:
     async def _save_images(
         self, item: Item, images: Sequence[GeneratedImage]
     ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
-        """Save an item's images as ``{id}-{index}.{ext}``; split what was saved, what is left
-        to fetch again later, and the errors; count what was saved."""
+        """Store an item's images in the output as ``{id}-{index}.{ext}`` (the one place both
+        sources save); split what was saved, what is left to fetch again later, and the errors;
+        count what was saved."""
         saving = self._tally.saving
+        output = self._output
+        assert output is not None
+        store = self._client._transfers.store
         for image in images:
             saving[id(image)] = item  # download retries name the image as their origin
         try:
             results = await asyncio.gather(
                 *(
-                    image.save(
-                        self.output_dir / safe_component(f"{item.id}-{image.index}"),
+                    store(
+                        image,
+                        output,
+                        safe_component(f"{item.id}-{image.index}"),
                         on_exists=self._on_exists,
                     )
                     for image in images
