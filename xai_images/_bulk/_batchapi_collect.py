@@ -52,7 +52,6 @@ class CollectMixin:
     _poll: tuple[float, float]
     _tasks: set[asyncio.Task[None]]
     _slots: asyncio.Semaphore
-    _settled: set[str]
     _emit: Callable[..., None]
 
     if TYPE_CHECKING:  # provided by the engine and the source (see RemoteBatchRun)
@@ -144,10 +143,11 @@ class CollectMixin:
 
     def _join(self, run: RunState, attached: dict[str, Item], pending: dict[str, Item]) -> None:
         """Add to ``pending`` the items of this job the batch holds and this run has not settled
-        (items settled by an earlier run on this batch were skipped, so are not attached)."""
-        for request_id in run.added - pending.keys() - self._settled:
-            if request_id in attached:
-                pending[request_id] = attached[request_id]
+        (items settled by an earlier run on this batch were skipped, so are not attached; items
+        settled in this run left ``attached``)."""
+        for request_id, item in attached.items():
+            if request_id not in pending and request_id in run.added:
+                pending[request_id] = item
 
     async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
         """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""

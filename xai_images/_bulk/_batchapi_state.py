@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from array import array
 from collections.abc import Callable
 
 from .._errors import XAIImagesError
@@ -39,9 +40,9 @@ class RemoteProgress(Progress):
         server_requests, server_pending, server_succeeded, server_failed, server_cancelled:
             the batch's counters at the last poll.
         batch_id: the batch, once known.
-        result_waits: for each saved item, seconds from its request finishing at the server
-            (or, when the answer does not say, from its result first being read) to its images
-            being on disk: how much of the URLs' one-hour life was used.
+        result_waits: (floats) for each saved item, seconds from its request finishing at the
+            server (or, when the answer does not say, from its result first being read) to its
+            images being on disk: how much of the URLs' one-hour life was used.
         seen_waits: for each saved item, seconds from its result being read to its images on
             disk.
     """
@@ -54,8 +55,9 @@ class RemoteProgress(Progress):
         self.server_failed = 0
         self.server_cancelled = 0
         self.batch_id: str | None = None
-        self.result_waits: list[float] = []
-        self.seen_waits: list[float] = []
+        # Compact float arrays (8 bytes a value), not lists of float objects.
+        self.result_waits: array[float] = array("d")
+        self.seen_waits: array[float] = array("d")
 
     def __repr__(self) -> str:
         return (

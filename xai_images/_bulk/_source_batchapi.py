@@ -150,7 +150,9 @@ class RemoteBatchRun(CollectMixin, Engine):
         self.cancelled_by_xai: str | None = None
         self.not_submitted: list[str] = []
         self._slots = asyncio.Semaphore(self._concurrency)
-        self._settled: set[str] = set()
+        # Items in the batch and not settled yet (settled ones are dropped: memory stays that
+        # of the items in flight).
+        self._attached: dict[str, Item] = {}
         self._adders: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
@@ -208,7 +210,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 await self._spend.settle(reservation, record.cost_in_usd_ticks)
             else:
                 await self._spend.release(reservation)
-        self._settled.add(outcome.id)
+        self._attached.pop(outcome.id, None)
         await self._settle(record, outcome)
 
     async def _work(self, state: JobState) -> None:
@@ -261,7 +263,7 @@ class RemoteBatchRun(CollectMixin, Engine):
     ) -> tuple[dict[str, Item], list[Item], list[tuple[Item, ManifestRecord]]]:
         """Validate every item; return those in the open batch, those to submit, and those
         whose paid images are to be downloaded again."""
-        attached: dict[str, Item] = {}
+        attached = self._attached
         to_run: list[Item] = []
         downloads: list[tuple[Item, ManifestRecord]] = []
         names = _Names()

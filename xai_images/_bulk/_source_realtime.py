@@ -103,8 +103,7 @@ class BatchRun(Engine):
             item = admitted[0] if isinstance(admitted, tuple) else admitted
             if isinstance(admitted, tuple):
                 item.prior, item.download_only = admitted[1], True
-            else:
-                self._emit("queued", item.id, line=item.request.line)
+            self._emit("queued", item.id, line=item.request.line)
             await item_slots.acquire()
             if self._stop.is_set():
                 item_slots.release()
