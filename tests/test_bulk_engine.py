@@ -16,7 +16,7 @@ from xai_images._bulk._source_realtime import BatchRun
 from xai_images._bulk._spend import SpendRefused
 from xai_images._hooks import Event, RequestSent
 from xai_images.bulk import BatchLimits, ManifestRecord, Outcome, ProgressEvent, load_manifest
-from xai_images.testing import FakeXAIServer
+from xai_images.testing import FakeXAIServer, Reply
 
 pytestmark = pytest.mark.usefixtures("xai_instant_retries")
 
@@ -212,3 +212,20 @@ async def test_a_job_file_is_read_lazily(client: AsyncClient, tmp_path: Path) ->
     run = BatchRun(client, job, output_dir=tmp_path / "out", on_event=on_event)
     await run.collect()
     assert run.progress.total < 2000
+
+
+async def test_the_spend_seam_releases_what_provably_did_not_run(
+    server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """A request refused with an error status is released; a lost answer is settled unpriced."""
+    server.enqueue(Reply.error(400), Reply.drop())
+    spend = CountingSpend(allow=10)
+    async with AsyncClient(
+        api_key=server.api_key, base_url=server.base_url, max_retries=0
+    ) as client:
+        outcomes = await BatchRun(
+            client, prompts(2), output_dir=tmp_path, concurrency=1, spend=spend
+        ).collect()
+    assert sorted(o.status for o in outcomes) == ["failed", "unknown"]
+    assert spend.released == ["fox-0"]
+    assert spend.settled == [("fox-1", None)]

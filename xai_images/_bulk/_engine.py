@@ -59,8 +59,8 @@ __all__ = [
     "BulkClient",
     "Engine",
     "Job",
-    "Outcome",
     "Source",
+    "check_run_options",
     "name_job",
     "outcome_of",
 ]
