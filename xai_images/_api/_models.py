@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import os
 
     from .._results._files import OnExists, SavedImage
+    from .._results._output import Output
     from .._results._preview import Picture
     from .._results._transfers import Transfers
 
@@ -165,9 +166,12 @@ class GeneratedImage:
         return self._transfers
 
     async def save(
-        self, path: str | os.PathLike[str], *, on_exists: OnExists = "fail"
+        self, path: str | os.PathLike[str] | Output, *, on_exists: OnExists = "fail"
     ) -> SavedImage:
         """Write the image to ``path`` atomically (see ``Transfers.save`` for naming rules).
+
+        ``path`` is a file name, a directory, a ``file://`` URL or an
+        `xai_images.outputs.Output`.
 
         Raises:
             ImageBlockedError: the image was withheld by moderation.
@@ -246,7 +250,7 @@ class ImagesResponse:
 
     async def save(
         self,
-        directory: str | os.PathLike[str] = ".",
+        directory: str | os.PathLike[str] | Output = ".",
         *,
         name: str = "{request_id}-{index}",
         on_exists: OnExists = "fail",
@@ -254,6 +258,7 @@ class ImagesResponse:
     ) -> list[SavedImage]:
         """Save every delivered image into ``directory`` in parallel, atomically.
 
+        ``directory`` is a path, a ``file://`` URL or an `xai_images.outputs.Output`.
         Blocked images are skipped (count them with `blocked_count`). ``name`` is a
         pattern with ``{request_id}`` and ``{index}``; the extension comes from the bytes.
         ``concurrency`` may lower the client's download concurrency for this call.

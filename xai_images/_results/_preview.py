@@ -155,16 +155,17 @@ def grid_bundle(cells: Sequence[Cell], facts: Sequence[str], text: str) -> dict[
     return {"text/html": grid, "text/plain": text}
 
 
-def file_bundle(saved: object, path: Path) -> dict[str, Any]:
-    """The display of a saved file (``saved``, the key of the cache): read from disk once."""
+def file_bundle(saved: object, path: Path | None, label: str) -> dict[str, Any]:
+    """The display of a saved image (``saved``, the key of the cache): a local file is read from
+    disk once; an image stored elsewhere (``path`` is ``None``) is named by ``label``."""
     with _files_lock:
         data = _files.get(saved)
         if data is None:
             try:
-                data = path.read_bytes()
+                data = path.read_bytes() if path is not None else "not a local file"
             except OSError as exc:
                 data = reason(exc)
             _files[saved] = data
-    bundle = picture_bundle(data, str(path))
+    bundle = picture_bundle(data, label)
     bundle["text/plain"] = repr(saved)
     return bundle
