@@ -2,8 +2,8 @@
 
 Layers, lowest first: the private root modules (``_errors``, ``_config``, ...), ``_wire/``,
 ``_results/``, ``_api/``, ``_bulk/``, ``_sync/``, ``testing/``, ``_ui/``, then the public faces
-(``__init__`` and the other root modules without a leading underscore). Every import counts: module-level,
-function-local and ``if TYPE_CHECKING:`` ones, relative or absolute.
+(``__init__`` and the other root modules without a leading underscore). Every import counts:
+module-level, function-local and ``if TYPE_CHECKING:`` ones, relative or absolute.
 """
 
 from __future__ import annotations
