@@ -196,7 +196,7 @@ class SavedImage:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         from ._preview import file_bundle  # display code is loaded at the first display
 
-        return file_bundle(self, self.path, str(self.path or self.location))
+        return file_bundle(self, self.path, self.location or "")
 
 
 def check_on_exists(on_exists: str) -> None:

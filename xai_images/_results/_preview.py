@@ -155,17 +155,20 @@ def grid_bundle(cells: Sequence[Cell], facts: Sequence[str], text: str) -> dict[
     return {"text/html": grid, "text/plain": text}
 
 
-def file_bundle(saved: object, path: Path | None, label: str) -> dict[str, Any]:
+def file_bundle(saved: object, path: Path | None, location: str) -> dict[str, Any]:
     """The display of a saved image (``saved``, the key of the cache): a local file is read from
-    disk once; an image stored elsewhere (``path`` is ``None``) is named by ``label``."""
+    disk once; an object elsewhere (``path`` is ``None``) is named by its ``location``, not read."""
     with _files_lock:
         data = _files.get(saved)
         if data is None:
-            try:
-                data = path.read_bytes() if path is not None else "not a local file"
-            except OSError as exc:
-                data = reason(exc)
+            if path is None:
+                data = "stored at " + location
+            else:
+                try:
+                    data = path.read_bytes()
+                except OSError as exc:
+                    data = reason(exc)
             _files[saved] = data
-    bundle = picture_bundle(data, label)
+    bundle = picture_bundle(data, str(path) if path is not None else location)
     bundle["text/plain"] = repr(saved)
     return bundle
