@@ -193,9 +193,9 @@ class CoreClient:
         self._requester = Requester(
             self._transport,
             self._base_url,
-            session=self._require_session,
-            timeout=self._timeout,
-            retry=self._retry,
+            self._require_session,
+            self._timeout,
+            self._retry,
             limiter=self._limiter,
             max_concurrent=max_concurrent_requests,
             transfers=self._transfers,

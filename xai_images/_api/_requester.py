@@ -78,9 +78,9 @@ class Requester:
 
     _transport: Transport
     _base_url: str
-    _session: Callable[[], aiohttp.ClientSession] = attrs.field(kw_only=True)
-    _timeout: Timeout = attrs.field(kw_only=True)
-    _retry: RetryPolicy = attrs.field(kw_only=True)
+    _session: Callable[[], aiohttp.ClientSession]
+    _timeout: Timeout
+    _retry: RetryPolicy
     _limiter: RateLimiter | SharedRateLimiter | None = attrs.field(kw_only=True)
     _max_concurrent: int | None = attrs.field(kw_only=True)
     transfers: Transfers = attrs.field(kw_only=True)
