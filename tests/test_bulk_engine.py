@@ -229,3 +229,22 @@ async def test_the_spend_seam_releases_what_provably_did_not_run(
     assert sorted(o.status for o in outcomes) == ["failed", "unknown"]
     assert spend.released == ["fox-0"]
     assert spend.settled == [("fox-1", None)]
+
+
+def test_the_manifest_index_tells_apart_ids_whose_hashes_collide(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids sharing a hash are kept by their full id: each finds its own record."""
+    monkeypatch.setattr("xai_images._bulk._jobstate._key", lambda _id: 42)
+    path = tmp_path / "manifest.jsonl"
+    records = [ManifestRecord(f"id-{i}", "generate", {"prompt": f"p{i}"}, "ok") for i in range(5)]
+    path.write_text("".join(json.dumps(r.to_json()) + "\n" for r in records))
+    state = load_job_state(path)
+    try:
+        for i in range(5):
+            found = state.record(f"id-{i}")
+            assert found is not None
+            assert found[1].request == {"prompt": f"p{i}"}
+        assert state.record("id-9") is None
+    finally:
+        state.close()

@@ -3,8 +3,8 @@
 `load_job_state` reads a manifest once (in a worker thread) into a `JobState`: an index from
 each item's id to the offset of its latest record line (the record itself is read back from the
 file when the job reaches that item) and the run records of the Batch API source. `IdSet`
-remembers the ids a run has seen. Both keep a 64-bit hash per id instead of the id and its
-record, so a job of a million items needs tens of megabytes, not gigabytes.
+remembers the ids a run has seen. Both keep a 64-bit hash per id in flat arrays instead of the
+id and its record: a job of a million items needs about 20 MB for them, not gigabytes.
 
 Run records (lines with a ``"record"`` key, ``fsync``-ed), written by the Batch API source
 before and after each remote step:
@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+from array import array
 from collections.abc import Iterable
 from typing import IO, Any
 
@@ -41,38 +42,101 @@ logger = logging.getLogger("xai_images")
 
 
 def _key(item_id: str) -> int:
-    """A 64-bit hash of an id (blake2b: stable across processes, unlike ``hash``)."""
+    """A non-zero 64-bit hash of an id (blake2b: stable across processes, unlike ``hash``)."""
     digest = hashlib.blake2b(item_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
+    return int.from_bytes(digest, "little") or 1
+
+
+class _Shard:
+    """An open-addressing hash table of non-zero 64-bit keys (and, with ``values``, 64-bit
+    values) in flat arrays: 12 to 24 bytes a key, 8 to 16 more a value, where a ``set`` of
+    ``int`` takes about 75 bytes a key and a ``dict`` about 100."""
+
+    def __init__(self, size: int = 8, *, values: bool = True) -> None:
+        self.keys = array("Q", bytes(8 * size))
+        self.values = array("q", bytes(8 * size)) if values else None
+        self.used = 0
+
+    def slot(self, key: int) -> int:
+        keys, mask = self.keys, len(self.keys) - 1
+        slot = key & mask
+        while keys[slot] not in (0, key):
+            slot = (slot + 1) & mask
+        return slot
+
+    def get(self, key: int) -> int | None:
+        slot = self.slot(key)
+        if not self.keys[slot]:
+            return None
+        return self.values[slot] if self.values is not None else 0
+
+    def put(self, key: int, value: int) -> None:
+        slot = self.slot(key)
+        if not self.keys[slot]:
+            if 3 * (self.used + 1) > 2 * len(self.keys):
+                self.rebuild(2 * len(self.keys))
+                slot = self.slot(key)
+            self.keys[slot] = key
+            self.used += 1
+        if self.values is not None:
+            self.values[slot] = value
+
+    def rebuild(self, size: int, without: int = 0) -> None:
+        values = self.values if self.values is not None else [0] * len(self.keys)
+        entries = [(k, v) for k, v in zip(self.keys, values, strict=True) if k not in (0, without)]
+        self.keys = array("Q", bytes(8 * size))
+        if self.values is not None:
+            self.values = array("q", bytes(8 * size))
+        self.used = 0
+        for k, v in entries:
+            self.put(k, v)
+
+
+class _Table:
+    """`_Shard` tables by the key's top byte, so that growing one (copying its entries in
+    Python) stays short on the event loop however many keys there are."""
+
+    def __init__(self, *, values: bool = True) -> None:
+        self._shards = [_Shard(values=values) for _ in range(256)]
+
+    def __len__(self) -> int:
+        return sum(shard.used for shard in self._shards)
+
+    def get(self, key: int) -> int | None:
+        """The value of ``key`` (0 in a table without values), or ``None``."""
+        return self._shards[key >> 56].get(key)
+
+    def put(self, key: int, value: int = 0) -> None:
+        """Set ``key`` to ``value``."""
+        self._shards[key >> 56].put(key, value)
+
+    def pop(self, key: int) -> None:
+        """Remove ``key`` (rare: its shard is rebuilt without it)."""
+        shard = self._shards[key >> 56]
+        shard.rebuild(len(shard.keys), without=key)
 
 
 class IdSet:
-    """A set of ids held as 64-bit hashes (about 60 bytes an id, whatever its length).
+    """A set of ids held as 64-bit hashes in flat tables (12 to 24 bytes an id).
 
     Two different ids share a hash with a chance of about n**2 / 2**65 (3 in 100 million for a
     million ids); a collision can only make a unique id look taken, never lose or repeat work.
     """
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._keys = {_key(i) for i in ids}
+        self._table = _Table(values=False)
+        for item_id in ids:
+            self.add(item_id)
 
     def __contains__(self, item_id: object) -> bool:
-        return isinstance(item_id, str) and _key(item_id) in self._keys
+        return isinstance(item_id, str) and self._table.get(_key(item_id)) is not None
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._table)
 
     def add(self, item_id: str) -> None:
         """Remember ``item_id``."""
-        self._keys.add(_key(item_id))
-
-    def update(self, ids: Iterable[str]) -> None:
-        """Remember every id of ``ids``."""
-        self._keys.update(_key(i) for i in ids)
-
-    def discard(self, item_id: str) -> None:
-        """Forget ``item_id``."""
-        self._keys.discard(_key(item_id))
+        self._table.put(_key(item_id))
 
 
 @attrs.define
@@ -107,7 +171,7 @@ class JobState:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = path
         self.runs: list[RunState] = []
-        self._offsets: dict[int, int] = {}  # id hash -> offset of the latest record
+        self._offsets = _Table()  # id hash -> offset of the latest record
         self._exact: dict[str, int] = {}  # ids whose hash another id shares (rare)
         self._fh: IO[bytes] | None = None
 
@@ -164,11 +228,11 @@ class JobState:
             other = self._read_at(earlier)
             if other is not None and other.id != item_id:
                 # Two ids, one hash: both are kept by their full id from now on.
-                del self._offsets[key]
+                self._offsets.pop(key)
                 self._exact[other.id] = earlier
                 self._exact[item_id] = offset
                 return
-        self._offsets[key] = offset
+        self._offsets.put(key, offset)
 
 
 def load_job_state(path: str | os.PathLike[str]) -> JobState:
