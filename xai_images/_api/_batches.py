@@ -41,9 +41,9 @@ from ._batch_models import (
     parse_request_state,
     parse_result,
 )
-from ._images import Resource
 from ._inputs import resolve_image
 from ._requests import EditRequest, GenerateRequest, Request
+from ._resource import Resource
 
 if TYPE_CHECKING:
     from ._client import AsyncClient
