@@ -493,7 +493,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         kept: list[Item] = []
         for index, item in enumerate(items):
             try:
-                reservation = await budget.reserve(item.request)
+                reservation = await budget.reserve(item.request, wait=False)
             except ValidationError as exc:
                 record, outcome = self._finish(item, "failed", error=exc)
                 await self._settle(record, outcome)

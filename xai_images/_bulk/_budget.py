@@ -102,8 +102,11 @@ class Budget:
             usd = Decimal(cheapest) / TICKS_PER_USD
             raise ValidationError("max_cost", max_cost, f"at least one image (${usd})")
 
-    async def reserve(self, request: Request) -> Reservation | None:
+    async def reserve(self, request: Request, *, wait: bool = True) -> Reservation | None:
         """Hold ``request``'s worst-case price; ``None`` (and `reached`) when it may not fit.
+
+        ``wait``: wait for requests in flight to settle before refusing (the real-time path;
+        the Batch API path settles only once everything is submitted, so it cannot wait).
 
         Raises:
             ValidationError: (field ``model``) the request's model is not in the price table.
@@ -111,7 +114,7 @@ class Budget:
         if self.reached:
             return None
         ticks = self._table.price(request).ticks
-        if not await self._ledger.reserve(ticks, self.limit):
+        if not await self._ledger.reserve(ticks, self.limit, wait=wait):
             self.reached = True
             return None
         return Reservation(ticks)

@@ -44,8 +44,9 @@ return {1, committed}
 class SpendLedger(Protocol):
     """Ticks committed against a limit (spent plus reserved)."""
 
-    async def reserve(self, ticks: int, limit: int) -> bool:
-        """Add ``ticks`` if the total stays within ``limit``; ``False`` (nothing added) if not."""
+    async def reserve(self, ticks: int, limit: int, *, wait: bool = True) -> bool:
+        """Add ``ticks`` if the total stays within ``limit``; ``False`` (nothing added) if not.
+        ``wait``: a ledger that can may first wait for reservations in flight to settle."""
         ...
 
     async def settle(self, reserved: int, actual: int) -> None:
@@ -68,8 +69,9 @@ def spend_key(api_key: str, name: str) -> str:
 
 
 class LocalLedger:
-    """The ledger of one process. A reservation that does not fit waits while other
-    reservations are outstanding (they may settle lower) and is refused only when none is.
+    """The ledger of one process. A reservation that does not fit waits (unless told not to)
+    while other reservations are outstanding (they may settle lower), and is refused when none
+    is.
 
     Args:
         committed: ticks already spent (e.g. by earlier runs of the job).
@@ -83,11 +85,11 @@ class LocalLedger:
     def __repr__(self) -> str:
         return f"<LocalLedger committed={self._committed} outstanding={self._outstanding}>"
 
-    async def reserve(self, ticks: int, limit: int) -> bool:
+    async def reserve(self, ticks: int, limit: int, *, wait: bool = True) -> bool:
         """See `SpendLedger.reserve`."""
         async with self._changed:
             while self._committed + ticks > limit:
-                if not self._outstanding:
+                if not (wait and self._outstanding):
                     return False
                 await self._changed.wait()
             self._committed += ticks
@@ -150,8 +152,8 @@ class SharedLedger:
                 f"the shared budget at {self._shown_url} failed: {type(exc).__name__}"
             ) from None
 
-    async def reserve(self, ticks: int, limit: int) -> bool:
-        """See `SpendLedger.reserve`."""
+    async def reserve(self, ticks: int, limit: int, *, wait: bool = True) -> bool:
+        """See `SpendLedger.reserve` (never waits)."""
         answer = await self._do(self._script(keys=[self._key], args=[ticks, limit, _TTL_SECONDS]))
         assert isinstance(answer, list)
         return bool(int(answer[0]))
