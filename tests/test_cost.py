@@ -33,7 +33,8 @@ async def test_models_list_and_get_carry_prices(client: AsyncClient) -> None:
     models = await client.images.models.list()
     two = next(m for m in models if m.id == "grok-imagine-image-2.0")
     tier = two.price("low", "1k")
-    assert tier is not None and tier.price_per_image == 4 * CENT
+    assert tier is not None
+    assert tier.price_per_image == 4 * CENT
     assert tier.usd == Decimal("0.04")
     by_alias = await client.images.models.get("grok-imagine-image-latest")
     assert by_alias.id == FLAT
@@ -65,8 +66,10 @@ async def test_fake_bills_from_its_price_table(client: AsyncClient, server: Fake
     server.settings.models = (FakeModel("m1", {("low", "1k"): 7, ("high", "1k"): 11}),)
     low = await client.images.generate("x", model="m1", quality="low")
     high = await client.images.generate("x", model="m1", quality="high", resolution="1k")
-    assert low.usage is not None and low.usage.cost_in_usd_ticks == 7
-    assert high.usage is not None and high.usage.cost_in_usd_ticks == 11
+    assert low.usage is not None
+    assert low.usage.cost_in_usd_ticks == 7
+    assert high.usage is not None
+    assert high.usage.cost_in_usd_ticks == 11
 
 
 async def test_unknown_model_is_refused_unbilled(
@@ -89,8 +92,10 @@ async def test_estimate_is_worst_case_when_the_server_picks_the_tier(
     fixed = await client.images.estimate(
         GenerateRequest("x", model="grok-imagine-image-2.0", quality="low", resolution="1k", n=2)
     )
-    assert auto.worst_case and auto.ticks == 12 * CENT
-    assert not fixed.worst_case and fixed.usd == Decimal("0.08")
+    assert auto.worst_case
+    assert auto.ticks == 12 * CENT
+    assert not fixed.worst_case
+    assert fixed.usd == Decimal("0.08")
     assert [r.path for r in server.ledger.api_requests() if "generations" in r.path] == []
 
 
@@ -104,9 +109,11 @@ async def test_job_estimate_names_bad_lines_and_prices_the_rest(
         '{"prompt": "b", "model": "nope"}\n{"prompt": "c", "model": "grok-imagine-image", "n": 3}\n'
     )
     estimate = await xai_images.bulk.estimate(client, jobs)
-    assert estimate.ticks == 4 * 2 * CENT and estimate.images == 4
+    assert estimate.ticks == 4 * 2 * CENT
+    assert estimate.images == 4
     names = dict(estimate.problems)
-    assert "line-2" in names and "nope" in names["line-3"]
+    assert "line-2" in names
+    assert "nope" in names["line-3"]
 
 
 @pytest.mark.parametrize("bad", [-1, 0, float("nan"), "abc", True, "-0.5", object()])
@@ -135,7 +142,8 @@ async def test_budget_stops_the_job_and_a_higher_one_resumes(
     """Spend stays within the budget; a rerun with more does only what is left."""
     run = client.batch(_jobs(20), output_dir=tmp_path, max_cost=Decimal("0.21"), via=via)
     outcomes = await run.collect()
-    assert run.progress.budget_reached and not run.progress.interrupted
+    assert run.progress.budget_reached
+    assert not run.progress.interrupted
     assert server.ledger.cost_in_usd_ticks <= 21 * 10**8 / 1
     assert server.ledger.cost_in_usd_ticks > 21 * 10**8 - 2 * CENT
     assert len(outcomes) == 10
@@ -156,7 +164,8 @@ async def test_unknown_model_line_fails_alone(
     jobs = [*_jobs(2), GenerateRequest("bad", model="nope")]
     outcomes = await client.batch(jobs, output_dir=tmp_path, via=via).collect()
     failed = [o for o in outcomes if o.status == "failed"]
-    assert len(failed) == 1 and "nope" in str(failed[0].error)
+    assert len(failed) == 1
+    assert "nope" in str(failed[0].error)
     assert sum(o.ok for o in outcomes) == 2
 
 
@@ -173,5 +182,6 @@ async def test_cli_models_estimate_and_budget(
     argv = ["batch", str(jobs), "-o", str(tmp_path / "out"), "--max-cost", "0.05", "--plain"]
     code = await asyncio.to_thread(main, argv)
     out = capsys.readouterr().out
-    assert code == 3 and "budget reached" in out
+    assert code == 3
+    assert "budget reached" in out
     assert env.ledger.images_billed == 2
