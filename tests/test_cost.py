@@ -185,3 +185,17 @@ async def test_cli_models_estimate_and_budget(
     assert code == 3
     assert "budget reached" in out
     assert env.ledger.images_billed == 2
+
+
+async def test_sync_client_lists_models_and_estimates(server: FakeXAIServer) -> None:
+    """The blocking Client reads the price table and estimates too."""
+
+    def use() -> tuple[int, int]:
+        with xai_images.Client(api_key=server.api_key, base_url=server.base_url) as sync:
+            listed = sync.images.models.list()
+            assert sync.images.models.get(FLAT).id == FLAT
+            return len(listed), sync.images.estimate(GenerateRequest("x", model=FLAT)).ticks
+
+    count, ticks = await asyncio.to_thread(use)
+    assert count == 2
+    assert ticks == 2 * CENT

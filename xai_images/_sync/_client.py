@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .._api._client import AsyncClient
+from .._api._image_models import ImageModels
 from .._api._images import Images
 from .._api._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse
 from .._api._models import FileOutput as _FileOutput
@@ -264,11 +265,27 @@ class SyncDeferredRequest(_Proxy[DeferredRequest]):
     wait = _bridge(DeferredRequest.wait, _response)
 
 
+class SyncImageModels(_Proxy[ImageModels]):
+    """``client.images.models`` of a sync ``Client``: blocking ``list`` and ``get``."""
+
+    __slots__ = ()
+
+    list = _bridge(ImageModels.list, _keep)
+    get = _bridge(ImageModels.get, _keep)
+
+
 class SyncImages(_Proxy[Images]):
     """``client.images`` of a sync ``Client``: the methods of ``AsyncClient.images``,
     blocking, with the same parameters (field meanings: the ``Images`` docstring)."""
 
     __slots__ = ()
+
+    @property
+    def models(self) -> SyncImageModels:
+        """The image models and their prices (blocking ``list`` / ``get``)."""
+        return SyncImageModels(self._client, self._target.models)
+
+    estimate = _bridge(Images.estimate, _keep)
 
     generate = _bridge(Images.generate, _response)
     edit = _bridge(Images.edit, _response)
