@@ -199,3 +199,40 @@ async def test_sync_client_lists_models_and_estimates(server: FakeXAIServer) -> 
     count, ticks = await asyncio.to_thread(use)
     assert count == 2
     assert ticks == 2 * CENT
+
+
+async def test_cli_generate_refuses_an_unusable_output_dir_before_paying(
+    env: FakeXAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o naming a file (or a path under one): usage error, nothing sent."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for target in (blocker, blocker / "sub"):
+        code = await asyncio.to_thread(main, ["generate", "a fox", "-o", str(target)])
+        assert code == 2
+        assert "nothing was sent" in capsys.readouterr().err
+    assert env.ledger.requests_started == 0
+
+
+async def test_cli_generate_keeps_a_paid_image_when_saving_fails(
+    env: FakeXAIServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Saving fails after payment: the URL is printed, the bytes kept, the error says where."""
+    import tempfile
+
+    async def broken_save(*_args: object, **_kwargs: object) -> None:
+        raise xai_images.SaveError("disk full", path=tmp_path)
+
+    monkeypatch.setattr(xai_images.ImagesResponse, "save", broken_save)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    code = await asyncio.to_thread(main, ["generate", "a fox", "-o", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "image url" in captured.out
+    kept = await asyncio.to_thread(lambda: list(tmp_path.glob("xai-images-recovered-*/*.png")))
+    assert len(kept) == 1
+    assert str(kept[0].parent) in captured.err
+    assert env.ledger.images_billed == 1

@@ -279,10 +279,15 @@ async def _single(args: argparse.Namespace) -> int:
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
+    from ._cli_safe import check_output_dir, save_or_recover
+
+    problem = check_output_dir(args.output_dir)
+    if problem is not None:
+        raise _UsageError(f"--output-dir: {problem} (nothing was sent)")
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         response = await client.images.send(request)
-        saved = await response.save(args.output_dir, on_exists="overwrite")
+        saved = await save_or_recover(response, args.output_dir, _print)
         for item in saved:
             _print(str(item.path))
         if response.blocked_count:
