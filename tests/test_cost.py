@@ -122,7 +122,7 @@ async def test_bad_max_cost_is_refused_before_sending(
 ) -> None:
     """Negative, zero, NaN or non-numeric max_cost: ValidationError naming max_cost."""
     with pytest.raises(ValidationError, match="max_cost"):
-        client.batch(_jobs(2), output_dir=tmp_path, max_cost=bad)
+        client.bulk(_jobs(2), output_dir=tmp_path, max_cost=bad)
     assert server.ledger.requests == []
 
 
@@ -131,7 +131,7 @@ async def test_max_cost_below_one_image_sends_nothing(
 ) -> None:
     """A budget smaller than the cheapest image is refused when the run starts."""
     with pytest.raises(ValidationError, match="max_cost"):
-        await client.batch(_jobs(2), output_dir=tmp_path, max_cost="0.001").collect()
+        await client.bulk(_jobs(2), output_dir=tmp_path, max_cost="0.001").collect()
     assert server.ledger.images_billed == 0
 
 
@@ -140,14 +140,14 @@ async def test_budget_stops_the_job_and_a_higher_one_resumes(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path, via: str
 ) -> None:
     """Spend stays within the budget; a rerun with more does only what is left."""
-    run = client.batch(_jobs(20), output_dir=tmp_path, max_cost=Decimal("0.21"), via=via)
+    run = client.bulk(_jobs(20), output_dir=tmp_path, max_cost=Decimal("0.21"), via=via)
     outcomes = await run.collect()
     assert run.progress.budget_reached
     assert not run.progress.interrupted
     assert server.ledger.cost_in_usd_ticks <= 21 * 10**8 / 1
     assert server.ledger.cost_in_usd_ticks > 21 * 10**8 - 2 * CENT
     assert len(outcomes) == 10
-    again = client.batch(_jobs(20), output_dir=tmp_path, max_cost="1", via=via)
+    again = client.bulk(_jobs(20), output_dir=tmp_path, max_cost="1", via=via)
     rest = await again.collect()
     assert not again.progress.budget_reached
     assert sum(1 for o in rest if not o.skipped) == 10
@@ -162,7 +162,7 @@ async def test_unknown_model_line_fails_alone(
     """A job line with an unknown model fails alone, naming the model (with and without
     a budget)."""
     jobs = [*_jobs(2), GenerateRequest("bad", model="nope")]
-    outcomes = await client.batch(jobs, output_dir=tmp_path, via=via).collect()
+    outcomes = await client.bulk(jobs, output_dir=tmp_path, via=via).collect()
     failed = [o for o in outcomes if o.status == "failed"]
     assert len(failed) == 1
     assert "nope" in str(failed[0].error)

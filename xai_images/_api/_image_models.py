@@ -193,7 +193,7 @@ class ImageModels(Resource):
             APIStatusError, APIConnectionError: as any API call.
             APIResponseError: the answer has no ``models`` array or a model has no ``id``.
         """
-        answer = await self._client._request("GET", _LIST_PATH, idempotent=True)
+        answer = await self._requester.send("GET", _LIST_PATH, idempotent=True)
         return parse_model_listing(answer.body)
 
     async def get(self, model_id: str) -> ImageModel:
@@ -208,5 +208,5 @@ class ImageModels(Resource):
         if not isinstance(model_id, str) or not model_id:
             raise ValidationError("model_id", model_id, "a non-empty string")
         path = f"{_LIST_PATH}/{quote(model_id, safe='')}"
-        answer = await self._client._request("GET", path, idempotent=True)
+        answer = await self._requester.send("GET", path, idempotent=True)
         return parse_model(answer.body, f"GET /v1{path}")

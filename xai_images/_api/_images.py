@@ -26,7 +26,7 @@ from ._requests import EditRequest, GenerateRequest, Request
 from ._resource import Resource
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["Images"]
 
@@ -68,9 +68,9 @@ class Images(Resource):
 
     _label = "Images of"
 
-    def __init__(self, client: AsyncClient) -> None:
-        super().__init__(client)
-        self.models = ImageModels(client)
+    def __init__(self, requester: Requester) -> None:
+        super().__init__(requester)
+        self.models = ImageModels(requester)
         """The image models and their prices (`ImageModels`)."""
 
     async def estimate(self, request: Request | Sequence[Request]) -> Estimate:
@@ -286,7 +286,7 @@ class Images(Resource):
             answer.payloads,
             request_id=answer.request_id,
             requested=_requested(body),
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"POST {path}",
         )
 
@@ -316,7 +316,7 @@ class Images(Resource):
                 method="POST",
                 path=path,
             )
-        return DeferredRequest(request_id, client=self._client)
+        return DeferredRequest(request_id, images=self)
 
     async def _post(
         self,
@@ -340,7 +340,7 @@ class Images(Resource):
             path = "/images/generations"
         else:
             raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
-        answer = await self._client._request(
+        answer = await self._requester.send(
             "POST",
             path,
             body=body,
@@ -377,7 +377,7 @@ class Images(Resource):
         _check_call_options(timeout, max_retries)
         path = "/images/" + quote(request_id, safe="")
         try:
-            answer = await self._client._request(
+            answer = await self._requester.send(
                 "GET", path, timeout=timeout, max_retries=max_retries, idempotent=True
             )
         except NotFoundError as exc:
@@ -409,7 +409,7 @@ class Images(Resource):
             source,
             answer.payloads,
             request_id=request_id,
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"GET {path}",
         )
         return DeferredStatus("done", response=response, raw_status=raw_status)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["Resource"]
 
@@ -15,8 +15,8 @@ class Resource:
 
     _label = "Resource"  # what the repr says before the client
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     def __repr__(self) -> str:
-        return f"<{self._label} {self._client!r}>"
+        return f"<{self._label} {self._requester!r}>"

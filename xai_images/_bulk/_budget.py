@@ -26,7 +26,7 @@ from .._errors import ValidationError
 from .._wire._shared_budget import LocalLedger, SharedLedger, SpendLedger, spend_key
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._api._client import CoreClient
     from .._api._pricing import PriceTable
     from .._api._requests import Request
     from ._manifest import ManifestRecord
@@ -134,7 +134,7 @@ class Budget:
 
 
 async def open_budget(
-    client: AsyncClient,
+    client: CoreClient,
     max_cost: object,
     limit: int,
     records: Iterable[ManifestRecord],

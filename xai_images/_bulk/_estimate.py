@@ -14,7 +14,7 @@ from ._batch import Job, Outcome, name_job
 from ._jobs import load_jobs
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._api._client import CoreClient
 
 __all__ = ["estimate_job"]
 
@@ -32,7 +32,7 @@ async def _jobs(source: Any) -> AsyncIterator[Job]:
 
 
 async def estimate_job(
-    client: AsyncClient,
+    client: CoreClient,
     jobs: str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job],
 ) -> Estimate:
     """Price every item of a job (what ``client.batch`` takes: a JSONL path, requests or

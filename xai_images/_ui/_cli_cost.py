@@ -72,7 +72,7 @@ async def run_cost(
     out: Callable[[str], None],
 ) -> int:
     """Run ``models`` or ``estimate``; returns the exit code."""
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
 
     async with AsyncClient(**client_kwargs) as client:
         if args.command == "models":
