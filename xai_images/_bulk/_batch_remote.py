@@ -491,7 +491,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         if budget is None:
             return items
         kept: list[Item] = []
-        for index, item in enumerate(items):
+        for item in items:
             try:
                 reservation = await budget.reserve(item.request, wait=False)
             except ValidationError as exc:
@@ -500,7 +500,6 @@ class RemoteBatchRun(ResultsMixin, RunControl):
                 continue
             if reservation is None:
                 self.progress.budget_reached = True
-                self.not_submitted.extend(i.id for i in items[index:])
                 break
             self._reservations[item.id] = reservation
             kept.append(item)

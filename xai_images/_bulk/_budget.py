@@ -102,8 +102,11 @@ class Budget:
             usd = Decimal(cheapest) / TICKS_PER_USD
             raise ValidationError("max_cost", max_cost, f"at least one image (${usd})")
 
-    async def reserve(self, request: Request, *, wait: bool = True) -> Reservation | None:
+    async def reserve(
+        self, request: Request, *, item_id: str | None = None, wait: bool = True
+    ) -> Reservation | None:
         """Hold ``request``'s worst-case price; ``None`` (and `reached`) when it may not fit.
+        ``item_id`` names the item (unused here; part of the engine's seam).
 
         ``wait``: wait for requests in flight to settle before refusing (the real-time path;
         the Batch API path settles only once everything is submitted, so it cannot wait).
