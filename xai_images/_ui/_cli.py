@@ -294,6 +294,7 @@ def _output_dir(value: str) -> Path:
 
 async def _single(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
+    from .._results._local import LocalDirectory
 
     output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
@@ -306,6 +307,8 @@ async def _single(args: argparse.Namespace) -> int:
         raise _UsageError(f"--output-dir: {problem} (nothing was sent)")
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        # Before anything is billed: a directory that cannot be written fails the command now.
+        await LocalDirectory(output_dir).check_writable()
         response = await client.images.send(request)
         saved = await save_or_recover(response, output_dir, _print)
         for item in saved:
