@@ -204,13 +204,13 @@ async def test_sync_client_lists_models_and_estimates(server: FakeXAIServer) -> 
 async def test_cli_generate_refuses_an_unusable_output_dir_before_paying(
     env: FakeXAIServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """-o naming a file (or a path under one): usage error, nothing sent."""
+    """-o naming a file (or a path under one): an error naming it, nothing sent."""
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
     for target in (blocker, blocker / "sub"):
         code = await asyncio.to_thread(main, ["generate", "a fox", "-o", str(target)])
-        assert code == 2
-        assert "nothing was sent" in capsys.readouterr().err
+        assert code == 1
+        assert "a-file" in capsys.readouterr().err
     assert env.ledger.requests_started == 0
 
 

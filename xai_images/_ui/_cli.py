@@ -300,11 +300,8 @@ async def _single(args: argparse.Namespace) -> int:
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
-    from ._cli_safe import check_output_dir, save_or_recover
+    from ._cli_safe import save_or_recover
 
-    problem = check_output_dir(output_dir)
-    if problem is not None:
-        raise _UsageError(f"--output-dir: {problem} (nothing was sent)")
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         # Before anything is billed: a directory that cannot be written fails the command now.

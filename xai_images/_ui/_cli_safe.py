@@ -1,9 +1,9 @@
 """``generate`` / ``edit`` on the command line never lose a paid image.
 
-Before sending, the output directory is checked (a file where a directory is needed, a
-directory that cannot be written or created): the request is refused with nothing sent. If
-saving still fails after the image was paid for, each image's URL is printed and its bytes are
-written to a new recovery directory under the system's temp directory, and the error says where.
+Before sending, the command checks the output directory (``LocalDirectory.check_writable``).
+If saving still fails after the image was paid for, each image's URL is printed and its bytes
+are written to a new recovery directory under the system's temp directory, and the error says
+where.
 """
 
 from __future__ import annotations
@@ -17,24 +17,7 @@ from typing import Any
 from .._errors import DownloadError, SaveError, XAIImagesError
 from .._results._sniff import extension_for, sniff_mime
 
-__all__ = ["check_output_dir", "save_or_recover"]
-
-
-def check_output_dir(path: str | os.PathLike[str]) -> str | None:
-    """Why images could not be saved into ``path`` (``None`` when they can)."""
-    target = Path(path)
-    probe = target
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        if probe == target:
-            return f"{target} is not a directory"
-        return f"{probe} is a file, so {target} cannot be created"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"{probe} is not writable"
-    return None
+__all__ = ["save_or_recover"]
 
 
 def _write_recovered(directory: Path, name: str, data: bytes) -> Path:
