@@ -236,3 +236,16 @@ async def test_cli_generate_keeps_a_paid_image_when_saving_fails(
     assert len(kept) == 1
     assert str(kept[0].parent) in captured.err
     assert env.ledger.images_billed == 1
+
+
+async def test_budget_learns_the_default_model_from_the_first_answer(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """Requests without model: the first is priced at the dearest model, the rest at the
+    model the server answered with, so the job ends within one image of the budget."""
+    jobs = [GenerateRequest(f"p{i}") for i in range(80)]
+    run = client.bulk(jobs, output_dir=tmp_path, max_cost="1.00", concurrency=4)
+    await run.collect()
+    assert run.progress.budget_reached
+    assert server.ledger.cost_in_usd_ticks <= 100 * CENT
+    assert server.ledger.cost_in_usd_ticks > 100 * CENT - 2 * CENT

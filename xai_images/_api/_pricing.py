@@ -1,10 +1,11 @@
 """Prices of requests, from the API's own price table (``client.images.models.list()``).
 
 A request is priced at the tier it names. Where it leaves the tier to the server (``quality``
-unset or ``"auto"``, ``resolution`` unset, ``model`` unset), the price is the dearest tier the
-server could pick, and flagged ``worst_case``: ``auto`` is billed at the tier actually served.
-The listing publishes prices per output image only; an estimate therefore leaves out anything
-else the API may bill (the answer's ``usage`` is the bill).
+unset or ``"auto"``, ``resolution`` unset, ``model`` unset until an answer named the server's
+default), the price is the dearest tier the server could pick, and flagged ``worst_case``:
+``auto`` is billed at the tier actually served. The listing publishes prices per output image
+only; an estimate therefore leaves out anything else the API may bill (the answer's ``usage``
+is the bill).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class PriceTable:
 
     def __init__(self, models: Iterable[ImageModel]) -> None:
         self.models = tuple(models)
+        self._default: ImageModel | None = None
         self._by_name: dict[str, ImageModel] = {}
         for model in self.models:
             for name in model.names():
@@ -165,6 +167,14 @@ class PriceTable:
         """The model listed under ``name`` (an id or an alias), or ``None``."""
         return self._by_name.get(name)
 
+    def learn_default(self, name: str | None) -> None:
+        """Note the model the server answered a request without ``model`` with (the answer's
+        ``model``): later such requests are priced at it instead of the dearest listed one.
+        A name the table does not list is ignored."""
+        found = self.model(name) if name else None
+        if found is not None and _tiers(found):
+            self._default = found
+
     def price(self, request: Request) -> ItemPrice:
         """What ``request`` may cost: the named tier, or the dearest the server could pick.
 
@@ -174,7 +184,9 @@ class PriceTable:
         images = request.n or 1
         quality = request.quality if request.quality not in (None, "auto") else None
         resolution = request.resolution
-        if request.model is None:
+        if request.model is None and self._default is not None:
+            candidates, label = [self._default], DEFAULT_MODEL_LABEL
+        elif request.model is None:
             candidates = [m for m in self.models if _tiers(m)]
             label = DEFAULT_MODEL_LABEL
             if not candidates:

@@ -347,6 +347,8 @@ class BatchRun(RunControl):
         ticks = response.usage.cost_in_usd_ticks if response.usage else None
         self.progress.cost_in_usd_ticks += ticks or 0
         if budget is not None and reservation is not None:
+            if item.request.model is None:
+                budget.learn_default_model(response.model)
             await budget.settle(reservation, ticks)
             self.progress.spent_in_usd_ticks = await budget.spent()
         images = response.images

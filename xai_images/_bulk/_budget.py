@@ -127,6 +127,11 @@ class Budget:
         actual = reservation.ticks if cost_in_usd_ticks is None else cost_in_usd_ticks
         await self._ledger.settle(reservation.ticks, actual)
 
+    def learn_default_model(self, model: str | None) -> None:
+        """The answer to a request without ``model`` named this model: price such requests
+        at it from now on (`PriceTable.learn_default`)."""
+        self._table.learn_default(model)
+
     async def release(self, reservation: Reservation) -> None:
         """The request was not run (refused, or never reached the server): give it back."""
         await self._ledger.release(reservation.ticks)
