@@ -19,7 +19,7 @@ from urllib.parse import quote
 import attrs
 
 from .._errors import APIResponseError, ValidationError
-from ._models import TICKS_PER_USD
+from .._units import TICKS_PER_USD
 from ._resource import Resource
 
 __all__ = ["ImageModel", "ImageModels", "PriceTier", "parse_model", "parse_model_listing"]

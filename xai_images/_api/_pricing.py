@@ -16,8 +16,8 @@ from decimal import Decimal
 import attrs
 
 from .._errors import ValidationError
+from .._units import TICKS_PER_USD
 from ._image_models import ImageModel, PriceTier
-from ._models import TICKS_PER_USD
 from ._requests import Request
 
 __all__ = ["DEFAULT_MODEL_LABEL", "Estimate", "EstimateRow", "ItemPrice", "PriceTable"]

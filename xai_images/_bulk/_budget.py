@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from .._api._models import TICKS_PER_USD
 from .._errors import ValidationError
+from .._units import TICKS_PER_USD
 from .._wire._shared_budget import LocalLedger, SharedLedger, SpendLedger, spend_key
 
 if TYPE_CHECKING:

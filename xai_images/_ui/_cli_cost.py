@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
-from .._api._models import TICKS_PER_USD
+from .._units import format_usd
 
 __all__ = ["EXIT_BUDGET", "add_budget_flags", "add_cost_commands", "budget_line", "run_cost"]
 
 EXIT_BUDGET = 3
 """Exit code of a bulk job that stopped because its next request could exceed ``--max-cost``."""
-
-
-def _usd(ticks: int) -> str:
-    return f"${Decimal(ticks) / TICKS_PER_USD:.4f}"
 
 
 def add_cost_commands(sub: Any, connection: argparse.ArgumentParser) -> None:
@@ -57,7 +52,7 @@ def budget_line(progress: Any) -> str | None:
     limit = progress.max_cost_ticks
     if limit is None:
         return None
-    spent = f"spent {_usd(progress.spent_in_usd_ticks)} of {_usd(limit)}"
+    spent = f"spent {format_usd(progress.spent_in_usd_ticks)} of {format_usd(limit)}"
     if progress.budget_reached:
         return (
             f"budget reached: {spent}; the next request could exceed it and was not sent. "
@@ -89,7 +84,7 @@ async def _models(client: Any, out: Callable[[str], None]) -> int:
             shown = f"{model.image_price}c" if model.image_price is not None else "-"
             out(f"{name:<28} {'-':<8} {'-':<10} {shown:>10}")
         for tier in model.pricing:
-            price = _usd(tier.price_per_image)
+            price = format_usd(tier.price_per_image)
             out(f"{name:<28} {tier.quality:<8} {tier.resolution:<10} {price:>10}")
             name = ""
     return 0
@@ -107,10 +102,10 @@ async def _estimate(client: Any, path: str, out: Callable[[str], None]) -> int:
         flag = "  (worst case)" if row.worst_case else ""
         out(
             f"{row.model:<28} {row.quality:<8} {row.resolution:<10} {row.requests:>8} "
-            f"{row.images:>7} {_usd(row.ticks):>10}{flag}"
+            f"{row.images:>7} {format_usd(row.ticks):>10}{flag}"
         )
     worst = " (worst case: the server picks part of the tier)" if estimate.worst_case else ""
-    out(f"total: {_usd(estimate.ticks)} for {estimate.images} image(s){worst}")
+    out(f"total: {format_usd(estimate.ticks)} for {estimate.images} image(s){worst}")
     for name, message in estimate.problems:
         out(f"not priced: {name}: {message}")
     return 1 if estimate.problems else 0
