@@ -179,6 +179,8 @@ async def test_cli_models_estimate_and_budget(
     assert "grok-imagine-image-2.0" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["estimate", str(jobs)]) == 0
     assert "total: $0.1200" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["estimate", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
     argv = ["batch", str(jobs), "-o", str(tmp_path / "out"), "--max-cost", "0.05", "--plain"]
     code = await asyncio.to_thread(main, argv)
     out = capsys.readouterr().out
