@@ -251,3 +251,21 @@ async def test_budget_learns_the_default_model_from_the_first_answer(
     assert run.progress.budget_reached
     assert server.ledger.cost_in_usd_ticks <= 100 * CENT
     assert server.ledger.cost_in_usd_ticks > 100 * CENT - 2 * CENT
+
+
+async def test_resumed_budget_counts_a_lost_answer_at_its_worst_case(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """An item whose answer was lost counts its worst-case price when the job is resumed."""
+    from xai_images.testing import Reply
+
+    server.enqueue(Reply.drop())
+    jobs = _jobs(1)
+    first = client.bulk(jobs, output_dir=tmp_path, max_cost="1")
+    [outcome] = await first.collect()
+    assert outcome.status == "unknown"
+    again = client.bulk(_jobs(3), output_dir=tmp_path, max_cost="0.05")
+    await again.collect()
+    # $0.02 counted for the lost answer: of $0.05, room for one more $0.02 image, not two.
+    assert again.progress.budget_reached
+    assert server.ledger.images_billed == 2
