@@ -20,7 +20,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
 import attrs
 
@@ -31,6 +31,7 @@ from .._errors import (
     OutcomeUnknownError,
     ValidationError,
 )
+from .._wire._paths import segment
 from ._batch_models import (
     Batch,
     BatchRequestState,
@@ -234,7 +235,7 @@ class Batches:
         Raises:
             NotFoundError: no such batch.
         """
-        path = f"/batches/{_segment(batch_id)}"
+        path = f"/batches/{segment(batch_id, 'batch_id')}"
         answer = await self._client._request("GET", path, idempotent=True)
         return parse_batch(answer.body, f"GET {path}")
 
@@ -247,7 +248,7 @@ class Batches:
         self, batch_id: str, *, page_size: int | None = None
     ) -> AsyncIterator[BatchRequestState]:
         """Every request of a batch and its state, page by page (in the server's order)."""
-        path = f"/batches/{_segment(batch_id)}/requests"
+        path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
         async for item in self._pages(path, "batch_request_metadata", page_size):
             yield parse_request_state(item, f"GET {path}")
 
@@ -267,7 +268,7 @@ class Batches:
         Raises:
             NotFoundError: no such batch, or it expired (its results are gone).
         """
-        path = f"/batches/{_segment(batch_id)}/results"
+        path = f"/batches/{segment(batch_id, 'batch_id')}/results"
         answer = await self._client._request(
             "GET", path + _query(page_size or self._limits.page_size, page_token), idempotent=True
         )
@@ -288,7 +289,7 @@ class Batches:
 
         Cancelling twice changes nothing, so this is retried freely.
         """
-        path = f"/batches/{_segment(batch_id)}:cancel"
+        path = f"/batches/{segment(batch_id, 'batch_id')}:cancel"
         answer = await self._client._request("POST", path, body={}, idempotent=True)
         return parse_batch(answer.body, f"POST {path}")
 
@@ -382,7 +383,7 @@ class Batches:
             APIStatusError: the API refused the call (nothing of it was added).
             OutcomeUnknownError: answers were lost three times in a row.
         """
-        path = f"/batches/{_segment(batch_id)}/requests"
+        path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
         todo = list(chunk)
         for attempt in range(3):
             await self._add_pacer.acquire()
@@ -471,12 +472,6 @@ def _query(limit: int, token: str | None) -> str:
     return "?" + urlencode(params)
 
 
-def _segment(value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError("batch_id", value, "a non-empty string")
-    return quote(value, safe="")
-
-
 class Files(Resource):
     """The Files API as far as batches need it: upload a JSONL file, look at it, delete it."""
 
@@ -536,7 +531,7 @@ class Files(Resource):
         Raises:
             NotFoundError: no such file (deleted or expired).
         """
-        path = f"/files/{_segment(file_id)}"
+        path = f"/files/{segment(file_id, 'file_id')}"
         answer = await self._client._request("GET", path, idempotent=True)
         return parse_file(answer.body, f"GET {path}")
 
@@ -546,7 +541,7 @@ class Files(Resource):
         Raises:
             NotFoundError: no such file.
         """
-        path = f"/files/{_segment(file_id)}"
+        path = f"/files/{segment(file_id, 'file_id')}"
         answer = await self._client._request("DELETE", path, idempotent=True)
         body = answer.body
         return bool(body.get("deleted")) if isinstance(body, Mapping) else False

@@ -50,6 +50,7 @@ from .._readonly import ReadOnly
 from .._results._files import WriterPool
 from .._results._transfers import Transfers
 from .._wire._gate import budgets
+from .._wire._paths import api_url
 from .._wire._ratelimit import RateLimiter
 from .._wire._retry import Attempts, RetryPolicy, parse_retry_after
 from .._wire._shared_limit import SharedRateLimiter
@@ -244,7 +245,6 @@ class AsyncClient:
             traced=self._owns_session,
             max_answer_bytes=max_answer_bytes,
         )
-        self._log_paths: dict[str, str] = {}
         # The writer threads belong to the client: started when it opens (or at its first
         # request), shut down in aclose().
         self._writers = WriterPool()
@@ -460,13 +460,9 @@ class AsyncClient:
             policy = self._retry.with_attempts(max_retries)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        url = self._base_url + path
-        log_path = self._log_paths.get(path)
-        if log_path is None:
-            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
-            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
-                self._log_paths.clear()
-            log_path = self._log_paths[path] = URL(url).path
+        # Taken as encoded: ids in ``path`` were encoded once by ``segment`` (``_paths.py``).
+        url = api_url(self._base_url, path)
+        log_path = url.raw_path
         data = content or (await dumps(body) if body is not None else None)
         hooks = self._hooks
 
@@ -506,7 +502,7 @@ class AsyncClient:
     async def _attempt(
         self,
         method: str,
-        url: str,
+        url: URL,
         log_path: str,
         data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,

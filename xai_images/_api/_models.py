@@ -12,7 +12,7 @@ import binascii
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import cattrs
@@ -35,23 +35,70 @@ __all__ = [
     "FileOutput",
     "GeneratedImage",
     "ImagesResponse",
+    "InputTokensDetails",
+    "OutputTokensDetails",
     "Usage",
     "parse_images_response",
 ]
+
+_D = TypeVar("_D", "InputTokensDetails", "OutputTokensDetails")
 
 TICKS_PER_USD = 10**10
 """``usage.cost_in_usd_ticks`` per US dollar."""
 
 
 @attrs.frozen
+class InputTokensDetails:
+    """What the input tokens of a token-billed image model were (each ``None`` when not sent).
+
+    Attributes:
+        text_tokens: tokens of the prompt text.
+        image_tokens: tokens of the input images.
+        cached_tokens: input tokens served from cache.
+    """
+
+    text_tokens: int | None = None
+    image_tokens: int | None = None
+    cached_tokens: int | None = None
+
+
+@attrs.frozen
+class OutputTokensDetails:
+    """What the output tokens of a token-billed image model were (each ``None`` when not sent).
+
+    Attributes:
+        text_tokens: tokens of text output.
+        reasoning_tokens: tokens spent reasoning.
+        image_tokens: tokens of the generated images.
+    """
+
+    text_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    image_tokens: int | None = None
+
+
+@attrs.frozen
 class Usage:
-    """What a request cost.
+    """What a request cost, as the answer's ``usage`` reports it.
+
+    Every field is ``None`` when the answer leaves it out; token counts are sent only for
+    token-billed image models.
 
     Attributes:
         cost_in_usd_ticks: the cost as the API reports it (1 USD = 10**10 ticks), or ``None``.
+        input_tokens: tokens read (prompt and input images).
+        input_tokens_details: how ``input_tokens`` divide (`InputTokensDetails`).
+        output_tokens: tokens produced.
+        output_tokens_details: how ``output_tokens`` divide (`OutputTokensDetails`).
+        total_tokens: input and output tokens together.
     """
 
     cost_in_usd_ticks: int | None = None
+    input_tokens: int | None = None
+    input_tokens_details: InputTokensDetails | None = None
+    output_tokens: int | None = None
+    output_tokens_details: OutputTokensDetails | None = None
+    total_tokens: int | None = None
 
     @property
     def cost_usd(self) -> Decimal | None:
@@ -209,7 +256,9 @@ class ImagesResponse:
     Attributes:
         data: the images, in order. Blocked images stay in place (see `blocked`).
         usage: the cost, when the server reported it.
-        request_id: the API request id (``x-request-id``), for support tickets.
+        request_id: the API request id (``x-request-id``), for support tickets; for the images
+            of a deferred request, the deferred request's id (the poll's ``x-request-id`` is on
+            `DeferredStatus.x_request_id`).
         model: the model that answered, when the server said.
         created: the server's Unix timestamp, when present.
         requested: how many images were asked for (``n``, default 1). When moderation drops
@@ -291,19 +340,32 @@ class DeferredStatus:
             another final status, when the server sent one).
         raw_status: the ``status`` field exactly as the server sent it (``None`` when absent),
             e.g. ``"queued"`` where `status` says ``"pending"``.
+        request_id: the deferred request's id: the answer's ``request_id``, or the id that was
+            polled when the answer has none (a 202 usually has no body).
+        x_request_id: the ``x-request-id`` header of this poll's answer: the id of the poll
+            itself, for support tickets; it differs from `request_id`.
     """
 
     status: str
     response: ImagesResponse | None = None
     error: str | None = None
     raw_status: str | None = None
+    request_id: str | None = None
+    x_request_id: str | None = attrs.field(default=None, eq=False)
 
 
 @attrs.frozen
 class DeferredRequest:
-    """A deferred generation or edit, started with ``deferred=True``; poll it or wait for it."""
+    """A deferred generation or edit, started with ``deferred=True``; poll it or wait for it.
+
+    Attributes:
+        request_id: the deferred request's id (the body's ``request_id``), which polls use.
+        x_request_id: the ``x-request-id`` header of the answer that started it (the id of that
+            HTTP exchange, for support tickets).
+    """
 
     request_id: str
+    x_request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
     _client: AsyncClient | None = attrs.field(default=None, eq=False, repr=False, alias="client")
 
     def _attached(self) -> AsyncClient:
@@ -401,7 +463,33 @@ def _make_converter() -> cattrs.Converter:
             public_url_expires_at=stamp("public_url_expires_at"),
         )
 
+    def structure_details(value: Any, cls: type[_D]) -> _D | None:
+        # Details of an unexpected type are dropped, never the images with them.
+        if not isinstance(value, Mapping):
+            return None
+        counts = {
+            f.name: structure_optional_int(value.get(f.name), None) for f in attrs.fields(cls)
+        }
+        return cls(**counts)
+
+    def structure_usage(value: Any, _type: Any) -> Usage | None:
+        if not isinstance(value, Mapping):
+            return None
+        return Usage(
+            cost_in_usd_ticks=structure_optional_int(value.get("cost_in_usd_ticks"), None),
+            input_tokens=structure_optional_int(value.get("input_tokens"), None),
+            input_tokens_details=structure_details(
+                value.get("input_tokens_details"), InputTokensDetails
+            ),
+            output_tokens=structure_optional_int(value.get("output_tokens"), None),
+            output_tokens_details=structure_details(
+                value.get("output_tokens_details"), OutputTokensDetails
+            ),
+            total_tokens=structure_optional_int(value.get("total_tokens"), None),
+        )
+
     converter.register_structure_hook(bool, structure_bool)
+    converter.register_structure_hook_func(lambda t: t == (Usage | None), structure_usage)
     converter.register_structure_hook_func(
         lambda t: t == (FileOutput | None), structure_file_output
     )

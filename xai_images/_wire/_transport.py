@@ -10,15 +10,17 @@ each API request, and is redacted from every message built from server text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import attrs
 from multidict import CIMultiDict
+from yarl import URL
 
 from .._config import DEFAULT_MAX_ANSWER_BYTES, Timeout
 from .._errors import (
@@ -38,7 +40,7 @@ from ._b64stream import B64ResponseScanner
 from ._gate import budgets
 from ._retry import parse_retry_after
 
-__all__ = ["Answer", "Secret", "Transport", "dumps", "trace_config"]
+__all__ = ["Answer", "ErrorFields", "Secret", "Transport", "dumps", "error_fields", "trace_config"]
 
 
 _logger = logging.getLogger("xai_images")
@@ -127,23 +129,56 @@ class Answer:
     body: Any
     payloads: list[bytes]
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Give an `APIResponseError` raised while this answer is read its ``request_id``."""
+        try:
+            yield
+        except APIResponseError as exc:
+            if exc.request_id is None:
+                exc.request_id = self.request_id
+            raise
 
-def _error_message(body: Any, text: str) -> tuple[str | None, str | None]:
-    """The server's message and code from either error-body shape."""
+
+class ErrorFields(NamedTuple):
+    """What an error body says, from any of the forms the API uses (each ``None`` when absent).
+
+    The forms: ``{"error": {"message", "type", "code", "param"}}`` (OpenAI style),
+    ``{"code": ..., "error": "message"}`` (xAI), a flat ``{"message" or "detail", "code",
+    "type", "param"}``, or plain text. A numeric ``code`` is given as text.
+    """
+
+    message: str | None
+    code: str | None
+    type: str | None
+    param: str | None
+
+
+def _text_of(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = str(value)
+    return text or None
+
+
+def error_fields(body: Any, text: str) -> ErrorFields:
+    """The server's message, code, type and param from any error-body form."""
     if isinstance(body, Mapping):
         error = body.get("error")
-        if isinstance(error, Mapping):  # OpenAI style
-            message = error.get("message")
-            code = error.get("code") or error.get("type")
-            return (str(message) if message else None, str(code) if code else None)
-        code = body.get("code")
-        if isinstance(error, str):  # xAI style
-            return error, str(code) if code else None
-        message = body.get("message") or body.get("detail")
-        if message:
-            return str(message), str(code) if code else None
+        # The details sit under "error" (OpenAI style) or beside it (xAI, flat forms).
+        details: Mapping[str, Any] = error if isinstance(error, Mapping) else body
+        message = details.get("message")
+        if not isinstance(message, str) or not message:
+            message = error if isinstance(error, str) and error else details.get("detail")
+        code = _text_of(details.get("code"))
+        if code is None and details is not body:
+            code = _text_of(body.get("code"))
+        kind, param = _text_of(details.get("type")), _text_of(details.get("param"))
+        if message or code or kind:
+            shown = str(message) if message and isinstance(message, (str, int, float)) else None
+            return ErrorFields(shown, code, kind, param)
     text = text.strip()
-    return (text[:500] or None), None
+    return ErrorFields(text[:500] or None, None, None, None)
 
 
 class Transport:
@@ -193,7 +228,7 @@ class Transport:
         self,
         session: aiohttp.ClientSession,
         method: str,
-        url: str,
+        url: str | URL,
         log_path: str,
         data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
@@ -262,6 +297,7 @@ class Transport:
                         self._key.redact(f"the answer to {method} {log_path} is not valid: {exc}"),
                         method=method,
                         path=log_path,
+                        request_id=request_id,
                     ) from exc
                 answer_headers = self._key.redact_headers(resp.headers)
         except APIError:
@@ -273,7 +309,15 @@ class Transport:
         _log_exchange(method, log_path, str(status), started, request_id)
         # The key echoed in the answer (a revised prompt, a URL) must not reach the manifest.
         skeleton = self._key.redact_bytes(skeleton)
-        body = await _loads(skeleton, method, log_path) if skeleton.strip() else None
+        body = None
+        if skeleton.strip():
+            try:
+                body = await _loads(skeleton, method, log_path, request_id)
+            except APIResponseError:
+                # 202 Accepted promises no body: text there (a proxy's "Accepted") still
+                # means accepted; its reader decides from the status.
+                if status != 202:
+                    raise
         return Answer(status, answer_headers, request_id, body, payloads)
 
     def _check_announced_size(
@@ -307,6 +351,7 @@ class Transport:
             "AsyncClient(max_answer_bytes=...) if answers this large are expected",
             method=method,
             path=log_path,
+            request_id=request_id,
         )
 
     def _transport_error(
@@ -374,7 +419,8 @@ class Transport:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = None
-        message, code = _error_message(parsed, text)
+        fields = error_fields(parsed, text)
+        message = fields.message
         headers = self._key.redact_headers(resp.headers)
         if 300 <= status < 400:
             message = (
@@ -386,7 +432,9 @@ class Transport:
         kwargs: dict[str, Any] = {
             "status_code": status,
             "request_id": request_id,
-            "code": code,
+            "code": fields.code,
+            "type": fields.type,
+            "param": fields.param,
             "headers": headers,
             "body": parsed if parsed is not None else text,
             "method": method,
@@ -455,11 +503,14 @@ def _approx_large(body: Mapping[str, Any]) -> bool:
     return total > _LARGE_JSON
 
 
-async def _loads(skeleton: bytes, method: str, log_path: str) -> Any:
+async def _loads(skeleton: bytes, method: str, log_path: str, request_id: str | None) -> Any:
     try:
         # In slices: json.loads keeps the GIL, so even a thread would stall the event loop.
         return await jsonslice.loads(skeleton)
     except (ValueError, RecursionError) as exc:
         raise APIResponseError(
-            f"the answer to {method} {log_path} is not JSON: {exc}", method=method, path=log_path
+            f"the answer to {method} {log_path} is not JSON: {exc}",
+            method=method,
+            path=log_path,
+            request_id=request_id,
         ) from exc
