@@ -22,6 +22,7 @@ Every error the SDK raises on purpose derives from `XAIImagesError`::
     │   ├── OutcomeUnknownError       sent, but the answer was lost: the image may be billed
     │   └── APIResponseError          the server answered 2xx with a body we cannot read
     ├── DeferredError                 a deferred request failed, expired or did not finish in time
+    ├── BatchTimeoutError             batches.wait() timed out (also a TimeoutError)
     ├── ImageBlockedError             the image was withheld by moderation
     └── DownloadError                 fetching or decoding an image failed
         ├── ImageExpiredError         the image URL answered 403/404: it expired
@@ -50,6 +51,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchTimeoutError",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",
@@ -297,6 +299,22 @@ class DeferredError(XAIImagesError):
     def __init__(self, message: str, *, request_id: str, status: str) -> None:
         self.request_id = request_id
         self.status = status
+        super().__init__(message)
+
+
+class BatchTimeoutError(XAIImagesError, TimeoutError):
+    """``batches.wait`` gave up: the batch was still running at its ``timeout``.
+
+    The batch keeps running on the server; wait again, or read the results so far.
+
+    Attributes:
+        batch: the last `Batch` seen (its counters say how far it got).
+        timeout: the seconds waited.
+    """
+
+    def __init__(self, message: str, *, batch: Any, timeout: float) -> None:
+        self.batch = batch
+        self.timeout = timeout
         super().__init__(message)
 
 

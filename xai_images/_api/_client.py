@@ -54,8 +54,9 @@ from .._wire._paths import api_url
 from .._wire._ratelimit import RateLimiter
 from .._wire._retry import Attempts, RetryPolicy, parse_retry_after
 from .._wire._shared_limit import SharedRateLimiter
-from .._wire._transport import Answer, Secret, Transport, dumps, trace_config
-from ._batches import Batches, Files
+from .._wire._transport import Answer, Consume, Secret, Transport, dumps, trace_config
+from ._batches import Batches
+from ._files import Files
 from ._images import Images
 
 if TYPE_CHECKING:
@@ -257,7 +258,7 @@ class AsyncClient:
         self.images = Images(self)
         """Image generation, editing and deferred requests."""
         self.batches = Batches(self)  # xAI's Batch API (client.batch(via="batch-api") uses it)
-        self.files = Files(self)  # the Files API, as far as batches need it
+        self.files = Files(self)  # the Files API
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -441,12 +442,14 @@ class AsyncClient:
         origin: object = None,
         content: tuple[bytes, str] | None = None,
         reconciled: bool = False,
+        consume: Consume | None = None,
     ) -> Answer:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
         sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
         ones never, nor after a 5xx (their caller checks). ``content``: a raw body and its type.
+        ``consume``: reads a binary answer (see ``Transport.send``); called again on a retry.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -476,7 +479,14 @@ class AsyncClient:
             try:
                 async with self._slot():
                     return await self._attempt(
-                        method, url, log_path, data, attempt_timeout, attempt.number, origin
+                        method,
+                        url,
+                        log_path,
+                        data,
+                        attempt_timeout,
+                        attempt.number,
+                        origin,
+                        consume,
                     )
             except APIError as error:
                 retry_after: float | None = None
@@ -508,6 +518,7 @@ class AsyncClient:
         timeout: Timeout,
         number: int,
         origin: object,
+        consume: Consume | None = None,
     ) -> Answer:
         session = self._require_session()
         if self._limiter is not None:
@@ -537,7 +548,9 @@ class AsyncClient:
                 )
 
         try:
-            answer = await self._transport.send(session, method, url, log_path, data, timeout)
+            answer = await self._transport.send(
+                session, method, url, log_path, data, timeout, consume
+            )
         except APIStatusError as error:
             answered(error.status_code, error.request_id)
             if error.status_code == 429:

@@ -11,8 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import cattrs
@@ -20,6 +19,7 @@ import cattrs
 from .._errors import APIResponseError, ConfigurationError, ImageBlockedError
 from .._results._files import safe_component
 from .._wire._b64stream import PAYLOAD_KEY
+from ._usage import TICKS_PER_USD, InputTokensDetails, OutputTokensDetails, Usage, parse_usage
 
 if TYPE_CHECKING:
     import os
@@ -40,72 +40,6 @@ __all__ = [
     "Usage",
     "parse_images_response",
 ]
-
-_D = TypeVar("_D", "InputTokensDetails", "OutputTokensDetails")
-
-TICKS_PER_USD = 10**10
-"""``usage.cost_in_usd_ticks`` per US dollar."""
-
-
-@attrs.frozen
-class InputTokensDetails:
-    """What the input tokens of a token-billed image model were (each ``None`` when not sent).
-
-    Attributes:
-        text_tokens: tokens of the prompt text.
-        image_tokens: tokens of the input images.
-        cached_tokens: input tokens served from cache.
-    """
-
-    text_tokens: int | None = None
-    image_tokens: int | None = None
-    cached_tokens: int | None = None
-
-
-@attrs.frozen
-class OutputTokensDetails:
-    """What the output tokens of a token-billed image model were (each ``None`` when not sent).
-
-    Attributes:
-        text_tokens: tokens of text output.
-        reasoning_tokens: tokens spent reasoning.
-        image_tokens: tokens of the generated images.
-    """
-
-    text_tokens: int | None = None
-    reasoning_tokens: int | None = None
-    image_tokens: int | None = None
-
-
-@attrs.frozen
-class Usage:
-    """What a request cost, as the answer's ``usage`` reports it.
-
-    Every field is ``None`` when the answer leaves it out; token counts are sent only for
-    token-billed image models.
-
-    Attributes:
-        cost_in_usd_ticks: the cost as the API reports it (1 USD = 10**10 ticks), or ``None``.
-        input_tokens: tokens read (prompt and input images).
-        input_tokens_details: how ``input_tokens`` divide (`InputTokensDetails`).
-        output_tokens: tokens produced.
-        output_tokens_details: how ``output_tokens`` divide (`OutputTokensDetails`).
-        total_tokens: input and output tokens together.
-    """
-
-    cost_in_usd_ticks: int | None = None
-    input_tokens: int | None = None
-    input_tokens_details: InputTokensDetails | None = None
-    output_tokens: int | None = None
-    output_tokens_details: OutputTokensDetails | None = None
-    total_tokens: int | None = None
-
-    @property
-    def cost_usd(self) -> Decimal | None:
-        """The cost in US dollars, exact (``Decimal``), or ``None`` when not reported."""
-        if self.cost_in_usd_ticks is None:
-            return None
-        return Decimal(self.cost_in_usd_ticks) / TICKS_PER_USD
 
 
 def _no_client() -> ConfigurationError:
@@ -463,33 +397,10 @@ def _make_converter() -> cattrs.Converter:
             public_url_expires_at=stamp("public_url_expires_at"),
         )
 
-    def structure_details(value: Any, cls: type[_D]) -> _D | None:
-        # Details of an unexpected type are dropped, never the images with them.
-        if not isinstance(value, Mapping):
-            return None
-        counts = {
-            f.name: structure_optional_int(value.get(f.name), None) for f in attrs.fields(cls)
-        }
-        return cls(**counts)
-
-    def structure_usage(value: Any, _type: Any) -> Usage | None:
-        if not isinstance(value, Mapping):
-            return None
-        return Usage(
-            cost_in_usd_ticks=structure_optional_int(value.get("cost_in_usd_ticks"), None),
-            input_tokens=structure_optional_int(value.get("input_tokens"), None),
-            input_tokens_details=structure_details(
-                value.get("input_tokens_details"), InputTokensDetails
-            ),
-            output_tokens=structure_optional_int(value.get("output_tokens"), None),
-            output_tokens_details=structure_details(
-                value.get("output_tokens_details"), OutputTokensDetails
-            ),
-            total_tokens=structure_optional_int(value.get("total_tokens"), None),
-        )
-
     converter.register_structure_hook(bool, structure_bool)
-    converter.register_structure_hook_func(lambda t: t == (Usage | None), structure_usage)
+    converter.register_structure_hook_func(
+        lambda t: t == (Usage | None), lambda v, _t: parse_usage(v)
+    )
     converter.register_structure_hook_func(
         lambda t: t == (FileOutput | None), structure_file_output
     )

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -40,7 +40,16 @@ from ._b64stream import B64ResponseScanner
 from ._gate import budgets
 from ._retry import parse_retry_after
 
-__all__ = ["Answer", "ErrorFields", "Secret", "Transport", "dumps", "error_fields", "trace_config"]
+__all__ = [
+    "Answer",
+    "Consume",
+    "ErrorFields",
+    "Secret",
+    "Transport",
+    "dumps",
+    "error_fields",
+    "trace_config",
+]
 
 
 _logger = logging.getLogger("xai_images")
@@ -48,6 +57,10 @@ _READ_CHUNK = 256 * 1024
 _MAX_ERROR_BODY = 64 * 1024
 # Request bodies above this (edit data URIs) are encoded off the event loop.
 _LARGE_JSON = 512 * 1024
+
+
+Consume = Callable[[aiohttp.ClientResponse], Awaitable[Any]]
+"""Reads a binary 2xx answer (see `Transport.send`)."""
 
 
 class Secret:
@@ -212,6 +225,7 @@ class Transport:
             "User-Agent": f"xai-images/{__version__}",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._binary_headers = {**self._headers, "Accept": "*/*"}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
 
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -232,9 +246,14 @@ class Transport:
         log_path: str,
         data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
+        consume: Consume | None = None,
     ) -> Answer:
         """Send one attempt and return its 2xx answer. ``data`` is a JSON body, or a raw body
         and its content type (a multipart upload).
+
+        ``consume`` reads a binary answer instead (a file's content, streamed to its target):
+        it is awaited with the 2xx response, and what it returns is the answer's ``body``; its
+        ``aiohttp`` errors count as a lost answer, as for a JSON one.
 
         Raises:
             APIStatusError: (a subclass per status) any non-2xx answer.
@@ -245,6 +264,8 @@ class Transport:
             ConfigurationError: the URL is invalid.
         """
         headers = self._json_headers if data is not None else self._headers
+        if consume is not None:
+            headers = self._binary_headers
         if isinstance(data, tuple):
             raw, content_type = data
             data, headers = raw, {**self._headers, "Content-Type": content_type}
@@ -271,6 +292,11 @@ class Transport:
                     error = await self._status_error(resp, method, log_path, request_id)
                     _log_exchange(method, log_path, str(status), started, request_id)
                     raise error
+                if consume is not None:
+                    consumed = await consume(resp)
+                    answer_headers = self._key.redact_headers(resp.headers)
+                    _log_exchange(method, log_path, str(status), started, request_id)
+                    return Answer(status, answer_headers, request_id, consumed, [])
                 self._check_announced_size(resp, method, log_path)
                 scanner = B64ResponseScanner()
                 received = 0
