@@ -97,6 +97,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -122,6 +124,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send(request, timeout=timeout, max_retries=max_retries)
@@ -137,6 +141,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -161,6 +167,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
@@ -178,6 +186,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -207,6 +217,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send(request, timeout=timeout, max_retries=max_retries)
@@ -224,6 +236,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -248,6 +262,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)

@@ -21,7 +21,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from .._api._batches import Batches
 from .._api._client import AsyncClient
+from .._api._files import Files
 from .._api._images import Images
 from .._api._models import DeferredRequest, DeferredStatus, GeneratedImage, ImagesResponse
 from .._api._models import FileOutput as _FileOutput
@@ -245,6 +247,8 @@ class SyncDeferredStatus(_Proxy[DeferredStatus]):
     status = _Field[str]()
     error = _Field[str | None]()
     raw_status = _Field[str | None]()
+    request_id = _Field[str | None]()
+    x_request_id = _Field[str | None]()
 
     @property
     def response(self) -> SyncImagesResponse | None:
@@ -259,6 +263,7 @@ class SyncDeferredRequest(_Proxy[DeferredRequest]):
     __slots__ = ()
 
     request_id = _Field[str]()
+    x_request_id = _Field[str | None]()
 
     status = _bridge(DeferredRequest.status, _status)
     wait = _bridge(DeferredRequest.wait, _response)
@@ -278,6 +283,40 @@ class SyncImages(_Proxy[Images]):
     send_deferred = _bridge(Images.send_deferred, _deferred)
     get_deferred = _bridge(Images.get_deferred, _status)
     wait_deferred = _bridge(Images.wait_deferred, _response)
+
+
+class SyncFiles(_Proxy[Files]):
+    """``client.files`` of a sync ``Client``: the methods of ``AsyncClient.files``, blocking;
+    ``list`` is a plain iterator."""
+
+    __slots__ = ()
+
+    upload = _bridge(Files.upload, _keep)
+    list = _bridge_iter(Files.list)
+    get = _bridge(Files.get, _keep)
+    delete = _bridge(Files.delete, _keep)
+    download = _bridge(Files.download, _keep)
+    read = _bridge(Files.read, _keep)
+    create_public_url = _bridge(Files.create_public_url, _keep)
+    revoke_public_url = _bridge(Files.revoke_public_url, _keep)
+
+
+class SyncBatches(_Proxy[Batches]):
+    """``client.batches`` of a sync ``Client``: the Batch API methods, blocking; listings are
+    plain iterators. (Result pages hold the async models: save their images with
+    ``client.batch(..., via="batch-api")`` or an ``AsyncClient``.)"""
+
+    __slots__ = ()
+
+    create = _bridge(Batches.create, _keep)
+    find = _bridge(Batches.find, _keep)
+    get = _bridge(Batches.get, _keep)
+    list = _bridge_iter(Batches.list)
+    list_requests = _bridge_iter(Batches.list_requests)
+    results = _bridge(Batches.results, _keep)
+    cancel = _bridge(Batches.cancel, _keep)
+    wait = _bridge(Batches.wait, _keep)
+    add = _bridge(Batches.add, _keep)
 
 
 class SyncBatchRun(_Proxy[BatchRun | RemoteBatchRun]):
@@ -389,6 +428,10 @@ class Client:
         self._target = self._async
         self.images = SyncImages(self, self._async.images)
         """Image generation, editing and deferred requests, blocking."""
+        self.files = SyncFiles(self, self._async.files)
+        """The Files API, blocking."""
+        self.batches = SyncBatches(self, self._async.batches)
+        """xAI's Batch API, blocking."""
         # Closes the loop thread when the client is garbage collected or the interpreter exits
         # without close(); the finalizer holds no reference to the client itself.
         self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)
