@@ -54,6 +54,7 @@ __all__ = [
 
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
+_NO_BODY_TYPE = ("Content-Type",)
 _MAX_ERROR_BODY = 64 * 1024
 # Request bodies above this (edit data URIs) are encoded off the event loop.
 _LARGE_JSON = 512 * 1024
@@ -281,6 +282,8 @@ class Transport:
                 data=data,
                 headers=headers,
                 timeout=self._client_timeout(timeout),
+                # No invented Content-Type on a POST without a body (aiohttp would add one).
+                skip_auto_headers=_NO_BODY_TYPE if data is None else None,
                 allow_redirects=False,  # a redirect must never carry the key elsewhere
                 raise_for_status=False,
                 trace_request_ctx=state,
