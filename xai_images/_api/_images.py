@@ -312,8 +312,9 @@ class Images(Resource):
         ``origin``: as `send`.
 
         Raises:
-            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
-                APIResponseError: as `generate_deferred`.
+            ValidationError: as `generate_deferred` (nothing was sent).
+            APIError: as `generate_deferred` (``APIStatusError``, ``APIConnectionError``,
+                ``OutcomeUnknownError``, ``APIResponseError``).
         """
         path, _body, answer = await self._post(
             request, timeout, max_retries, deferred=True, origin=origin
