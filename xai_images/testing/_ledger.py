@@ -42,7 +42,7 @@ class RecordedRequest:
     headers: dict[str, str] = attrs.field(repr=_redact_headers)
     body: Any = attrs.field(repr=_short_body)
     status: int
-    raw_path: str = ""
+    raw_path: str = attrs.field(default="", eq=False)
 
     def header(self, name: str) -> str | None:
         """Return a header's value, looked up case-insensitively, or ``None``."""
