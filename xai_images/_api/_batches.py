@@ -41,10 +41,10 @@ from ._batch_models import (
 )
 from ._inputs import resolve_image
 from ._paging import next_token, pages, query
-from ._requests import EditRequest, GenerateRequest, Request
+from ._requests import EditRequest, GenerateRequest, Request, derive_id
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["BatchLimits", "Batches", "encode_entry"]
 
@@ -130,9 +130,7 @@ async def encode_entry(request: Request, request_id: str) -> bytes:
 
 def _request_id(request: Request) -> str:
     if request.id is None:
-        from .._bulk._jobs import derive_id  # the same derived id a bulk job would give it
-
-        return derive_id(request)
+        return derive_id(request)  # the same derived id a bulk job would give it
     return request.id
 
 
@@ -142,21 +140,21 @@ class Batches:
     Requests are queued server-side, do not count towards the real-time rate limit, and finish
     over minutes to hours in any order; each result's image URLs expire an hour after it
     finished. For whole bulk jobs (manifest, resume, saving) use
-    ``client.batch(..., via="batch-api")``.
+    ``client.bulk(..., via="batch-api")``.
 
     Attributes:
         limits: the :class:`BatchLimits` kept by the local pacers; assign a new one to change
             them (e.g. ``BatchLimits(add_calls=1000)`` for the newer documented limit).
     """
 
-    def __init__(self, client: AsyncClient, limits: BatchLimits | None = None) -> None:
-        self._client = client
+    def __init__(self, requester: Requester, limits: BatchLimits | None = None) -> None:
+        self._requester = requester
         self._limits = limits or BatchLimits()
         self._add_pacer = _Pacer(self._limits.add_calls, self._limits.add_window)
         self._create_pacer = _Pacer(1, 1.0 / self._limits.creates_per_second)
 
     def __repr__(self) -> str:
-        return f"<Batches {self._client!r}>"
+        return f"<Batches {self._requester!r}>"
 
     @property
     def limits(self) -> BatchLimits:
@@ -192,7 +190,7 @@ class Batches:
         for _ in range(3):
             await self._create_pacer.acquire()
             try:
-                answer = await self._client._request("POST", "/batches", body=body, reconciled=True)
+                answer = await self._requester.send("POST", "/batches", body=body, reconciled=True)
             except (OutcomeUnknownError, APIStatusError) as exc:
                 if isinstance(exc, APIStatusError) and exc.status_code < 500:
                     raise
@@ -233,13 +231,13 @@ class Batches:
             NotFoundError: no such batch.
         """
         path = f"/batches/{segment(batch_id, 'batch_id')}"
-        answer = await self._client._request("GET", path, idempotent=True)
+        answer = await self._requester.send("GET", path, idempotent=True)
         return parse_batch(answer.body, f"GET {path}", request_id=answer.request_id)
 
     async def list(self, *, page_size: int | None = None) -> AsyncIterator[Batch]:
         """Every batch of the team, page by page."""
         limit = {"limit": page_size or self._limits.page_size}
-        async for items, answer in pages(self._client, "/batches", "batches", limit):
+        async for items, answer in pages(self._requester.send, "/batches", "batches", limit):
             for item in items:
                 yield parse_batch(item, "GET /batches", request_id=answer.request_id)
 
@@ -249,7 +247,9 @@ class Batches:
         """Every request of a batch and its state, page by page (in the server's order)."""
         path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
         limit = {"limit": page_size or self._limits.page_size}
-        async for items, answer in pages(self._client, path, "batch_request_metadata", limit):
+        async for items, answer in pages(
+            self._requester.send, path, "batch_request_metadata", limit
+        ):
             with answer.reading():
                 states = [parse_request_state(item, f"GET {path}") for item in items]
             for state in states:
@@ -273,7 +273,7 @@ class Batches:
         """
         path = f"/batches/{segment(batch_id, 'batch_id')}/results"
         params = {"limit": page_size or self._limits.page_size, "pagination_token": page_token}
-        answer = await self._client._request("GET", path + query(params), idempotent=True)
+        answer = await self._requester.send("GET", path + query(params), idempotent=True)
         body = answer.body
         entries = body.get("results") if isinstance(body, Mapping) else None
         if entries is None:
@@ -282,7 +282,9 @@ class Batches:
             if not isinstance(entries, list):
                 raise APIResponseError(f"GET {path}: results is not a list")
             results = tuple(
-                parse_result(e, answer.payloads, client=self._client, where=f"GET {path}")
+                parse_result(
+                    e, answer.payloads, transfers=self._requester.transfers, where=f"GET {path}"
+                )
                 for e in entries
             )
         return ResultsPage(results, next_token(body), page_token, request_id=answer.request_id)
@@ -294,7 +296,7 @@ class Batches:
         """
         path = f"/batches/{segment(batch_id, 'batch_id')}:cancel"
         # No body, as xAI's own SDK sends it.
-        answer = await self._client._request("POST", path, idempotent=True)
+        answer = await self._requester.send("POST", path, idempotent=True)
         return parse_batch(answer.body, f"POST {path}", request_id=answer.request_id)
 
     async def wait(
@@ -434,7 +436,7 @@ class Batches:
             await self._add_pacer.acquire()
             data = b'{"batch_requests":[' + b",".join(e for _, e in todo) + b"]}"
             try:
-                await self._client._request(
+                await self._requester.send(
                     "POST", path, content=(data, "application/json"), reconciled=True
                 )
                 return

@@ -21,7 +21,7 @@ import aiohttp
 import attrs
 
 from .._errors import APIResponseError, ValidationError
-from .._results._files import PartFile, check_on_exists, safe_component
+from .._results._files import check_on_exists, safe_component
 from .._results._output import OnExists, Output, Stored
 from .._wire._paths import segment
 from ._batch_models import FileObject, parse_file
@@ -29,7 +29,7 @@ from ._images import Resource
 from ._paging import pages
 
 if TYPE_CHECKING:
-    from .._wire._transport import Answer
+    pass
 
 __all__ = ["DeletedFile", "FilePublicUrl", "Files"]
 
@@ -157,7 +157,7 @@ class Files(Resource):
         )
         parts.append(f"--{boundary}--\r\n".encode())
         content = (b"".join(parts), f"multipart/form-data; boundary={boundary}")
-        answer = await self._client._request("POST", "/files", content=content, reconciled=True)
+        answer = await self._requester.send("POST", "/files", content=content, reconciled=True)
         return parse_file(answer.body, "POST /files", request_id=answer.request_id)
 
     async def list(
@@ -179,7 +179,7 @@ class Files(Resource):
             APIResponseError: a page without a ``data`` list.
         """
         params = {"limit": page_size, "order": order, "sort_by": sort_by}
-        async for items, answer in pages(self._client, "/files", "data", params):
+        async for items, answer in pages(self._requester.send, "/files", "data", params):
             for item in items:
                 yield parse_file(item, "GET /files", request_id=answer.request_id)
 
@@ -190,7 +190,7 @@ class Files(Resource):
             NotFoundError: no such file (deleted or expired).
         """
         path = self._path(file_id)
-        answer = await self._client._request("GET", path, idempotent=True)
+        answer = await self._requester.send("GET", path, idempotent=True)
         return parse_file(answer.body, f"GET {path}", request_id=answer.request_id)
 
     async def delete(self, file_id: str) -> DeletedFile:
@@ -201,7 +201,7 @@ class Files(Resource):
             APIResponseError: the answer does not say ``deleted: true``.
         """
         path = self._path(file_id)
-        answer = await self._client._request("DELETE", path, idempotent=True)
+        answer = await self._requester.send("DELETE", path, idempotent=True)
         body = answer.body
         if not isinstance(body, Mapping) or body.get("deleted") is not True:
             raise APIResponseError(
@@ -232,7 +232,7 @@ class Files(Resource):
         _check_expires("expires_after", expires_after)
         path = self._path(file_id, "/public-url")
         body = {} if expires_after is None else {"expires_after": expires_after}
-        answer = await self._client._request("POST", path, body=body, idempotent=True)
+        answer = await self._requester.send("POST", path, body=body, idempotent=True)
         data = answer.body if isinstance(answer.body, Mapping) else {}
         url = data.get("public_url")
         if not isinstance(url, str) or not url:
@@ -258,7 +258,7 @@ class Files(Resource):
             APIResponseError: the answer does not say ``revoked``.
         """
         path = self._path(file_id, "/public-url/revoke")
-        answer = await self._client._request("POST", path, idempotent=True)
+        answer = await self._requester.send("POST", path, idempotent=True)
         data = answer.body
         revoked = data.get("revoked") if isinstance(data, Mapping) else None
         if not isinstance(revoked, bool):
@@ -305,9 +305,11 @@ class Files(Resource):
         path = self._path(file_id, "/content")
         if isinstance(target, (str, os.PathLike)):
             final, is_dir = await asyncio.to_thread(_local_target, target)
-            if is_dir:
-                final = final / safe_component(name or await self._stored_name(file_id))
-            return await self._to_path(path, final, on_exists)
+            if not is_dir:
+                # A file path: its directory is the target, its name the key.
+                output = await self._requester.transfers.output(final.parent, field="target")
+                return await self._to_output(path, output, final.name, on_exists)
+            target = await self._requester.transfers.output(final, field="target")
         key = safe_component(name or await self._stored_name(file_id))
         return await self._to_output(path, target, key, on_exists)
 
@@ -322,7 +324,7 @@ class Files(Resource):
         async def collect(resp: aiohttp.ClientResponse) -> bytes:
             return await resp.read()
 
-        answer = await self._client._request("GET", path, idempotent=True, consume=collect)
+        answer = await self._requester.send("GET", path, idempotent=True, consume=collect)
         data: bytes = answer.body
         return data
 
@@ -330,36 +332,9 @@ class Files(Resource):
         found = await self.get(file_id)
         return found.filename or file_id
 
-    async def _to_path(self, path: str, final: Path, on_exists: OnExists) -> Stored:
-        part = PartFile(final, fsync=False, url=None, writers=self._client._writers)
-
-        async def consume(resp: aiohttp.ClientResponse) -> tuple[bool, str]:
-            await part.truncate()  # a retry starts over
-            async for chunk in resp.content.iter_chunked(_CHUNK):
-                await part.put([chunk])
-            skipped = await part.put([], commit=on_exists)
-            return skipped, _mime_of(resp)
-
-        try:
-            answer: Answer = await self._client._request(
-                "GET", path, idempotent=True, consume=consume
-            )
-        except BaseException:
-            await part.abort()
-            raise
-        skipped, mime = answer.body
-        return Stored(
-            location=final.as_uri(),
-            key=final.name,
-            size=part.size,
-            sha256=part.sha256,
-            mime_type=mime,
-            path=final,
-            skipped=skipped,
-        )
-
     async def _to_output(self, path: str, output: Output, key: str, on_exists: OnExists) -> Stored:
         async def consume(resp: aiohttp.ClientResponse) -> Stored:
+            # Each attempt starts a fresh upload: a retry never appends to a partial one.
             upload = await output.open(key, _mime_of(resp), on_exists=on_exists)
             try:
                 async for chunk in resp.content.iter_chunked(_CHUNK):
@@ -369,6 +344,6 @@ class Files(Resource):
                 await upload.abort()
                 raise
 
-        answer = await self._client._request("GET", path, idempotent=True, consume=consume)
+        answer = await self._requester.send("GET", path, idempotent=True, consume=consume)
         stored: Stored = answer.body
         return stored

@@ -8,10 +8,9 @@ from typing import Any, TypeVar
 
 import attrs
 
-__all__ = ["TICKS_PER_USD", "InputTokensDetails", "OutputTokensDetails", "Usage", "parse_usage"]
+from .._units import TICKS_PER_USD
 
-TICKS_PER_USD = 10**10
-"""``usage.cost_in_usd_ticks`` per US dollar."""
+__all__ = ["InputTokensDetails", "OutputTokensDetails", "Usage", "parse_usage"]
 
 
 @attrs.frozen
