@@ -27,14 +27,13 @@ from .._wire._paths import segment
 from ._batch_models import FileObject, parse_file
 from ._images import Resource
 from ._paging import pages
+from ._rules import MAX_STORE_SECONDS, MIN_STORE_SECONDS, check_seconds
 
 if TYPE_CHECKING:
     pass
 
 __all__ = ["DeletedFile", "FilePublicUrl", "Files"]
 
-_MIN_EXPIRES = 3600
-_MAX_EXPIRES = 2_592_000
 _CHUNK = 256 * 1024
 
 
@@ -71,12 +70,8 @@ class FilePublicUrl:
 
 
 def _check_expires(name: str, value: object) -> None:
-    if value is not None and (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not _MIN_EXPIRES <= value <= _MAX_EXPIRES
-    ):
-        raise ValidationError(name, value, f"seconds from {_MIN_EXPIRES} to {_MAX_EXPIRES}")
+    if value is not None:
+        check_seconds(name, value, MIN_STORE_SECONDS, MAX_STORE_SECONDS)
 
 
 def _form_field(boundary: str, name: str, value: bytes) -> bytes:

@@ -19,7 +19,7 @@ __all__ = [
     "MAX_N",
     "MAX_PROMPT_CHARS",
     "MAX_STORE_SECONDS",
-    "MIN_PUBLIC_URL_SECONDS",
+    "MIN_STORE_SECONDS",
     "QUALITIES",
     "RESOLUTIONS",
     "RESPONSE_FORMATS",
@@ -29,6 +29,7 @@ __all__ = [
     "check_n",
     "check_output",
     "check_prompt",
+    "check_seconds",
     "check_storage_options",
     "check_str",
     "check_text",
@@ -56,8 +57,8 @@ ASPECT_RATIOS = (
 RESOLUTIONS = ("1k", "1.5k", "2k")
 MAX_STORE_SECONDS = 2_592_000
 """Longest ``storage_options.expires_after`` (and public URL lifetime), in seconds (30 days)."""
-MIN_PUBLIC_URL_SECONDS = 3600
-"""Shortest public URL lifetime ``storage_options.public_url.expires_after`` takes."""
+MIN_STORE_SECONDS = 3600
+"""Shortest lifetime the Files store takes for an uploaded file and for a public URL."""
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -189,7 +190,8 @@ def check_upload_urls(body: Mapping[str, Any]) -> None:
         )
 
 
-def _seconds(name: str, value: Any, low: int, high: int) -> None:
+def check_seconds(name: str, value: Any, low: int, high: int) -> None:
+    """Whole seconds from ``low`` to ``high`` (a lifetime in the Files store)."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ValidationError(name, value, f"whole seconds from {low} to {high}")
 
@@ -213,23 +215,23 @@ def check_output(name: str, value: Any) -> None:
 def check_storage_options(name: str, value: Any) -> None:
     """``storage_options``: ``{filename, expires_after?, public_url?}`` to keep the images in
     xAI's Files store: ``filename`` required, ``expires_after`` up to ``MAX_STORE_SECONDS``,
-    ``public_url`` a bool or ``{expires_after}`` of ``MIN_PUBLIC_URL_SECONDS`` to
+    ``public_url`` a bool or ``{expires_after}`` of ``MIN_STORE_SECONDS`` to
     ``MAX_STORE_SECONDS``. Other keys are sent as given."""
     check_extra(name, value)
     filename = value.get("filename")
     if not isinstance(filename, str) or not filename.strip():
         raise ValidationError(f"{name}.filename", filename, "a non-empty string (required)")
     if "expires_after" in value:
-        _seconds(f"{name}.expires_after", value["expires_after"], 1, MAX_STORE_SECONDS)
+        check_seconds(f"{name}.expires_after", value["expires_after"], 1, MAX_STORE_SECONDS)
     public = value.get("public_url")
     if public is None or isinstance(public, bool):
         return
     if not isinstance(public, Mapping):
         raise ValidationError(f"{name}.public_url", public, "a bool or {expires_after: seconds}")
     if "expires_after" in public:
-        _seconds(
+        check_seconds(
             f"{name}.public_url.expires_after",
             public["expires_after"],
-            MIN_PUBLIC_URL_SECONDS,
+            MIN_STORE_SECONDS,
             MAX_STORE_SECONDS,
         )
