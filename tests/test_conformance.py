@@ -441,6 +441,17 @@ async def test_a_5xx_on_a_read_is_retried(wire: Wire) -> None:
         assert len(wire.seen) == 3
 
 
+async def test_a_429_on_a_paid_post_is_retried(wire: Wire) -> None:
+    """A 429 (refused, so not run) is sent again after Retry-After; a 400 is not."""
+    async with AsyncClient("k", base_url=wire.base_url, max_retries=2) as retrying:
+        wire.reply(
+            status=429, json={"error": {"message": "rate limited"}}, headers={"retry-after": "0"}
+        )
+        wire.always(json={"data": [IMAGE]})
+        assert len((await retrying.images.generate("a fox")).images) == 1
+        assert [s.line for s in wire.seen] == ["POST /v1/images/generations"] * 2
+
+
 # -- 7. batches.wait -------------------------------------------------------------------------
 
 
