@@ -237,7 +237,7 @@ class Batches:
     async def list(self, *, page_size: int | None = None) -> AsyncIterator[Batch]:
         """Every batch of the team, page by page."""
         limit = {"limit": page_size or self._limits.page_size}
-        async for items, answer in pages(self._requester.send, "/batches", "batches", limit):
+        async for items, answer in pages(self._requester, "/batches", "batches", limit):
             for item in items:
                 yield parse_batch(item, "GET /batches", request_id=answer.request_id)
 
@@ -247,9 +247,7 @@ class Batches:
         """Every request of a batch and its state, page by page (in the server's order)."""
         path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
         limit = {"limit": page_size or self._limits.page_size}
-        async for items, answer in pages(
-            self._requester.send, path, "batch_request_metadata", limit
-        ):
+        async for items, answer in pages(self._requester, path, "batch_request_metadata", limit):
             with answer.reading():
                 states = [parse_request_state(item, f"GET {path}") for item in items]
             for state in states:

@@ -174,7 +174,7 @@ class Files(Resource):
             APIResponseError: a page without a ``data`` list.
         """
         params = {"limit": page_size, "order": order, "sort_by": sort_by}
-        async for items, answer in pages(self._requester.send, "/files", "data", params):
+        async for items, answer in pages(self._requester, "/files", "data", params):
             for item in items:
                 yield parse_file(item, "GET /files", request_id=answer.request_id)
 

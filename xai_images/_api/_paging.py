@@ -15,7 +15,7 @@ from .._errors import APIResponseError
 
 if TYPE_CHECKING:
     from .._wire._transport import Answer
-    from ._requester import Send
+    from ._requester import Requester
 
 __all__ = ["next_token", "pages", "query"]
 
@@ -39,7 +39,7 @@ def query(params: Mapping[str, object]) -> str:
 
 
 async def pages(
-    send: Send, path: str, key: str, params: Mapping[str, object]
+    requester: Requester, path: str, key: str, params: Mapping[str, object]
 ) -> AsyncIterator[tuple[list[Any], Answer]]:
     """Each page's items (under ``key``, else ``data``) and its answer, first page first.
 
@@ -49,7 +49,7 @@ async def pages(
     token: str | None = None
     seen: set[str] = set()
     for _ in range(_MAX_PAGES):
-        answer = await send(
+        answer = await requester.send(
             "GET", path + query({**params, "pagination_token": token}), idempotent=True
         )
         body = answer.body

@@ -1,16 +1,18 @@
-"""``usage`` of an answer: the cost, and the tokens of token-billed image models."""
+"""``usage`` of an answer: the cost, and the tokens of token-billed image models.
+
+Read by the one converter (``_convert.py``) and its leniency rule: a count in an unexpected
+form, or details that are not an object, become ``None``; never the answer with them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, TypeVar
 
 import attrs
 
 from .._units import TICKS_PER_USD
 
-__all__ = ["InputTokensDetails", "OutputTokensDetails", "Usage", "parse_usage"]
+__all__ = ["InputTokensDetails", "OutputTokensDetails", "Usage"]
 
 
 @attrs.frozen
@@ -72,36 +74,3 @@ class Usage:
         if self.cost_in_usd_ticks is None:
             return None
         return Decimal(self.cost_in_usd_ticks) / TICKS_PER_USD
-
-
-_D = TypeVar("_D", InputTokensDetails, OutputTokensDetails)
-
-
-def _count(value: Any) -> int | None:
-    # A count in an unexpected form is dropped, never the answer with it.
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError, OverflowError):
-        return None
-
-
-def _details(value: Any, cls: type[_D]) -> _D | None:
-    if not isinstance(value, Mapping):
-        return None
-    return cls(**{f.name: _count(value.get(f.name)) for f in attrs.fields(cls)})
-
-
-def parse_usage(value: Any) -> Usage | None:
-    """The `Usage` of an answer's ``usage`` (``None`` when absent or not an object)."""
-    if not isinstance(value, Mapping):
-        return None
-    return Usage(
-        cost_in_usd_ticks=_count(value.get("cost_in_usd_ticks")),
-        input_tokens=_count(value.get("input_tokens")),
-        input_tokens_details=_details(value.get("input_tokens_details"), InputTokensDetails),
-        output_tokens=_count(value.get("output_tokens")),
-        output_tokens_details=_details(value.get("output_tokens_details"), OutputTokensDetails),
-        total_tokens=_count(value.get("total_tokens")),
-    )
