@@ -47,6 +47,8 @@ def spec_of(cls: type[Any], name: str) -> FieldSpec:
 
 def sample(spec: FieldSpec) -> Any:
     """A valid value that differs from the server's default, made from the field's spec."""
+    if spec.example is not None:
+        return spec.example
     if spec.choices is not None:
         return spec.choices[1]
     if spec.cli_type is int:

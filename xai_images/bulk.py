@@ -11,7 +11,8 @@ Through xAI's Batch API (``client.bulk(..., via="batch-api")``, or ``via=BatchAP
 :class:`BatchAPI` options) the job is a
 :class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
 :class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and
-``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
+``client.files`` with :class:`FileObject`, :class:`DeletedFile` and :class:`FilePublicUrl`;
+:class:`BatchLimits` sets the local pacing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ._api._batch_models import (
     ResultsPage,
 )
 from ._api._batches import BatchLimits
+from ._api._files import DeletedFile, FilePublicUrl
 from ._bulk._batch import BatchRun, Outcome
 from ._bulk._estimate import estimate_job as estimate
 from ._bulk._gallery import write_gallery
@@ -45,7 +47,9 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BatchState",
+    "DeletedFile",
     "FileObject",
+    "FilePublicUrl",
     "FileRecord",
     "InvalidJob",
     "ManifestRecord",

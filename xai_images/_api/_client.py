@@ -41,7 +41,8 @@ from .._wire._ratelimit import RateLimiter
 from .._wire._retry import RetryPolicy
 from .._wire._shared_limit import SharedRateLimiter
 from .._wire._transport import Secret, Transport, trace_config
-from ._batches import Batches, Files
+from ._batches import Batches
+from ._files import Files
 from ._images import Images
 from ._requester import Requester
 
@@ -209,7 +210,7 @@ class CoreClient:
         self.batches = Batches(self._requester)
         """xAI's Batch API (``client.bulk(..., via="batch-api")`` runs whole jobs through it)."""
         self.files = Files(self._requester)
-        """The Files API, as far as batches need it."""
+        """The Files API."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

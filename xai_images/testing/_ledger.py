@@ -33,6 +33,8 @@ class RecordedRequest:
             case-insensitively if unsure). Shown redacted in the repr.
         body: the parsed JSON body, or ``None`` (no body, or not JSON).
         status: the status answered; 0 when the connection was dropped without an answer.
+        raw_path: the path as sent, percent-encoding kept (``/v1/batches/a%2Fb%3A1:cancel``
+            where `path` reads ``/v1/batches/a/b:1:cancel``), with its query string.
     """
 
     method: str
@@ -40,6 +42,7 @@ class RecordedRequest:
     headers: dict[str, str] = attrs.field(repr=_redact_headers)
     body: Any = attrs.field(repr=_short_body)
     status: int
+    raw_path: str = attrs.field(default="", eq=False)
 
     def header(self, name: str) -> str | None:
         """Return a header's value, looked up case-insensitively, or ``None``."""
