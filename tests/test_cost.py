@@ -44,9 +44,10 @@ async def test_model_get_encodes_the_id_and_unknown_is_404(
     client: AsyncClient, server: FakeXAIServer
 ) -> None:
     """A model id with a slash is sent encoded once; an unknown one is NotFoundError."""
-    with pytest.raises(NotFoundError, match="custom/alias does not exist"):
-        await client.images.models.get("custom/alias")
-    assert server.ledger.images_billed == 0
+    with pytest.raises(NotFoundError, match="team:custom/alias does not exist"):
+        await client.images.models.get("team:custom/alias")
+    [sent] = server.ledger.api_requests()
+    assert sent.raw_path == "/v1/image-generation-models/team%3Acustom%2Falias"
 
 
 async def test_listing_without_models_array_is_a_response_error(
