@@ -13,9 +13,9 @@ from ._api._models import (
     FileOutput,
     GeneratedImage,
     ImagesResponse,
-    Usage,
 )
 from ._api._requests import EditRequest, GenerateRequest
+from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
 from ._bulk._batchapi_state import BatchRequestError
 from ._bulk._client import AsyncClient
 from ._config import DownloadOptions, RetryPolicy, Timeout
@@ -27,6 +27,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchTimeoutError,
     ClientClosedError,
     ConfigurationError,
     DeferredError,
@@ -65,6 +66,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRequestError",
+    "BatchTimeoutError",
     "Client",
     "ClientClosedError",
     "ConfigurationError",
@@ -83,10 +85,12 @@ __all__ = [
     "ImageBlockedError",
     "ImageExpiredError",
     "ImagesResponse",
+    "InputTokensDetails",
     "IntegrityError",
     "InternalServerError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "OutputTokensDetails",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",

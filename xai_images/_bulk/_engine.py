@@ -20,12 +20,10 @@ import asyncio
 import logging
 import os
 from collections.abc import (
-    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -38,13 +36,21 @@ from .._config import int_at_least
 from .._errors import DownloadError, ImageExpiredError, ValidationError, XAIImagesError
 from .._results._files import safe_component
 from .._results._local import LocalDirectory
-from ._jobs import InvalidJob, derive_id, iter_jobs, parse_job
+from ._budget import Budget, open_budget, parse_max_cost
+from ._jobs import InvalidJob, Job, Source, derive_id, iter_source, parse_job
 from ._jobstate import IdSet, JobState, load_job_state
-from ._manifest import FileRecord, ItemStatus, ManifestRecord, ManifestWriter, PendingImage
+from ._manifest import (
+    FileRecord,
+    ItemStatus,
+    ManifestRecord,
+    ManifestWriter,
+    PendingImage,
+    read_manifest,
+)
 from ._outcome import Outcome
 from ._progress import Progress, ProgressEvent
 from ._resume import ResumeOptions, decide_resume
-from ._spend import NO_SPEND, Spend
+from ._spend import NO_SPEND, BudgetSpend, Spend
 from ._tally import Item, Tally
 
 if TYPE_CHECKING:
@@ -54,12 +60,11 @@ if TYPE_CHECKING:
     from .._results._files import OnExists, SavedImage
     from .._results._output import Output
     from .._results._transfers import Transfers
+    from .._wire._shared_budget import SharedLedger
 
 __all__ = [
     "BulkClient",
     "Engine",
-    "Job",
-    "Source",
     "check_run_options",
     "name_job",
     "outcome_of",
@@ -67,10 +72,7 @@ __all__ = [
 
 logger = logging.getLogger("xai_images")
 
-Job = Request | InvalidJob | Mapping[str, Any]
-Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
 _E = TypeVar("_E", bound="Engine")
-_READ_AHEAD = 256  # job-file lines read per trip to the worker thread
 
 
 class BulkClient(Protocol):
@@ -190,7 +192,8 @@ class Engine:
         progress: live counters (also carried by every event).
         output_dir: where images, the manifest and the gallery go (made absolute).
         manifest_path: the manifest file.
-        budget_reached: the spending seam refused a request: the run stopped starting work.
+    ``max_cost`` (USD) puts a `Budget` behind the spending seam; ``spend`` is any other
+    `Spend` (tests, callers with their own accounting).
     """
 
     def __init__(
@@ -206,10 +209,13 @@ class Engine:
         on_event: Callable[[ProgressEvent], None] | None = None,
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
+        max_cost: object = None,
+        budget_name: str | None = None,
         spend: Spend | None = None,
         progress: Progress | None = None,
     ) -> None:
         check_run_options(concurrency, on_exists)
+        limit = None if max_cost is None else parse_max_cost(max_cost)
         self._stop = asyncio.Event()
         self._agen: AsyncIterator[Outcome] | None = None
         self._closed = False
@@ -228,8 +234,12 @@ class Engine:
         self._spend: Spend = spend if spend is not None else NO_SPEND
         self._tally = Tally(on_event, progress)
         self.progress = self._tally.progress
+        self.progress.max_cost_ticks = limit
+        self._max_cost = max_cost
+        self._budget_name = budget_name
+        self._budget: Budget | None = None  # max_cost, opened when the run starts
+        self._shared_ledger: SharedLedger | None = None
         self._emit = self._tally.emit
-        self.budget_reached = False
         self._writer: ManifestWriter | None = None
         self._output: Output | None = None  # where the images go: the output directory
         self._out: Callable[[Any], None] = lambda _x: None
@@ -303,12 +313,14 @@ class Engine:
     async def _run(self) -> AsyncIterator[Outcome]:
         state = await asyncio.to_thread(load_job_state, self.manifest_path)
         try:
+            await self._open_budget()
             # Checked writable (and created) before anything is sent or paid for.
             self._output = await self._client._transfers.output(self.output_dir, field="output_dir")
             writer = self._writer = ManifestWriter(self.manifest_path)
             await writer.open()
         except BaseException:
             state.close()
+            await self._close_budget()
             raise
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._out = queue.put_nowait
@@ -331,32 +343,49 @@ class Engine:
             self._client.remove_event_hook(self._on_client_event)
             state.close()
             await writer.aclose()
+            await self._close_budget()
             self.progress.finish()
             self._emit("finished", None)
+
+    async def _open_budget(self) -> None:
+        """With ``max_cost``: read the price table, count what earlier runs spent (streaming
+        the manifest), and put the `Budget` behind the spending seam."""
+        limit = self.progress.max_cost_ticks
+        if limit is None:
+            return
+        self._budget, self._shared_ledger = await open_budget(
+            self._client,  # type: ignore[arg-type]  # uses images.models and the shared limit
+            self._max_cost,
+            limit,
+            read_manifest(self.manifest_path),
+            name=self._budget_name or self.output_dir.name,
+        )
+        self._spend = BudgetSpend(self._budget, self.progress, wait=self._budget_waits)
+        self.progress.spent_in_usd_ticks = await self._budget.spent()
+
+    _budget_waits = True  # reserve waits for requests in flight to settle before refusing
+
+    async def _close_budget(self) -> None:
+        if self._budget is not None:
+            self.progress.spent_in_usd_ticks = await self._budget.spent()
+        shared, self._shared_ledger = self._shared_ledger, None
+        if shared is not None:
+            await shared.aclose()
+
+    def _budget_reached(self, reason: str) -> None:
+        """The spending seam refused a request: start nothing new (not an interruption)."""
+        if not self.progress.budget_reached:
+            logger.warning("xai-images batch: sending no more requests: %s", reason)
+        self.progress.budget_reached = True
+        self._stop.set()
 
     def _more_tasks(self) -> Iterable[asyncio.Future[Any]]:
         """A source's own tasks to cancel at teardown."""
         return ()
 
-    async def _jobs(self) -> AsyncIterator[Job]:
-        """The job source, read lazily (a job file a few hundred lines at a time, off the loop)."""
-        source = self._requests
-        if isinstance(source, (str, os.PathLike)):
-            lines: Iterator[Request | InvalidJob] = iter_jobs(source)
-            try:
-                while batch := await asyncio.to_thread(_take, lines, _READ_AHEAD):
-                    for job in batch:
-                        yield job
-            finally:
-                close = getattr(lines, "close", None)
-                if close is not None:
-                    await asyncio.to_thread(close)
-        elif isinstance(source, AsyncIterable):
-            async for job in source:
-                yield job
-        else:
-            for job in source:
-                yield job
+    def _jobs(self) -> AsyncIterator[Job]:
+        """The job source, read lazily (see `iter_source`)."""
+        return iter_source(self._requests)
 
     async def _admit(
         self, job: Job, names: _Names, state: JobState, *, check_attached: Any = None
@@ -533,15 +562,6 @@ class Engine:
             for result in results:
                 if isinstance(result, Exception):
                     raise result
-
-
-def _take(lines: Iterator[Any], count: int) -> list[Any]:
-    out = []
-    for job in lines:
-        out.append(job)
-        if len(out) >= count:
-            break
-    return out
 
 
 def _kept(files: Sequence[FileRecord], output_dir: Path) -> list[FileRecord]:

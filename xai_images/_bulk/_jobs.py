@@ -7,9 +7,10 @@ added in ``_requests.py`` is accepted here without a change.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,16 @@ from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
 from .._api._requests import derive_id as derive_id
 from .._errors import ValidationError
 
-__all__ = ["InvalidJob", "derive_id", "iter_jobs", "load_jobs", "parse_job"]
+__all__ = [
+    "InvalidJob",
+    "Job",
+    "Source",
+    "derive_id",
+    "iter_jobs",
+    "iter_source",
+    "load_jobs",
+    "parse_job",
+]
 
 # Keys a job line may carry: the fields of either request, except the bookkeeping that the
 # reader sets itself (the line number, the directory relative paths resolve against).
@@ -217,3 +227,41 @@ def _read_line(
         if on_error == "stop":
             raise
         return InvalidJob(number, exc, text[:200])
+
+
+Job = Request | InvalidJob | Mapping[str, Any]
+"""One item of a bulk job's source: a request, an unreadable line, or a dict like a job line."""
+Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
+"""A bulk job's source: the path of a JSONL job file, or an (async) iterable of jobs."""
+_READ_AHEAD = 256  # job-file lines read per trip to the worker thread
+
+
+async def iter_source(source: Source) -> AsyncIterator[Job]:
+    """The jobs of a bulk job's source, read lazily: a job file a few hundred lines per trip
+    to a worker thread (memory stays that of those lines), an iterable or async iterable as
+    it yields."""
+    if isinstance(source, (str, os.PathLike)):
+        lines: Iterator[Request | InvalidJob] = iter_jobs(source)
+        try:
+            while batch := await asyncio.to_thread(_take, lines, _READ_AHEAD):
+                for job in batch:
+                    yield job
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+    elif isinstance(source, AsyncIterable):
+        async for job in source:
+            yield job
+    else:
+        for job in source:
+            yield job
+
+
+def _take(lines: Iterator[Any], count: int) -> list[Any]:
+    out = []
+    for job in lines:
+        out.append(job)
+        if len(out) >= count:
+            break
+    return out

@@ -116,7 +116,6 @@ class RemoteBatchRun(CollectMixin, Engine):
         cancelled_by_xai: xAI's message when xAI cancelled the batch itself.
         not_submitted: ids of items left for a later run (they belong in a new batch, the run
             was stopped before adding them, or the budget was reached).
-        budget_reached: the spending seam refused a request: nothing more was added.
     """
 
     progress: RemoteProgress
@@ -163,10 +162,25 @@ class RemoteBatchRun(CollectMixin, Engine):
         cancelled: running the job again attaches to it."""
         super().stop()
 
+    _budget_waits = False  # results settle only after submission: reserving cannot wait
+
+    def _unsent(self, ids: list[str]) -> None:
+        """Items left unadded: waiting for a later run, unless the budget left them out."""
+        if not self.progress.budget_reached:
+            self.not_submitted.extend(ids)
+
+    async def _close_budget(self) -> None:
+        # Items added whose result was not read: maybe billed, so their reservations count.
+        for item in self._attached.values():
+            reservation, item.reservation = item.reservation, None
+            if reservation is not None and reservation is not _FREE:
+                await self._spend.settle(reservation, None)
+        await super()._close_budget()
+
     @property
     def _adds_halted(self) -> bool:
         """No more add calls: the run was stopped, or the budget is reached."""
-        return self._stop.is_set() or self.budget_reached
+        return self._stop.is_set() or self.progress.budget_reached
 
     # -- the source ------------------------------------------------------------------------------
 
@@ -366,7 +380,7 @@ class RemoteBatchRun(CollectMixin, Engine):
         size = 0
         for number, item in enumerate(items):
             if self._adds_halted:
-                self.not_submitted.extend([i for i, _ in pending] + [i.id for i in items[number:]])
+                self._unsent([i for i, _ in pending] + [i.id for i in items[number:]])
                 return
             entry = await batches.checked_entry(item.request, item.id)
             pending.append((item.id, entry))
@@ -391,29 +405,34 @@ class RemoteBatchRun(CollectMixin, Engine):
     ) -> None:
         """Make one add call, unless the run was stopped or the budget reached."""
         if self._adds_halted:
-            self.not_submitted.extend(i for i, _ in chunk)
+            self._unsent([i for i, _ in chunk])
         else:
             await self._add_chunk(run, chunk, by_id, attached)
 
     async def _reserve(
         self, chunk: Sequence[tuple[str, bytes]], by_id: dict[str, Item]
     ) -> Sequence[tuple[str, bytes]]:
-        """Reserve the price of each request of ``chunk``; the part the seam allows."""
-        for number, (request_id, _entry) in enumerate(chunk):
+        """Reserve the price of each request of ``chunk``; the part the seam allows (an item
+        whose model the price table does not list fails alone)."""
+        kept: list[tuple[str, bytes]] = []
+        for request_id, entry in chunk:
             item = by_id[request_id]
-            if item.reservation is not None:
-                continue  # a part of a refused call, added again
-            try:
-                item.reservation = await self._spend.reserve(item.request, item_id=item.id)
-            except SpendRefused as exc:
-                logger.warning("xai-images batch: adding no more requests, %s", exc.reason)
-                # What was added is still collected (it is paid for); nothing more is added.
-                self.budget_reached = True
-                self.not_submitted.extend(i for i, _ in chunk[number:])
-                return chunk[:number]
             if item.reservation is None:
-                item.reservation = _FREE
-        return chunk
+                try:
+                    reservation = await self._spend.reserve(item.request, item_id=item.id)
+                except SpendRefused as exc:
+                    # What was added is still collected (it is paid for); nothing more is
+                    # added, and the rest is not reported as waiting for a batch.
+                    if not self.progress.budget_reached:
+                        logger.warning("xai-images batch: adding no more requests: %s", exc.reason)
+                    self.progress.budget_reached = True
+                    return kept
+                except ValidationError as exc:
+                    await self._end(item, *self._finish(item, "failed", error=exc))
+                    continue
+                item.reservation = _FREE if reservation is None else reservation
+            kept.append((request_id, entry))  # (a part of a refused call keeps its reservation)
+        return kept
 
     async def _add_chunk(
         self,

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import (
     APIConnectionError,
     APIError,
+    APIResponseError,
     ImageBlockedError,
     OutcomeUnknownError,
     ValidationError,
@@ -63,7 +64,6 @@ class BatchRun(Engine):
         progress: live counters (also carried by every event).
         output_dir: where images, the manifest and the gallery go (made absolute).
         manifest_path: the manifest file.
-        budget_reached: the spending seam refused a request: the run stopped starting work.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -184,10 +184,11 @@ class BatchRun(Engine):
         try:
             reservation = await self._spend.reserve(item.request, item_id=item.id)
         except SpendRefused as exc:
-            logger.warning("xai-images batch: stopping, %s", exc.reason)
-            self.budget_reached = True
-            self.stop()
+            # Not sent, not recorded: a rerun with a higher budget does it.
+            self._budget_reached(exc.reason)
             raise _NotStarted from None
+        except ValidationError as exc:  # a model the price table does not list
+            return self._finish(item, "failed", error=exc)
         self.progress.started += 1
         self._emit("started", item.id, line=item.request.line)
         paid: int | None = None
@@ -197,7 +198,10 @@ class BatchRun(Engine):
             await self._spend.settle(reservation, None)
             return self._finish(item, "unknown", error=exc)
         except (APIError, ValidationError, XAIImagesError) as exc:
-            await self._spend.release(reservation)
+            if isinstance(exc, APIResponseError):  # answered 2xx: maybe billed
+                await self._spend.settle(reservation, None)
+            else:  # refused, or never reached the server
+                await self._spend.release(reservation)
             if isinstance(exc, APIConnectionError) and self.progress.generated == 0:
                 # Nothing got through yet: the API is unreachable, stop instead of failing
                 # every item one by one. The others are not recorded, so a re-run resumes.
@@ -215,6 +219,8 @@ class BatchRun(Engine):
             raise
         if response.usage is not None:
             paid = response.usage.cost_in_usd_ticks
+        if self._budget is not None and item.request.model is None:
+            self._budget.learn_default_model(response.model)
         await self._spend.settle(reservation, paid)
         return response
 

@@ -11,17 +11,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
+from ._budget import Budget, Reservation
+
 if TYPE_CHECKING:
     from .._api._requests import Request
+    from ._progress import Progress
 
-__all__ = ["NO_SPEND", "NoSpend", "Spend", "SpendRefused"]
+__all__ = ["NO_SPEND", "BudgetSpend", "NoSpend", "Spend", "SpendRefused"]
 
 
 class SpendRefused(Exception):
     """Raised by `Spend.reserve` when the request must not be sent (the budget is reached).
 
     The engine does not send the item and records nothing for it (a later run with a higher
-    budget does it), stops starting new work, and ends with ``run.budget_reached`` set.
+    budget does it), stops starting new work, and ends with ``progress.budget_reached`` set.
 
     Attributes:
         reason: what to tell the user, e.g. ``"the budget of $5.00 is reached"``.
@@ -81,3 +84,30 @@ class NoSpend:
 
 NO_SPEND: Spend = NoSpend()
 """The shared no-op `Spend`."""
+
+
+class BudgetSpend:
+    """A `Budget` (``max_cost``) as the engine's `Spend`: a refusal raises `SpendRefused`; the
+    spend so far is kept on the run's progress."""
+
+    def __init__(self, budget: Budget, progress: Progress, *, wait: bool) -> None:
+        self._budget = budget
+        self._progress = progress
+        self._wait = wait
+
+    async def reserve(self, request: Request, *, item_id: str) -> object:
+        reservation = await self._budget.reserve(request, item_id=item_id, wait=self._wait)
+        if reservation is None:
+            raise SpendRefused(f"the budget (max_cost) of {self._budget.limit} ticks is reached")
+        self._progress.spent_in_usd_ticks = await self._budget.spent()
+        return reservation
+
+    async def settle(self, reservation: object, cost_in_usd_ticks: int | None) -> None:
+        assert isinstance(reservation, Reservation)
+        await self._budget.settle(reservation, cost_in_usd_ticks)
+        self._progress.spent_in_usd_ticks = await self._budget.spent()
+
+    async def release(self, reservation: object) -> None:
+        assert isinstance(reservation, Reservation)
+        await self._budget.release(reservation)
+        self._progress.spent_in_usd_ticks = await self._budget.spent()
