@@ -717,3 +717,21 @@ async def test_status_error_is_an_api_status_error(wire: Wire, client: AsyncClie
     assert info.value.status_code == 418
     assert info.value.type == "odd"
     assert info.value.body == {"error": {"message": "teapot", "type": "odd"}}
+
+
+async def test_signed_upload_urls_stay_out_of_reprs_records_and_errors(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """A signed URL is a secret: sent, but never in a repr, a manifest record or an error."""
+    from xai_images import GenerateRequest
+
+    secret = "https://bucket.example/fox.jpg?X-Signature=SECRET"
+    request = GenerateRequest("a fox", output={"upload_urls": [secret]})
+    assert "SECRET" not in repr(request)
+    assert "SECRET" not in json.dumps(request.to_json())
+    with pytest.raises(ValidationError) as info:
+        await client.images.generate("a fox", n=2, output={"upload_urls": [secret]})
+    assert "SECRET" not in str(info.value)
+    wire.always(json={"data": [{"url": secret, "mime_type": "image/jpeg"}]})
+    await client.images.send(request)
+    assert wire.seen[0].json()["output"] == {"upload_urls": [secret]}
