@@ -735,3 +735,75 @@ async def test_signed_upload_urls_stay_out_of_reprs_records_and_errors(
     wire.always(json={"data": [{"url": secret, "mime_type": "image/jpeg"}]})
     await client.images.send(request)
     assert wire.seen[0].json()["output"] == {"upload_urls": [secret]}
+
+
+# -- images: bodies and answers as the TS SDK's tests send and read them ----------------------
+
+
+async def test_generate_posts_the_params_unchanged(wire: Wire, client: AsyncClient) -> None:
+    """POST /v1/images/generations, JSON in and out, the fields exactly as given."""
+    wire.always(json={"data": [IMAGE], "usage": {"cost_in_usd_ticks": 200_000_000}})
+    params = {
+        "model": "grok-imagine-image-2.0",
+        "n": 2,
+        "aspect_ratio": "16:9",
+        "resolution": "2k",
+        "quality": "low",
+        "response_format": "url",
+    }
+    answer = await client.images.generate("A cat in a tree", **params)
+    [seen] = wire.seen
+    assert seen.line == "POST /v1/images/generations"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Accept"] == "application/json"
+    assert seen.json() == {"prompt": "A cat in a tree", **params}
+    assert answer.usage is not None
+    assert str(answer.usage.cost_usd) == "0.02"
+    assert answer.request_id == REQUEST_ID
+
+
+async def test_edit_sends_url_and_file_id_sources_as_given(wire: Wire, client: AsyncClient) -> None:
+    """URL and file_id inputs go as {"url"} / {"file_id"}; local bytes become a typed data URL."""
+    from xai_images import FileId
+    from xai_images.testing import sample_image
+
+    wire.always(json={"data": [IMAGE]})
+    await client.images.edit("Add a hat", image="https://example.com/cat.png")
+    await client.images.edit("Add a hat", image=FileId("file_123"))
+    png = sample_image("png", 64)
+    await client.images.edit(
+        "Put <IMAGE_0> into <IMAGE_1> with <IMAGE_2>",
+        images=[png, FileId("file_123"), "https://example.com/hat.png"],
+        aspect_ratio="1:1",
+    )
+    assert [s.line for s in wire.seen] == ["POST /v1/images/edits"] * 3
+    assert wire.seen[0].json()["image"] == {"url": "https://example.com/cat.png"}
+    assert wire.seen[1].json()["image"] == {"file_id": "file_123"}
+    sent = wire.seen[2].json()
+    assert "image" not in sent
+    assert sent["aspect_ratio"] == "1:1"
+    assert sent["images"][0]["url"].startswith("data:image/png;base64,")
+    assert sent["images"][1:] == [{"file_id": "file_123"}, {"url": "https://example.com/hat.png"}]
+
+
+async def test_unknown_bytes_are_refused_not_sent_as_octet_stream(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """Where TS sends data:application/octet-stream, this SDK refuses before sending."""
+    with pytest.raises(ValidationError) as info:
+        await client.images.edit("Edit", image=b"not an image")
+    assert info.value.field == "image"
+    assert wire.seen == []
+
+
+@pytest.mark.parametrize(
+    "payload", ["not json", {"usage": {"cost_in_usd_ticks": 1}}, {"data": "nope"}], ids=repr
+)
+async def test_unreadable_image_answers_raise(
+    wire: Wire, client: AsyncClient, payload: Any
+) -> None:
+    """A non-object body, a missing or non-list data: APIResponseError with the request id."""
+    wire.always(json=payload)
+    with pytest.raises(APIResponseError) as info:
+        await client.images.generate("A lighthouse")
+    assert info.value.request_id == REQUEST_ID
