@@ -3,7 +3,8 @@
 Start a job with ``client.bulk(...)`` (it returns a `BatchRun`); iterate it for one
 `Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
-written by `write_gallery`. `Progress` and `ProgressEvent` are what
+written by `write_gallery`. `estimate` prices a job before it runs
+(see ``docs/cost.md``). `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 
 Through xAI's Batch API (``client.bulk(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
@@ -30,6 +31,7 @@ from ._api._batch_models import (
 from ._api._batches import BatchLimits
 from ._api._files import DeletedFile, FilePublicUrl
 from ._bulk._batch import BatchRun, Outcome
+from ._bulk._estimate import estimate_job as estimate
 from ._bulk._gallery import write_gallery
 from ._bulk._jobs import InvalidJob, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
@@ -57,6 +59,7 @@ __all__ = [
     "RemoteBatchRun",
     "RemoteProgress",
     "ResultsPage",
+    "estimate",
     "load_jobs",
     "load_manifest",
     "write_gallery",

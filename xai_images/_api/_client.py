@@ -159,6 +159,7 @@ class CoreClient:
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
+        self._shared_limit_url = shared_limit  # bulk budgets are shared there too
         if shared_limit is not None and rate_limit is None:
             raise ConfigurationError("shared_limit needs rate_limit (requests per second)")
         self._limiter: RateLimiter | SharedRateLimiter | None = (

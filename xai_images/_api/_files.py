@@ -25,8 +25,8 @@ from .._results._files import check_on_exists, safe_component
 from .._results._output import OnExists, Output, Stored
 from .._wire._paths import segment
 from ._batch_models import FileObject, parse_file
-from ._images import Resource
 from ._paging import pages
+from ._resource import Resource
 from ._rules import MAX_STORE_SECONDS, MIN_STORE_SECONDS, check_seconds
 
 if TYPE_CHECKING:

@@ -19,15 +19,18 @@ from .._config import Timeout, int_at_least, positive_number
 from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
 from .._wire._paths import segment
 from .._wire._retry import sleep
+from ._image_models import ImageModels
 from ._inputs import ImageInput, resolve_image
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
+from ._pricing import Estimate, PriceTable
 from ._requests import EditRequest, GenerateRequest, Request
+from ._resource import Resource
 
 if TYPE_CHECKING:
     from .._wire._transport import Answer
     from ._requester import Requester
 
-__all__ = ["Images", "Resource"]
+__all__ = ["Images"]
 
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
@@ -66,18 +69,6 @@ def _message_of(value: Any) -> str | None:
     return str(value)
 
 
-class Resource:
-    """A group of endpoints of a client (``client.images``, ``client.files``)."""
-
-    _label = "Resource"  # what the repr says before the client
-
-    def __init__(self, requester: Requester) -> None:
-        self._requester = requester
-
-    def __repr__(self) -> str:
-        return f"<{self._label} {self._requester!r}>"
-
-
 class Images(Resource):
     """The image endpoints of a client (``client.images``).
 
@@ -85,6 +76,31 @@ class Images(Resource):
     """
 
     _label = "Images of"
+
+    def __init__(self, requester: Requester) -> None:
+        super().__init__(requester)
+        self.models = ImageModels(requester)
+        """The image models and their prices (`ImageModels`)."""
+
+    async def estimate(self, request: Request | Sequence[Request]) -> Estimate:
+        """Price a request (or several) from the API's price table, sending no generation.
+
+        Reads ``GET /image-generation-models`` once. Where the request leaves the tier to the
+        server (``quality`` unset or ``"auto"``, no ``resolution``, no ``model``) the price is
+        the dearest tier it could pick and the estimate says ``worst_case``.
+
+        Raises:
+            ValidationError: a request is invalid, or names a model the API does not list
+                (field ``model``).
+            APIStatusError, APIConnectionError, APIResponseError: reading the listing failed.
+        """
+        requests = [request] if isinstance(request, (GenerateRequest, EditRequest)) else request
+        for one in requests:
+            if not isinstance(one, (GenerateRequest, EditRequest)):
+                raise ValidationError("request", one, "a GenerateRequest or EditRequest")
+            one.validate()
+        table = PriceTable(await self.models.list())
+        return Estimate.of(table.price(one) for one in requests)
 
     async def generate(
         self,

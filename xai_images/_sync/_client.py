@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from .._api._batches import Batches
 from .._api._files import Files
+from .._api._image_models import ImageModels
 from .._api._images import Images
 from .._bulk._client import AsyncClient
 from .._errors import ClientClosedError, ConfigurationError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from .._config import Timeout
     from .._wire._retry import RetryPolicy
 
-__all__ = ["Client", "SyncBatches", "SyncFiles", "SyncImages"]
+__all__ = ["Client", "SyncBatches", "SyncFiles", "SyncImageModels", "SyncImages"]
 
 _P = ParamSpec("_P")
 
@@ -47,11 +48,27 @@ def _page(client: Any, value: Any) -> SyncResultsPage:
     return SyncResultsPage(client, value)
 
 
+class SyncImageModels(SyncResource[ImageModels], core=ImageModels):
+    """``client.images.models`` of a sync ``Client``: blocking ``list`` and ``get``."""
+
+    __slots__ = ()
+
+    list = bridge(ImageModels.list, keep)
+    get = bridge(ImageModels.get, keep)
+
+
 class SyncImages(SyncResource[Images], core=Images):
     """``client.images`` of a sync ``Client``: the methods of ``AsyncClient.images``,
     blocking, with the same parameters (field meanings: the ``Images`` docstring)."""
 
     __slots__ = ()
+
+    @property
+    def models(self) -> SyncImageModels:
+        """The image models and their prices (blocking ``list`` / ``get``)."""
+        return SyncImageModels(self._client, self._target.models)
+
+    estimate = bridge(Images.estimate, keep)
 
     generate = bridge(Images.generate, response)
     edit = bridge(Images.edit, response)

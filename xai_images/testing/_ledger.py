@@ -66,6 +66,8 @@ class Ledger:
         rate_limited: 429 answers of any origin (limit, script, random fault).
         billed_prompts: images billed per prompt.
         cost_in_usd_ticks: total billed, as the API counts it.
+        unknown_model_refusals: generate/edit requests refused (404, unbilled) because they name
+            a model the fake does not list.
         requests_started: requests received so far (counted on arrival, unlike ``requests``).
         peak_api_concurrency: most API requests handled at the same time.
         peak_download_concurrency: most downloads served at the same time.
@@ -89,6 +91,7 @@ class Ledger:
     rate_limited: int = 0
     billed_prompts: collections.Counter[str] = attrs.Factory(collections.Counter)
     cost_in_usd_ticks: int = 0
+    unknown_model_refusals: int = 0
     requests_started: int = 0
     peak_api_concurrency: int = 0
     peak_download_concurrency: int = 0
