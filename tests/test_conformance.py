@@ -807,3 +807,23 @@ async def test_unreadable_image_answers_raise(
     with pytest.raises(APIResponseError) as info:
         await client.images.generate("A lighthouse")
     assert info.value.request_id == REQUEST_ID
+
+
+async def test_model_ids_are_encoded_once_and_listings_carry_the_request_id(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """GET /v1/image-generation-models/custom%2Falias%3A2; each model keeps its answer's id."""
+    model = {"id": "grok-imagine-image-2.0", "object": "model"}
+    wire.reply(json={"models": [model]})
+    wire.always(json=model)
+    [listed] = await client.images.models.list()
+    got = await client.images.models.get("custom/alias:2")
+    assert [s.line for s in wire.seen] == [
+        "GET /v1/image-generation-models",
+        "GET /v1/image-generation-models/custom%2Falias%3A2",
+    ]
+    assert (listed.request_id, got.request_id) == (REQUEST_ID, REQUEST_ID)
+    wire.always(json={"object": "list", "data": [model]})
+    with pytest.raises(APIResponseError) as info:
+        await client.images.models.list()
+    assert info.value.request_id == REQUEST_ID
