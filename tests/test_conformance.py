@@ -87,6 +87,7 @@ class Answer:
     json: Any = _UNSET
     text: str | bytes | None = None
     headers: dict[str, str] = attrs.Factory(dict)
+    cut: bool = False  # announce the whole text, send half, then close the connection
 
 
 class Wire:
@@ -119,6 +120,14 @@ class Wire:
         payload = answer.text if answer.text is not None else b""
         if isinstance(payload, str):
             payload = payload.encode()
+        if answer.cut:
+            response = web.StreamResponse(status=answer.status, headers=headers)
+            response.content_length = len(payload)
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
         return web.Response(status=answer.status, body=payload, headers=headers)
 
 
@@ -616,6 +625,21 @@ async def test_content_is_streamed_to_a_file(
     )
     assert await asyncio.to_thread(os.listdir, tmp_path) == ["out.bin"]  # no part file left
     assert await client.files.read("file/1") == data
+
+
+@pytest.mark.usefixtures("xai_instant_retries")
+async def test_a_cut_download_starts_over(wire: Wire, tmp_path: Path) -> None:
+    """A body cut short is a lost answer to a GET: fetched again from byte 0, and only the
+    whole content lands under the final name."""
+    data = bytes(range(256)) * 4096
+    wire.reply(text=data, cut=True)
+    wire.always(text=data)
+    async with AsyncClient("k", base_url=wire.base_url, max_retries=2) as retrying:
+        stored = await retrying.files.download("file_1", tmp_path / "out.bin")
+    assert len(wire.seen) == 2
+    assert stored.size == len(data)
+    assert await asyncio.to_thread((tmp_path / "out.bin").read_bytes) == data
+    assert await asyncio.to_thread(os.listdir, tmp_path) == ["out.bin"]
 
 
 async def test_content_into_a_directory_takes_a_safe_stored_name(
