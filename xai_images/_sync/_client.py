@@ -29,6 +29,7 @@ from .._api._models import Usage as _Usage
 from .._bulk._batch import BatchRun
 from .._bulk._batch_remote import RemoteBatchRun
 from .._bulk._progress import Progress
+from .._config import find_api_key, missing_key_error
 from .._errors import ClientClosedError, ConfigurationError
 from .._readonly import ReadOnly
 from .._ui import _display
@@ -379,6 +380,10 @@ class Client:
                 "Client does not take session=: an aiohttp session belongs to one event loop, "
                 "and Client runs its own; use AsyncClient to bring your own session"
             )
+        given = args[0] if args else kwargs.get("api_key")
+        if (given is None or isinstance(given, str)) and find_api_key(given) is None:
+            # Checked here as well, so that the error names the class the caller built.
+            raise missing_key_error("Client")
         self._loop = LoopThread("xai-images-client")
         try:
             # Built on the loop thread, so whatever it creates belongs to that loop.

@@ -18,7 +18,9 @@ from typing import IO, Any
 
 import attrs
 
+from .._api._inputs import FileId
 from .._api._requests import EditRequest, GenerateRequest, Request, api_fields, field_spec
+from .._config import connect_hint
 from .._errors import ConfigurationError, ValidationError, XAIImagesError
 from .._version import __version__
 
@@ -72,6 +74,20 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+_FILE_ID_PREFIX = "file_id:"
+_INPUT_HELP = (
+    "an input image: a local path, an http(s) URL, a data URI, or "
+    f"{_FILE_ID_PREFIX}ID for an image in the xAI Files store; repeat to combine several"
+)
+
+
+def _cli_input(text: str) -> str | FileId:
+    """``--image`` value: ``file_id:ID`` is a Files-store id, anything else a path or URL."""
+    if text.startswith(_FILE_ID_PREFIX):
+        return FileId(text[len(_FILE_ID_PREFIX) :])
+    return text
+
+
 def _flagged(cls: type[Any]) -> list[attrs.Attribute[Any]]:
     return [f for f in api_fields(cls) if field_spec(f).cli]
 
@@ -96,9 +112,10 @@ def _add_field_flags(group: Any, fields: list[attrs.Attribute[Any]]) -> None:
             continue
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": spec.help}
         if spec.role == "input":
-            # One input flag; repeated, its values go to the field that holds several.
-            kwargs.update(action="append", required=True)
-            kwargs["help"] += "; repeat to combine several"
+            # One input flag; repeated, its values go to the field that holds several. Its help
+            # says what a command line can give (no bytes, no Python objects).
+            kwargs.update(action="append", required=True, type=_cli_input)
+            kwargs["help"] = _INPUT_HELP
         else:
             kwargs["type"] = _json_object if spec.cli_type is dict else spec.cli_type
         if spec.choices is not None:
@@ -253,7 +270,8 @@ async def _probe(base_url: str, timeout: float = 5.0) -> None:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
-        raise _UsageError(f"cannot reach the API at {base_url}: {reason}") from None
+        hint = connect_hint(base_url) if isinstance(exc, ConnectionRefusedError) else ""
+        raise _UsageError(f"cannot reach the API at {base_url}: {reason}{hint}") from None
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
