@@ -233,7 +233,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
-    demo.add_argument("--via", choices=("realtime", "batch-api"), default="realtime")
+    demo.add_argument(
+        "--via",
+        choices=("realtime", "batch-api"),
+        default="realtime",
+        help="real-time calls (default) or one batch through the fake's Batch API",
+    )
+    demo.add_argument(
+        "--simulate-faults",
+        action="store_true",
+        help="let the fake server make up faults (429s, 500s, failed downloads, failed batch "
+        "requests), each labelled simulated; some items may then fail (exit code 1)",
+    )
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
@@ -421,7 +432,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     from .._api._client import AsyncClient
-    from ._demo import DEMO_RPS, demo_server, write_demo_job
+    from ._demo import DEMO_RPS, SIMULATED, demo_server, write_demo_job
 
     output_dir = Path(args.output_dir)
     job_file = await asyncio.to_thread(write_demo_job, output_dir, count=args.count)
@@ -429,8 +440,13 @@ async def _demo(args: argparse.Namespace) -> int:
         f"demo: starting a fake xAI API on 127.0.0.1 (limit {DEMO_RPS:g} requests/s, no key "
         f"needed); job file {job_file}\n"
     )
+    if args.simulate_faults:
+        sys.stderr.write(
+            "demo: simulated faults are on: the fake server makes up errors, and every one it "
+            f"makes up says so{SIMULATED}\n"
+        )
     async with (
-        demo_server(via=args.via) as server,
+        demo_server(via=args.via, faults=args.simulate_faults) as server,
         AsyncClient(
             api_key=server.api_key, base_url=server.base_url, rate_limit=DEMO_RPS, max_retries=5
         ) as client,
