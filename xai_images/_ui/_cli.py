@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +41,36 @@ class _UsageError(Exception):
 
 
 # -- argument parsing ----------------------------------------------------------------------------
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)")
+
+
+def _suggest(word: str, known: Sequence[str]) -> str:
+    """``" (did you mean --rps?)"`` when ``word`` is close to one of ``known``, else ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped choice or subcommand, on every Python
+    (argparse suggests by itself only from 3.14, and only when asked)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: NoReturn
+        found = _INVALID_CHOICE.search(message)
+        if found and "did you mean" not in message:
+            choices = [c.strip().strip("'") for c in found.group(2).split(",")]
+            message += _suggest(found.group(1), choices)
+        super().error(message)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, extras: Sequence[str]) -> None:
+    """Exit 2 naming the arguments ``parser`` does not know, with a suggestion for each."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    shown = [
+        extra + (_suggest(extra.split("=", 1)[0], known) if extra.startswith("-") else "")
+        for extra in extras
+    ]
+    parser.error(f"unrecognized arguments: {' '.join(shown)}")
 
 
 def _positive_float(text: str) -> float:
@@ -142,7 +174,7 @@ def _request_from(args: argparse.Namespace) -> Request:
 
 
 def _parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     group = connection.add_argument_group("connection")
     group.add_argument("--api-key", help="API key (default: $XAI_API_KEY)")
     group.add_argument("--base-url", help="API root (default: $XAI_BASE_URL or the live API)")
@@ -156,17 +188,17 @@ def _parser() -> argparse.ArgumentParser:
         "(redis://HOST:PORT/DB; needs xai-images[shared])",
     )
 
-    display = argparse.ArgumentParser(add_help=False)
+    display = _Parser(add_help=False)
     display.add_argument(
         "--plain", action="store_true", help="plain log lines instead of progress bars"
     )
 
-    image_options = argparse.ArgumentParser(add_help=False)
+    image_options = _Parser(add_help=False)
     opts = image_options.add_argument_group("image options")
     _add_field_flags(opts, _cli_fields(GenerateRequest))
     opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xai-images",
         description="Generate and edit images with the xAI API; run resumable bulk jobs.",
         epilog="Try it without a key: xai-images demo",
@@ -368,11 +400,13 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
     from .._bulk._batch import run_batch
+    from .._bulk._jobs import count_items
     from ._cli_remote import drive, write_run_paths
     from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
     run = run_batch(client, source, on_event=renderer, **options)
+    run.progress.expected = await asyncio.to_thread(count_items, source)
     not_ok, cancelled = await drive(
         run, renderer, "no new items; waiting for the ones in flight (Ctrl-C again to abort them)"
     )
@@ -389,11 +423,13 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 async def _batch(args: argparse.Namespace) -> int:
     from .._api._client import AsyncClient
-    from .._bulk._jobs import load_jobs
+    from .._bulk._jobs import JobFileError, load_jobs
 
     client_kwargs = _client_kwargs(args)
     try:
         jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
+    except JobFileError as exc:
+        raise _UsageError(f"{args.jobs}: {exc}") from None
     except ValidationError as exc:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
@@ -495,7 +531,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments without the program name (default ``sys.argv[1:]``).
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        _refuse_unknown(sub.choices.get(args.command, parser), extras)
     try:
         if args.command == "gallery":
             return _gallery(args)
