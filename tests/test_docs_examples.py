@@ -14,8 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
+import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -62,15 +65,28 @@ def _fresh_shell_env(server: FakeXAIServer) -> dict[str, str]:
     return env
 
 
-async def _run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[int, str]:
+async def _run(
+    argv: list[str], cwd: Path, env: dict[str, str], *, own_group: bool = False
+) -> tuple[int, str]:
+    """Run ``argv``; with ``own_group``, in a process group of its own that is killed after,
+    so that nothing a shell block started in the background outlives it."""
     proc = await asyncio.create_subprocess_exec(
         *argv,
         cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        start_new_session=own_group,
     )
-    output, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    try:
+        output, _ = await asyncio.wait_for(proc.communicate(), timeout=180)
+    finally:
+        if own_group:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, output.decode(errors="replace")
 
@@ -102,15 +118,25 @@ def test_every_bash_block_is_marked() -> None:
     assert not unmarked, f"mark with <!-- test: run --> or <!-- test: skip: why -->: {unmarked}"
 
 
-RUNNABLE = [(where, code) for where, marker, code in _bash_blocks() if marker == "run"]
+RUNNABLE = [(w, m, code) for w, m, code in _bash_blocks() if m.startswith("run")]
 
 
-@pytest.mark.parametrize(("where", "code"), RUNNABLE, ids=[w for w, _ in RUNNABLE])
-async def test_bash_block_runs(where: str, code: str, fresh_dir: Path) -> None:
+@pytest.mark.parametrize(("where", "marker", "code"), RUNNABLE, ids=[w for w, _, _ in RUNNABLE])
+async def test_bash_block_runs(where: str, marker: str, code: str, fresh_dir: Path) -> None:
     """The block runs as written in bash (set -e) from a fresh, non-activated shell."""
+    port = re.search(r"\(port (\d+)\)", marker)
+    if port is not None:
+        # The block starts a server on a fixed port (the docs' own): the port must be free.
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", int(port.group(1))))
+            except OSError:
+                pytest.skip(f"port {port.group(1)} is in use on this machine")
     (fresh_dir / "block.sh").write_text(code, encoding="utf-8")
     async with FakeXAIServer(image_bytes=512) as server:
-        status, output = await _run(["bash", "-e", "block.sh"], fresh_dir, _fresh_shell_env(server))
+        status, output = await _run(
+            ["bash", "-e", "block.sh"], fresh_dir, _fresh_shell_env(server), own_group=True
+        )
     assert status == 0, f"{where} failed:\n{output}"
 
 
