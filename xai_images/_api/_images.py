@@ -23,7 +23,7 @@ from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_imag
 from ._requests import EditRequest, GenerateRequest, Request
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["Images", "Resource"]
 
@@ -62,11 +62,11 @@ class Resource:
 
     _label = "Resource"  # what the repr says before the client
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     def __repr__(self) -> str:
-        return f"<{self._label} {self._client!r}>"
+        return f"<{self._label} {self._requester!r}>"
 
 
 class Images(Resource):
@@ -270,7 +270,7 @@ class Images(Resource):
             answer.payloads,
             request_id=answer.request_id,
             requested=_requested(body),
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"POST {path}",
         )
 
@@ -300,7 +300,7 @@ class Images(Resource):
                 method="POST",
                 path=path,
             )
-        return DeferredRequest(request_id, client=self._client)
+        return DeferredRequest(request_id, images=self)
 
     async def _post(
         self,
@@ -324,7 +324,7 @@ class Images(Resource):
             path = "/images/generations"
         else:
             raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
-        answer = await self._client._request(
+        answer = await self._requester.send(
             "POST",
             path,
             body=body,
@@ -361,7 +361,7 @@ class Images(Resource):
         _check_call_options(timeout, max_retries)
         path = "/images/" + quote(request_id, safe="")
         try:
-            answer = await self._client._request(
+            answer = await self._requester.send(
                 "GET", path, timeout=timeout, max_retries=max_retries, idempotent=True
             )
         except NotFoundError as exc:
@@ -393,7 +393,7 @@ class Images(Resource):
             source,
             answer.payloads,
             request_id=request_id,
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"GET {path}",
         )
         return DeferredStatus("done", response=response, raw_status=raw_status)

@@ -8,7 +8,6 @@ added in ``_requests.py`` is accepted here without a change.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import os
 from collections.abc import Mapping, Sequence, Sized
@@ -19,6 +18,7 @@ import attrs
 
 from .._api._inputs import FileId, ImageInput
 from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
+from .._api._requests import derive_id as derive_id
 from .._errors import ValidationError
 
 __all__ = [
@@ -89,19 +89,6 @@ class JobFileError(ValidationError):
 def _did_you_mean(key: str) -> str:
     close = difflib.get_close_matches(key, _EDIT_FIELDS, n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}? " if close else ""
-
-
-def derive_id(request: Request) -> str:
-    """The id of a request without one: ``gen-`` or ``edit-`` and 12 hex digits of the SHA-256
-    of its canonical JSON (same request, same id, in any run)."""
-    canonical = json.dumps(
-        {"kind": request.kind, **request.to_json()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    prefix = "gen" if request.kind == "generate" else "edit"
-    return f"{prefix}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]}"
 
 
 def _job_input(value: Any, name: str) -> ImageInput:
