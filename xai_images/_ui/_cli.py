@@ -352,6 +352,7 @@ def _output_dir(value: str) -> Path:
 
 async def _single(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
+    from .._results._local import LocalDirectory
 
     output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
@@ -359,6 +360,8 @@ async def _single(args: argparse.Namespace) -> int:
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        # Before anything is billed: a directory that cannot be written fails the command now.
+        await LocalDirectory(output_dir).check_writable()
         response = await client.images.send(request)
         saved = await response.save(output_dir, on_exists="overwrite")
         for item in saved:
