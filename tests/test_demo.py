@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+import xai_images
 from xai_images._ui import _demo
 from xai_images._ui._cli import EXIT_FAILED, main
 from xai_images.bulk import load_manifest
+from xai_images.testing import FakeXAIServer
 
 XAI_IMAGES = Path(sys.executable).with_name("xai-images")
 
@@ -92,3 +94,16 @@ def test_simulated_failures_say_so_everywhere(
     assert all("simulated" in line for line in failed_lines)
     page = (tmp_path / "xai-images-demo" / "index.html").read_text()
     assert "simulated" in page
+
+
+async def test_fake_labels_its_random_faults() -> None:
+    """A fault the fake makes up carries `fault_label` in the error the caller sees."""
+    async with (
+        FakeXAIServer(generation_fault_rate=1.0, fault_label=_demo.SIMULATED) as server,
+        xai_images.AsyncClient(
+            api_key=server.api_key, base_url=server.base_url, max_retries=0
+        ) as client,
+    ):
+        with pytest.raises(xai_images.APIStatusError) as caught:
+            await client.images.generate("a cat")
+    assert "simulated" in str(caught.value)
