@@ -118,10 +118,16 @@ def test_every_bash_block_is_marked() -> None:
     assert not unmarked, f"mark with <!-- test: run --> or <!-- test: skip: why -->: {unmarked}"
 
 
-RUNNABLE = [(w, m, code) for w, m, code in _bash_blocks() if m.startswith("run")]
+# A block that starts a server on a fixed port runs in CI's one-at-a-time pass (`realtime`), so
+# that parallel suites never race for the port.
+RUNNABLE = [
+    pytest.param(w, m, code, id=w, marks=[pytest.mark.realtime] if "(port" in m else [])
+    for w, m, code in _bash_blocks()
+    if m.startswith("run")
+]
 
 
-@pytest.mark.parametrize(("where", "marker", "code"), RUNNABLE, ids=[w for w, _, _ in RUNNABLE])
+@pytest.mark.parametrize(("where", "marker", "code"), RUNNABLE)
 async def test_bash_block_runs(where: str, marker: str, code: str, fresh_dir: Path) -> None:
     """The block runs as written in bash (set -e) from a fresh, non-activated shell."""
     port = re.search(r"\(port (\d+)\)", marker)
