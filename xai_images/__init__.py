@@ -14,9 +14,9 @@ from ._api._models import (
     FileOutput,
     GeneratedImage,
     ImagesResponse,
-    Usage,
 )
 from ._api._requests import EditRequest, GenerateRequest
+from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
 from ._bulk._client import AsyncClient
 from ._bulk._remote_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
@@ -28,6 +28,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchTimeoutError,
     ClientClosedError,
     ConfigurationError,
     DeferredError,
@@ -66,6 +67,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRequestError",
+    "BatchTimeoutError",
     "Client",
     "ClientClosedError",
     "ConfigurationError",
@@ -84,10 +86,12 @@ __all__ = [
     "ImageBlockedError",
     "ImageExpiredError",
     "ImagesResponse",
+    "InputTokensDetails",
     "IntegrityError",
     "InternalServerError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "OutputTokensDetails",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
