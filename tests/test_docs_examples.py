@@ -2,11 +2,12 @@
 
 - Each ```python block runs as a script against a fake server (``XAI_API_KEY``/``XAI_BASE_URL``
   set as the README says), in an empty directory: examples make their own input files.
-- Each ```bash block is marked on the line before it: ``<!-- test: run -->`` blocks run in
-  bash from an empty directory holding only ``.venv`` (this environment), with the venv NOT
-  activated (its ``bin`` is not on PATH), as a newcomer's shell after the quick start;
+- Each ```bash (or ```sh) block is marked on the line before it: ``<!-- test: run -->``
+  blocks run in bash from an empty directory holding only ``.venv`` (this environment), with
+  the venv NOT activated (its ``bin`` is not on PATH), as a newcomer's shell after the quick
+  start;
   ``<!-- test: skip: why -->`` blocks say why they cannot run here (CI runs them, or they
-  serve until Ctrl-C). An unmarked bash block fails the suite.
+  serve until Ctrl-C). An unmarked shell block fails the suite.
 - The README's "Testing your code" snippet passes in a brand-new project configured only as
   the README says.
 """
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 PYTHON = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 # A bash block and the marker line before it (if any).
-BASH = re.compile(r"^(<!-- test: [^\n]*-->\n)?```bash\n(.*?)^```", re.DOTALL | re.MULTILINE)
+BASH = re.compile(r"^(<!-- test: [^\n]*-->\n)?```(?:bash|sh)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 VENV = Path(sys.prefix)
 
 
