@@ -49,6 +49,7 @@ from ._rules import (
     check_upload_urls,
     check_utf8,
     one_of,
+    redact_output,
 )
 
 __all__ = [
@@ -195,7 +196,8 @@ class _Request:
             cli_type=dict,
             metavar="JSON",
             example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
-        )
+        ),
+        repr=lambda value: repr(redact_output(value)),
     )
     storage_options: Mapping[str, Any] | None = _field(
         FieldSpec(
@@ -238,7 +240,7 @@ class _Request:
 
     def to_json(self) -> dict[str, Any]:
         """The request as recorded in the manifest (and hashed for its id)."""
-        return {"prompt": self.prompt, **_jsonable(self.options())}
+        return {"prompt": self.prompt, **_recorded(self.options())}
 
     def check(self, *, deferred: bool = False) -> None:
         """Check every API field, without reading or sending anything.
@@ -366,7 +368,7 @@ class EditRequest(_Request):
             out["image"] = _input_json(self.image)
         if self.images is not None:
             out["images"] = [_input_json(i) for i in self.images]
-        out.update(_jsonable(self.options()))
+        out.update(_recorded(self.options()))
         return out
 
     def check(self, *, deferred: bool = False) -> None:
@@ -516,6 +518,14 @@ def _image_object(name: str, value: object) -> dict[str, str]:
         if key in ("url", "file_id") and isinstance(item, str) and item:
             return {key: item}
     raise ValidationError(name, value, 'an image object: {"url": ...} or {"file_id": ...}')
+
+
+def _recorded(options: Mapping[str, Any]) -> Any:
+    """The options as the manifest keeps them: JSON values, signed URLs left out (their count
+    stays, so a job resumed with fresh URLs keeps its item ids)."""
+    if "output" in options:
+        options = {**options, "output": redact_output(options["output"])}
+    return _jsonable(options)
 
 
 def _jsonable(value: Any) -> Any:
