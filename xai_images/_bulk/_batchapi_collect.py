@@ -240,7 +240,11 @@ class CollectMixin:
             )
         self.progress.result_waits.append(now - finished)
         self.progress.seen_waits.append(now - seen)
-        return self._finish(item, "ok", files=saved, billed=True, cost=cost)
+        # The model that answered and the prompts it revised, as a real-time item records them.
+        revised = {image.index: image.revised_prompt for image in response.images}
+        return self._finish(
+            item, "ok", files=saved, billed=True, cost=cost, model=response.model, revised=revised
+        )
 
     async def _settle_rest(self, pending: dict[str, Item], status: ItemStatus, why: str) -> None:
         for item in list(pending.values()):

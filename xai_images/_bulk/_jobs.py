@@ -8,9 +8,18 @@ added in ``_requests.py`` is accepted here without a change.
 from __future__ import annotations
 
 import asyncio
+import difflib
 import json
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,7 +33,11 @@ from .._errors import ValidationError
 __all__ = [
     "InvalidJob",
     "Job",
+    "JobFileError",
     "Source",
+    "check_job_file",
+    "count_items",
+    "count_jobs",
     "derive_id",
     "iter_jobs",
     "iter_source",
@@ -59,6 +72,37 @@ class InvalidJob:
     line: int | None
     error: ValidationError
     text: str = ""
+
+
+SHOWN_BAD_LINES = 20
+"""At most this many bad lines are listed in a `JobFileError`'s message; the rest are counted."""
+
+
+class JobFileError(ValidationError):
+    """A job file has bad lines (``load_jobs(..., on_error="stop")``); nothing was sent.
+
+    Its ``field``, ``value`` and ``limit`` are those of the first bad line; its message lists
+    the first 20 bad lines and counts the others.
+
+    Attributes:
+        invalid: every bad line, in file order.
+    """
+
+    def __init__(self, invalid: Sequence[InvalidJob]) -> None:
+        first = invalid[0].error
+        super().__init__(first.field, first.value, first.limit)
+        self.invalid = tuple(invalid)
+        shown = [f"  {job.error}" for job in self.invalid[:SHOWN_BAD_LINES]]
+        rest = len(self.invalid) - len(shown)
+        if rest > 0:
+            shown.append(f"  ... and {rest} more bad line(s)")
+        noun = "bad line" if len(self.invalid) == 1 else "bad lines"
+        self.args = (f"{len(self.invalid)} {noun}, nothing was sent:\n" + "\n".join(shown),)
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, _EDIT_FIELDS, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _job_input(value: Any, name: str) -> ImageInput:
@@ -106,8 +150,11 @@ def parse_job(
     try:
         unknown = sorted(set(data) - set(_EDIT_FIELDS))
         if unknown:
+            hint = _did_you_mean(unknown[0])
             raise ValidationError(
-                unknown[0], data[unknown[0]], f"a known field (put others in {_EXTRA_KEY})"
+                unknown[0],
+                data[unknown[0]],
+                f"a known field ({hint}put fields this SDK does not know in {_EXTRA_KEY})",
             )
         if "prompt" not in data:
             raise ValidationError("prompt", None, "given")
@@ -149,23 +196,48 @@ def load_jobs(
 
     Args:
         on_error: ``"report"`` turns a bad line into an `InvalidJob` (the batch reports
-            it as a failed item with its line number and runs the rest); ``"stop"`` raises.
+            it as a failed item with its line number and runs the rest); ``"stop"`` reads the
+            whole file, then raises `JobFileError` listing every bad line.
 
     A line that is not UTF-8, not JSON, not an object, nested too deep for the parser, has a
     number too large to convert, or fails a field's check never stops the reading: it becomes an
     `InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
 
     Raises:
-        ValidationError: (``on_error="stop"``) the first bad line, with its number.
+        JobFileError: (``on_error="stop"``) every bad line, with its number (a
+            `ValidationError` whose field is the first one's).
         OSError: the file cannot be read.
     """
-    return list(iter_jobs(path, on_error=on_error))
+    jobs = list(iter_jobs(path))
+    if on_error == "stop":
+        invalid = [job for job in jobs if isinstance(job, InvalidJob)]
+        if invalid:
+            raise JobFileError(invalid)
+    return jobs
 
 
-def iter_jobs(
+def check_job_file(
     path: str | os.PathLike[str], *, on_error: Literal["report", "stop"] = "report"
-) -> Iterator[Request | InvalidJob]:
-    """`load_jobs` one line at a time: memory stays that of one line, whatever the file's size.
+) -> None:
+    """Check a job file before a run reads it lazily: that it can be read and, with
+    ``on_error="stop"``, that no line is bad (keeping only the bad ones: bounded memory).
+
+    Raises:
+        JobFileError: (``on_error="stop"``) every bad line.
+        OSError: the file cannot be read.
+    """
+    if on_error == "stop":
+        invalid = [job for job in iter_jobs(path) if isinstance(job, InvalidJob)]
+        if invalid:
+            raise JobFileError(invalid)
+    else:
+        with open(path, "rb"):
+            pass
+
+
+def iter_jobs(path: str | os.PathLike[str]) -> Iterator[Request | InvalidJob]:
+    """`load_jobs` one line at a time (a bad line is an `InvalidJob`): memory stays that of
+    one line, whatever the file's size.
 
     Blocking (it reads the file): a bulk run reads it in a worker thread, a few lines at a time.
     """
@@ -175,7 +247,7 @@ def iter_jobs(
         # Lines end at \n, \r or \r\n (as bytes.splitlines() and text mode split them), so
         # line numbers do not depend on the platform that wrote the file.
         for number, raw in enumerate(_lines(fh), start=1):
-            job = _read_line(raw, number, base_dir, on_error)
+            job = _read_line(raw, number, base_dir)
             if job is not None:
                 yield job
 
@@ -194,9 +266,7 @@ def _lines(fh: Any) -> Iterator[bytes]:
         yield from parts
 
 
-def _read_line(
-    raw: bytes, number: int, base_dir: Path, on_error: Literal["report", "stop"]
-) -> Request | InvalidJob | None:
+def _read_line(raw: bytes, number: int, base_dir: Path) -> Request | InvalidJob | None:
     """One job line as a request, an `InvalidJob`, or ``None`` for a blank line."""
     undecodable: UnicodeDecodeError | None = None
     try:
@@ -224,8 +294,6 @@ def _read_line(
             raise ValidationError(f"line {number}", text[:60], "a JSON object")
         return parse_job(data, line=number, base_dir=base_dir)
     except ValidationError as exc:
-        if on_error == "stop":
-            raise
         return InvalidJob(number, exc, text[:200])
 
 
@@ -265,3 +333,38 @@ def _take(lines: Iterator[Any], count: int) -> list[Any]:
         if len(out) >= count:
             break
     return out
+
+
+def count_jobs(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> int:
+    """How many items a job file holds: its lines that are not blank, counted chunk by chunk
+    (memory bounded by ``chunk_size``, whatever the file's size). Call it in a thread.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    count = 0
+    blank = True  # the current line holds nothing but whitespace so far
+    first = True
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False  # a UTF-8 BOM
+            # bytes.splitlines() splits where load_jobs does (\n, \r, \r\n).
+            for line in chunk.splitlines(keepends=True):
+                if blank and line.strip():
+                    blank = False
+                if line.endswith((b"\n", b"\r")):
+                    count += 0 if blank else 1
+                    blank = True
+    return count + (0 if blank else 1)
+
+
+def count_items(source: object) -> int | None:
+    """How many items a bulk job's source holds, found cheaply before the run: a job file's
+    items are counted (`count_jobs`: call this in a thread), a list's are its length; ``None``
+    for an iterator or an async source, whose end is known only when it comes."""
+    if isinstance(source, (str, os.PathLike)):
+        return count_jobs(source)
+    if isinstance(source, Sized):
+        return len(source)
+    return None

@@ -212,7 +212,8 @@ class RemoteBatchRun(CollectMixin, Engine):
     def _record(self, item: Item, status: ItemStatus, **fields: Any) -> ManifestRecord:
         cost = fields.pop("cost", None)
         fields.pop("note", None)
-        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        model = fields.pop("model", None) or item.request.model  # the one that answered
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, model)
         files = fields.pop("files", ())
         return build_record(item.id, item.request, status, answer, self.output_dir, files, **fields)
 

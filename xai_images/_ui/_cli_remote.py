@@ -137,6 +137,7 @@ async def run_remote_job(
     **options: Any,
 ) -> int:
     """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
+    from .._bulk._jobs import count_items
     from .._bulk._source_batchapi import RemoteBatchRun
     from ._render import make_renderer
 
@@ -164,6 +165,7 @@ async def run_remote_job(
         on_poll=on_poll,
         **options,
     )
+    run.progress.expected = await asyncio.to_thread(count_items, source)
     not_ok, cancelled = await drive(
         run,
         renderer,
