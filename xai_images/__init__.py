@@ -17,6 +17,7 @@ from ._api._models import (
     Usage,
 )
 from ._api._requests import EditRequest, GenerateRequest
+from ._api._uploads import StoreUploads, UploadedImage
 from ._bulk._remote_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (
@@ -53,6 +54,7 @@ from ._errors import (
 )
 from ._public import publish
 from ._results._files import SavedImage
+from ._results._objstore import StoreOutput
 from ._sync._client import Client
 from ._version import __version__ as __version__
 from ._wire._ratelimit import RateLimiter
@@ -99,11 +101,14 @@ __all__ = [
     "SharedLimitError",
     "SharedRateLimiter",
     "StoreError",
+    "StoreOutput",
     "StoreUnavailableError",
+    "StoreUploads",
     "Timeout",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
     "UploadFailedError",
+    "UploadedImage",
     "Usage",
     "ValidationError",
     "XAIImagesError",

@@ -348,11 +348,13 @@ class StoreError(SaveError):
 
     Attributes:
         location: the object's URL (``s3://bucket/prefix/key``), without credentials or query.
+        key: the object's key, relative to the target.
         path: the key, as a relative path.
     """
 
     def __init__(self, message: str, *, location: str, key: str, url: str | None = None) -> None:
         self.location = location
+        self.key = key
         super().__init__(message, path=Path(key), url=url)
 
 

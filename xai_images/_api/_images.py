@@ -21,8 +21,13 @@ from .._wire._retry import sleep
 from ._inputs import ImageInput, resolve_image
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
 from ._requests import EditRequest, GenerateRequest, Request
+from ._rules import check_upload_urls
+from ._uploads import StoreUploads, collect_uploads, plan_uploads
 
 if TYPE_CHECKING:
+    import datetime
+
+    from .._results._objstore import StoreOutput
     from ._client import AsyncClient
 
 __all__ = ["Images", "Resource"]
@@ -302,6 +307,66 @@ class Images(Resource):
             )
         return DeferredRequest(request_id, client=self._client)
 
+    async def send_to_store(
+        self,
+        request: Request,
+        target: str | StoreOutput,
+        *,
+        name: str | None = None,
+        deferred: bool = False,
+        expires_in: datetime.timedelta | float | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        wait_timeout: float | None = 600.0,
+    ) -> StoreUploads:
+        """Send ``request`` with signed upload URLs: xAI PUTs each image straight into
+        ``target`` (``s3://bucket/prefix``, ``gs://...``, or a `StoreOutput`); the image bytes
+        never pass through this client.
+
+        Keys are ``{name}-{index}.jpg`` (``name``: the request's ``id``, else random); a
+        taken key is refused before anything is billed. The URLs are signed for PUT without
+        a Content-Type, valid for ``expires_in`` (default 15 minutes; 2 hours when
+        ``deferred``, which then waits up to ``wait_timeout`` seconds for the images). After
+        the answer each object is confirmed with a HEAD; see `StoreUploads`.
+
+        Raises:
+            ValidationError: a bad field, ``response_format="b64_json"``, or ``expires_in``.
+            StoreUnavailableError: the store cannot be written or signed for (Azure: refused,
+                as SAS URLs cannot carry ``x-ms-blob-type``); nothing was sent.
+            FileCollisionError: a key is taken; nothing was sent.
+            APIStatusError, APIConnectionError, OutcomeUnknownError, DeferredError: as
+                `generate` and `wait_deferred`.
+        """
+        plan = await plan_uploads(
+            target, request, name=name, expires_in=expires_in, deferred=deferred
+        )
+        upload_urls = list(plan.urls)
+        if deferred:
+            path, _body, answer = await self._post(
+                request, timeout, max_retries, deferred=True, upload_urls=upload_urls
+            )
+            request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
+            if not isinstance(request_id, str) or not request_id:
+                raise APIResponseError(
+                    f"the answer to a deferred POST {path} has no request_id",
+                    method="POST",
+                    path=path,
+                )
+            response = await self.wait_deferred(request_id, timeout=wait_timeout)
+        else:
+            path, body, answer = await self._post(
+                request, timeout, max_retries, deferred=False, upload_urls=upload_urls
+            )
+            response = parse_images_response(
+                answer.body,
+                answer.payloads,
+                request_id=answer.request_id,
+                requested=_requested(body),
+                transfers=None,
+                where=f"POST {path}",
+            )
+        return await collect_uploads(plan, response)
+
     async def _post(
         self,
         request: Request,
@@ -310,6 +375,7 @@ class Images(Resource):
         *,
         deferred: bool,
         origin: object = None,
+        upload_urls: list[str] | None = None,
     ) -> tuple[str, dict[str, Any], Any]:
         """Check, build and send the body; return the path, the body and the raw answer."""
         if isinstance(request, EditRequest):
@@ -324,6 +390,9 @@ class Images(Resource):
             path = "/images/generations"
         else:
             raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
+        if upload_urls is not None:
+            body["output"] = {"upload_urls": upload_urls}
+            check_upload_urls(body)
         answer = await self._client._request(
             "POST",
             path,

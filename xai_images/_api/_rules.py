@@ -176,6 +176,8 @@ def check_upload_urls(body: Mapping[str, Any]) -> None:
     urls = output["upload_urls"]
     n = body.get("n", 1)
     if not isinstance(urls, list) or len(urls) != n:
+        # Signed URLs are secrets: the error shows how many there were, never the URLs.
+        shown = f"<{len(urls)} URLs>" if isinstance(urls, list) else f"<{type(urls).__name__}>"
         raise ValidationError(
-            "output.upload_urls", urls, f"a list of exactly n ({n}) signed URLs, one per image"
+            "output.upload_urls", shown, f"a list of exactly n ({n}) signed URLs, one per image"
         )
