@@ -110,3 +110,28 @@ def test_upload_url_count_errors_never_show_the_urls() -> None:
     with pytest.raises(xai_images.ValidationError, match="exactly n") as info:
         request.to_body()
     assert "deadbeef" not in str(info.value)
+
+
+async def test_batch_api_requests_upload_to_their_signed_urls(
+    client: xai_images.AsyncClient, server: FakeXAIServer, s3_target: str
+) -> None:
+    """The fake's Batch API PUTs each finished request's images to its upload URLs before its
+    results list them; the answer read back confirms each object by key."""
+    from xai_images._api._uploads import collect_uploads, plan_uploads
+
+    request = GenerateRequest("a batch of boats", n=2, id="boats")
+    plan = await plan_uploads(s3_target, request, name=None, expires_in=86400, deferred=True)
+    signed = GenerateRequest(
+        "a batch of boats", n=2, id="boats", extra_body={"output": {"upload_urls": list(plan.urls)}}
+    )
+    batch = await client.batches.create("uploads")
+    await client.batches.add(batch.batch_id, [signed])
+    page = await client.batches.results(batch.batch_id)
+    assert [r.batch_request_id for r in page.results] == ["boats"]
+    response = page.results[0].response
+    assert response is not None
+    assert server.ledger.images_uploaded == 2
+    result = await collect_uploads(plan, response)
+    assert [i.key for i in result.stored] == ["boats-0.jpg", "boats-1.jpg"]
+    assert parse_qs(urlsplit(plan.urls[0]).query)["X-Amz-Expires"] == ["86400"]
+    assert "X-Amz" not in repr(plan)

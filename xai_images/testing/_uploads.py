@@ -57,12 +57,15 @@ def _image_bytes(core: ServerCore, item: Mapping[str, Any]) -> bytes | None:
 async def upload_images(core: ServerCore, images: list[dict[str, Any]], urls: list[str]) -> None:
     """PUT every deliverable image of ``images`` (made in ``url`` format) to its URL, in
     place: ``url`` becomes the upload URL, or the image gets a ``storage_error``."""
+    pending: list[tuple[int, dict[str, Any], str, bytes]] = []
+    for index, (item, url) in enumerate(zip(images, urls, strict=False)):
+        data = _image_bytes(core, item)
+        if data is None:
+            continue  # moderated: nothing to upload
+        item["url"] = url  # before any await: an answer rendered meanwhile shows the upload URL
+        pending.append((index, item, url, data))
     async with aiohttp.ClientSession() as session:
-        for index, (item, url) in enumerate(zip(images, urls, strict=False)):
-            data = _image_bytes(core, item)
-            if data is None:
-                continue  # moderated: nothing to upload
-            item["url"] = url
+        for index, item, url, data in pending:
             failure = None
             if not _loopback(url):
                 failure = "the fake server only uploads to loopback addresses"
