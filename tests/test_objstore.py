@@ -211,3 +211,15 @@ async def test_azure_signed_uploads_are_refused() -> None:
     output = StoreOutput("az://account/container", store=obstore.store.MemoryStore())
     with pytest.raises(xai_images.StoreUnavailableError, match="x-ms-blob-type"):
         await output.sign_uploads(["a.png"], expires_in=datetime.timedelta(minutes=5))
+
+
+async def test_stat_lists_only_the_wanted_keys(s3_target: str) -> None:
+    """stat finds the wanted keys among neighbours that share their stem, in one listing."""
+    output = store_output(f"{s3_target}/stat")
+    data = sample_image()
+    for key in ("a-1.jpg", "a-10.jpg", "a-2.jpg", "a-1.jpgx", "b-1.jpg"):
+        await _store(output, key, data)
+    found = await output.stat(["a-1.jpg", "a-2.jpg", "a-3.jpg"])
+    assert sorted(found) == ["a-1.jpg", "a-2.jpg"]
+    assert found["a-1.jpg"][0] == len(data)
+    assert await output.stat(["b-1.jpg"]) == {"b-1.jpg": (len(data), found["a-1.jpg"][1])}

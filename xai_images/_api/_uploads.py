@@ -1,12 +1,13 @@
 """Signed uploads by xAI (``output.upload_urls``): the images go from xAI straight to a store.
 
-`plan_uploads` names one key per image, refuses keys that are taken, and signs one PUT URL
-per key with the store's credentials (obstore's ``sign_async``). The URLs go into the request
-body only. `collect_uploads` reads the answer: each image's ``url`` is its upload URL, matched
-back to its key; the object is confirmed with a HEAD and recorded by key, size and etag. A
-``storage_error`` on an image (how the fake reports a failed PUT; the live API documents no
-failure form) or an object missing after the answer is an `UploadFailedError` on that image:
-billed, not stored. Signed URLs are bearer secrets: nothing returned here holds one.
+`plan_uploads` names one key per image, refuses keys that are taken (one listing), and signs
+one PUT URL per key with the store's credentials (obstore's ``sign_async``). The URLs go into
+the request body only. `collect_uploads` reads the answer: each image's ``url`` is its upload
+URL, matched back to its key; the objects are confirmed by one listing of the keys (the size and
+etag a HEAD would give). A ``storage_error`` on an image (how the fake reports a failed PUT; the
+live API documents no failure form) or an object missing after the answer is an
+`UploadFailedError` on that image: billed, not stored. Signed URLs are bearer secrets: nothing
+returned here holds one.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class UploadedImage:
         index: the image's position in its answer.
         key: the object's key, relative to the target.
         location: the object's URL (``s3://bucket/prefix/key``), never the signed URL.
-        size: bytes stored (from a HEAD after the answer), or ``None`` when not stored.
+        size: bytes stored (listed after the answer), or ``None`` when not stored.
         etag: the store's entity tag, when stored.
         error: why the image is not stored (billed, not stored), or ``None``.
         blocked: the image was withheld by moderation (nothing to upload).
@@ -148,17 +149,17 @@ async def plan_uploads(
     stem = name or request.id or secrets.token_hex(8)
     keys = tuple(output.key_for(f"{stem}-{index}", _KEY_MIME) for index in range(n))
     await output.check_writable()
-    for key in keys:
-        if await output.head(key) is not None:
-            where = output.location(key)
-            raise FileCollisionError(f"{where} already exists", path=Path(key))
+    for key in sorted(await output.stat(keys)):
+        where = output.location(key)
+        raise FileCollisionError(f"{where} already exists", path=Path(key))
     urls = await output.sign_uploads(keys, expires_in=expiry)
     return UploadPlan(output, keys, tuple(urls))
 
 
 async def collect_uploads(plan: UploadPlan, response: ImagesResponse) -> StoreUploads:
-    """Match the answer's images to their keys and confirm each object with a HEAD."""
+    """Match the answer's images to their keys and confirm the objects with one listing."""
     output = plan.output
+    present = await output.stat(plan.keys)
     by_url = dict(zip(plan.urls, range(len(plan.keys)), strict=False))
     seen: set[int] = set()
     results: list[UploadedImage] = []
@@ -173,7 +174,7 @@ async def collect_uploads(plan: UploadPlan, response: ImagesResponse) -> StoreUp
             results.append(UploadedImage(slot, key, location, blocked=True))
             continue
         reason = image.storage_error
-        found = None if reason else await output.head(key)
+        found = None if reason else present.get(key)
         if found is None:
             why = reason or "the object is not in the store after the answer"
             error = UploadFailedError(
@@ -184,7 +185,7 @@ async def collect_uploads(plan: UploadPlan, response: ImagesResponse) -> StoreUp
             )
             results.append(UploadedImage(slot, key, location, error=error))
             continue
-        results.append(UploadedImage(slot, key, location, size=found[0], etag=found[2]))
+        results.append(UploadedImage(slot, key, location, size=found[0], etag=found[1]))
     for slot, key in enumerate(plan.keys):
         if slot not in seen:  # dropped from the answer (moderation)
             results.append(UploadedImage(slot, key, output.location(key), blocked=True))

@@ -188,6 +188,7 @@ class StoreOutput:
         self.max_concurrency = max_concurrency
         # A local directory keeps no object attributes: its objects are verified by reading.
         self.keeps_attributes = type(self._store).__name__ != "LocalStore"
+        self._writable = False
 
     def __repr__(self) -> str:
         return f"<StoreOutput {self._url}>"
@@ -215,8 +216,11 @@ class StoreOutput:
         return StoreError(f"cannot {action} {where}: {_reason(exc)}", location=where, key=key)
 
     async def check_writable(self) -> None:
-        """Write and delete a small probe object; raise `StoreUnavailableError` naming the
-        target if that fails (no credentials, no bucket, access denied)."""
+        """Write and delete a small probe object (once per `StoreOutput`); raise
+        `StoreUnavailableError` naming the target if that fails (no credentials, no bucket,
+        access denied)."""
+        if self._writable:
+            return
         obstore = _import_obstore()
         probe = f".xai-images-probe-{secrets.token_hex(6)}"
         try:
@@ -226,6 +230,7 @@ class StoreOutput:
             raise StoreUnavailableError(
                 f"cannot write to {self._url}: {_reason(exc)}", target=self._url
             ) from None
+        self._writable = True
 
     async def open(self, key: str, mime_type: str, *, on_exists: OnExists = "fail") -> StoreUpload:
         """Start writing the object ``key``; nothing is visible until `StoreUpload.commit`."""
@@ -244,6 +249,32 @@ class StoreOutput:
             raise self._error("read", key, exc) from None
         meta = result.meta
         return int(meta["size"]), result.attributes.get(SHA256_METADATA), meta.get("e_tag")
+
+    async def stat(self, keys: Sequence[str]) -> dict[str, tuple[int, str | None]]:
+        """``(size, etag)`` of those ``keys`` that exist, from one listing: keys that share a
+        stem (``name-0.jpg``, ``name-1.jpg``, ...) sit next to each other in key order, so the
+        listing starts just before the first and stops past the last."""
+        wanted = {_check_key(key) for key in keys}
+        if not wanted:
+            return {}
+        last = max(wanted)
+        offset = min(wanted)[:-1]  # a proper prefix of the first key sorts just before it
+        obstore = _import_obstore()
+        found: dict[str, tuple[int, str | None]] = {}
+        try:
+            stream = obstore.list(
+                self._store, offset=offset or None, chunk_size=max(16, 2 * len(wanted))
+            )
+            async for chunk in stream:
+                for meta in chunk:
+                    path = meta["path"]
+                    if path in wanted:
+                        found[path] = (int(meta["size"]), meta.get("e_tag"))
+                    if path > last:
+                        return found
+        except Exception as exc:
+            raise self._error("list", last, exc) from None
+        return found
 
     async def verify(self, key: str, *, size: int, sha256: str) -> bool:
         """Whether ``key`` holds ``size`` bytes with this ``sha256``: one HEAD for an object
