@@ -3,7 +3,7 @@
 The fake server runs in this process (its ledger is read afterwards); each job runs in a child
 process, so that the child's peak RSS is the client's alone.
 
-- ``batch-api``: P prompts (1,000 and 10,000) through ``client.batch(..., via="batch-api")``, the
+- ``batch-api``: P prompts (1,000 and 10,000) through ``client.bulk(..., via="batch-api")``, the
   fake processing each request in 2 s on average (uniform 0 to 4 s, random order) and failing
   5 % of them. Checked: one batch, every id added once, every successful request's image on
   disk exactly once, no ``.part`` file, no download with the key. Reported: wall time, peak
@@ -59,7 +59,7 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
         max_retries=5,
     ) as client:
         began = time.perf_counter()
-        run = client.batch(
+        run = client.bulk(
             requests, output_dir=args.out, via=args.via, concurrency=16, on_event=on_event
         )
         statuses: dict[str, int] = {}

@@ -92,7 +92,7 @@ async def one_run(
                 client._limiter = before.RateLimiter(client_rate)
             with tempfile.TemporaryDirectory() as out:
                 started = time.perf_counter()
-                outcomes = await client.batch(
+                outcomes = await client.bulk(
                     [GenerateRequest(f"limiter {i}") for i in range(count)], output_dir=out
                 ).collect()
                 elapsed = time.perf_counter() - started

@@ -4,7 +4,7 @@ The job: P prompts, one image each (500 kB by default), every image saved to dis
 prompts in flight. The async side runs C tasks on its event loop; the sync side runs the same
 calls from a pool of C threads sharing one ``Client``, each call hopping to the client's loop
 thread and back (``generate`` and ``save``: two hops per image). ``--job batch`` runs the bulk
-engine instead (``client.batch``; one hop per outcome on the sync side).
+engine instead (``client.bulk``; one hop per outcome on the sync side).
 
 Each measurement runs in its own subprocess (so peak RSS and CPU seconds are its own), against
 the fake server (``python -m xai_images.testing``) in another subprocess; sync and async runs
@@ -90,7 +90,7 @@ async def _async_batch(args: argparse.Namespace) -> int:
     import xai_images
 
     async with xai_images.AsyncClient(args.api_key, base_url=args.base_url) as client:
-        run = client.batch(_jobs(args), output_dir=args.out, concurrency=args.concurrency)
+        run = client.bulk(_jobs(args), output_dir=args.out, concurrency=args.concurrency)
         return sum(len(o.files) for o in await run.collect())
 
 
@@ -98,7 +98,7 @@ def _sync_batch(args: argparse.Namespace) -> int:
     import xai_images
 
     with xai_images.Client(args.api_key, base_url=args.base_url) as client:
-        run = client.batch(_jobs(args), output_dir=args.out, concurrency=args.concurrency)
+        run = client.bulk(_jobs(args), output_dir=args.out, concurrency=args.concurrency)
         return sum(len(o.files) for o in run.collect())
 
 

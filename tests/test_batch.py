@@ -47,7 +47,7 @@ def xai_client_options() -> dict[str, Any]:
 
 
 async def run(client: AsyncClient, requests: Any, out: Path, **kwargs: Any) -> list[Outcome]:
-    return await client.batch(requests, output_dir=out, **kwargs).collect()
+    return await client.bulk(requests, output_dir=out, **kwargs).collect()
 
 
 def by_id(outcomes: list[Outcome]) -> dict[str, Outcome]:
@@ -266,7 +266,7 @@ async def test_progress_events_and_counters(
     """Subscribers see each stage, retries and the final counters (images, bytes, cost)."""
     server.enqueue(Reply.error(500))
     events: list[ProgressEvent] = []
-    batch = client.batch(
+    batch = client.bulk(
         [GenerateRequest(f"p{i}") for i in range(3)],
         output_dir=tmp_path,
         concurrency=1,
@@ -289,7 +289,7 @@ async def test_429_is_counted_when_limiter_present(server: FakeXAIServer, tmp_pa
     async with AsyncClient(
         api_key=server.api_key, base_url=server.base_url, rate_limit=1000
     ) as limited:
-        batch = limited.batch([GenerateRequest("r")], output_dir=tmp_path)
+        batch = limited.bulk([GenerateRequest("r")], output_dir=tmp_path)
         [outcome] = await batch.collect()
     assert outcome.ok
     assert (batch.progress.rate_limited, batch.progress.retries) == (1, 1)
@@ -303,7 +303,7 @@ async def test_cancellation_leaves_no_partial_files_and_a_readable_manifest(
     """Cancelling the consumer mid-run stops cleanly: no .part files, manifest loads."""
     server.settings.generation_latency = 0.05
     server.settings.download_latency = 0.05
-    batch = client.batch(
+    batch = client.bulk(
         [GenerateRequest(f"c{i}") for i in range(20)], output_dir=tmp_path, concurrency=4
     )
     first = asyncio.Event()
@@ -333,7 +333,7 @@ async def test_stop_then_resume_bills_every_prompt_once(
     """stop() finishes in-flight items; a re-run does the rest; every prompt is billed once."""
     server.settings.generation_latency = 0.02
     requests = [GenerateRequest(f"s{i}") for i in range(12)]
-    batch = client.batch(requests, output_dir=tmp_path, concurrency=2)
+    batch = client.bulk(requests, output_dir=tmp_path, concurrency=2)
     done = 0
     async with batch:
         async for _ in batch:
@@ -369,7 +369,7 @@ async def test_download_retries_are_counted_and_reported(
         base_url=server.base_url,
         download=DownloadOptions(retry=RetryPolicy(max_attempts=3)),
     ) as c:
-        batch = c.batch([GenerateRequest("dl-retry")], output_dir=tmp_path, on_event=events.append)
+        batch = c.bulk([GenerateRequest("dl-retry")], output_dir=tmp_path, on_event=events.append)
         [outcome] = await batch.collect()
     assert outcome.ok
     assert batch.progress.retries == 1
@@ -385,11 +385,11 @@ async def test_retry_failed_generates_a_billed_blocked_item_again(
     """retry_failed runs a blocked item again even though the API billed it."""
     server.settings.moderation = "blocked"
     requests = [GenerateRequest("withheld", id="withheld")]
-    [first] = await client.batch(requests, output_dir=tmp_path).collect()
+    [first] = await client.bulk(requests, output_dir=tmp_path).collect()
     assert first.status == "blocked"
     assert load_manifest(tmp_path / "manifest.jsonl")["withheld"].billed
     server.settings.moderation = None
-    [second] = await client.batch(requests, output_dir=tmp_path, retry_failed=True).collect()
+    [second] = await client.bulk(requests, output_dir=tmp_path, retry_failed=True).collect()
     assert (second.ok, second.skipped) == (True, False)
     assert server.ledger.billed_prompts["withheld"] == 2
 
@@ -404,7 +404,7 @@ async def test_every_429_is_counted_once(
     async with AsyncClient(
         api_key=server.api_key, base_url=server.base_url, max_retries=2, rate_limit=rate_limit
     ) as c:
-        batch = c.batch([GenerateRequest("busy")], output_dir=tmp_path, on_event=events.append)
+        batch = c.bulk([GenerateRequest("busy")], output_dir=tmp_path, on_event=events.append)
         [outcome] = await batch.collect()
     assert outcome.status == "failed"
     assert (batch.progress.rate_limited, batch.progress.retries) == (3, 2)
@@ -417,18 +417,18 @@ async def test_outcome_files_are_absolute_for_a_relative_output_dir(
     """With output_dir="out", Outcome.files are absolute paths of the saved files."""
     monkeypatch.chdir(tmp_path)
     requests = [GenerateRequest("rel", id="rel")]
-    [outcome] = await client.batch(requests, output_dir="out").collect()
+    [outcome] = await client.bulk(requests, output_dir="out").collect()
     assert outcome.files == (tmp_path / "out" / "rel-0.png",)
     assert outcome.files[0].is_file()
-    [skipped] = await client.batch(requests, output_dir="out").collect()
+    [skipped] = await client.bulk(requests, output_dir="out").collect()
     assert skipped.skipped
     assert skipped.files == outcome.files
 
 
 def test_client_batch_documents_every_argument() -> None:
-    """AsyncClient.batch's docstring (the public entry point) documents each of its arguments."""
-    doc = inspect.getdoc(AsyncClient.batch) or ""
-    names = [n for n in inspect.signature(AsyncClient.batch).parameters if n != "self"]
+    """AsyncClient.bulk's docstring (the public entry point) documents each of its arguments."""
+    doc = inspect.getdoc(AsyncClient.bulk) or ""
+    names = [n for n in inspect.signature(AsyncClient.bulk).parameters if n != "self"]
     assert names
     assert [n for n in names if f"{n}:" not in doc] == []
 
@@ -438,8 +438,8 @@ async def test_two_runs_on_one_client_count_only_their_own_retries(
 ) -> None:
     """Runs sharing a client attribute each retry to their own item (events carry the origin)."""
     server.enqueue(Reply.error(503))
-    first = client.batch([GenerateRequest("one")], output_dir=tmp_path / "a")
-    second = client.batch([GenerateRequest("two")], output_dir=tmp_path / "b")
+    first = client.bulk([GenerateRequest("one")], output_dir=tmp_path / "a")
+    second = client.bulk([GenerateRequest("two")], output_dir=tmp_path / "b")
     outcomes = await asyncio.gather(first.collect(), second.collect())
     assert all(o.ok for run_outcomes in outcomes for o in run_outcomes)
     assert sorted([first.progress.retries, second.progress.retries]) == [0, 1]

@@ -1,4 +1,4 @@
-"""Bulk jobs through the Batch API (client.batch(via="batch-api") and the CLI) against the fake."""
+"""Bulk jobs through the Batch API (client.bulk(via="batch-api") and the CLI) against the fake."""
 
 from __future__ import annotations
 
@@ -97,8 +97,8 @@ def assert_clean_single_batch(server: FakeXAIServer, out: Path, count: int) -> N
 async def test_every_image_is_saved_through_one_batch(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
-    """client.batch(via="batch-api") saves each image, adds each id once, records the run."""
-    outcomes = await client.batch(prompts(7), output_dir=tmp_path, via="batch-api").collect()
+    """client.bulk(via="batch-api") saves each image, adds each id once, records the run."""
+    outcomes = await client.bulk(prompts(7), output_dir=tmp_path, via="batch-api").collect()
     assert all(o.ok for o in outcomes)
     assert len(outcomes) == 7
     assert_clean_single_batch(server, tmp_path, 7)
@@ -115,10 +115,10 @@ async def test_batch_api_options_detach_then_collect(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
     """via=BatchAPI(detach=True) submits and ends; the same job with via="batch-api" collects."""
-    detached = client.batch(prompts(2), output_dir=tmp_path, via=BatchAPI(detach=True))
+    detached = client.bulk(prompts(2), output_dir=tmp_path, via=BatchAPI(detach=True))
     assert await detached.collect() == []
     assert server.ledger.batch_requests_added == 2
-    outcomes = await client.batch(prompts(2), output_dir=tmp_path, via="batch-api").collect()
+    outcomes = await client.bulk(prompts(2), output_dir=tmp_path, via="batch-api").collect()
     assert all(o.ok for o in outcomes)
     assert_clean_single_batch(server, tmp_path, 2)
 
@@ -126,7 +126,7 @@ async def test_batch_api_options_detach_then_collect(
 def test_an_unknown_via_is_refused(client: AsyncClient, tmp_path: Path) -> None:
     """via must be "realtime", "batch-api" or a BatchAPI."""
     with pytest.raises(ValidationError, match="via"):
-        client.batch(prompts(1), output_dir=tmp_path, via="carrier-pigeon")  # type: ignore[arg-type]
+        client.bulk(prompts(1), output_dir=tmp_path, via="carrier-pigeon")  # type: ignore[arg-type]
 
 
 async def test_the_same_job_again_skips_everything(
@@ -436,11 +436,11 @@ async def test_progress_counts_server_state_and_save_delays(
 
 
 async def test_the_sync_client_runs_a_batch_api_job(server: FakeXAIServer, tmp_path: Path) -> None:
-    """xai_images.Client.batch(..., via="batch-api") saves every image too."""
+    """xai_images.Client.bulk(..., via="batch-api") saves every image too."""
 
     def run_sync() -> list[Outcome]:
         with Client(api_key=server.api_key, base_url=server.base_url) as sync_client:
-            return sync_client.batch(prompts(3), output_dir=tmp_path, via="batch-api").collect()
+            return sync_client.bulk(prompts(3), output_dir=tmp_path, via="batch-api").collect()
 
     outcomes = await asyncio.to_thread(run_sync)
     assert [o.status for o in outcomes] == ["ok"] * 3

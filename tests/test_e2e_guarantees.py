@@ -478,7 +478,7 @@ async def test_batch_fails_bad_lines_without_sending_them(
     client: xai_images.AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
     """A batch runs only the good line: each bad line is a failed outcome, never sent."""
-    outcomes = await client.batch(_write_jobs(tmp_path), output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(_write_jobs(tmp_path), output_dir=tmp_path / "out").collect()
     by_status = {o.id: o.status for o in outcomes}
     assert by_status.pop("good") == "ok"
     assert set(by_status.values()) == {"failed"}
@@ -495,7 +495,7 @@ async def test_batch_edit_of_a_gif_fails_without_sending(
     """A batch edit whose input file is a GIF fails with ValidationError and sends nothing."""
     _gif_file(tmp_path)
     jobs = [xai_images.EditRequest("make it blue", image="anim.gif", base_dir=tmp_path, id="e")]
-    outcomes = await client.batch(jobs, output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(jobs, output_dir=tmp_path / "out").collect()
     assert [o.status for o in outcomes] == ["failed"]
     assert isinstance(outcomes[0].error, xai_images.ValidationError)
     assert nothing_sent(server)
@@ -504,12 +504,12 @@ async def test_batch_edit_of_a_gif_fails_without_sending(
 async def test_batch_refuses_bad_settings_at_once(
     client: xai_images.AsyncClient, tmp_path: Path
 ) -> None:
-    """client.batch with concurrency=0 or an unknown on_exists raises ValidationError at once."""
+    """client.bulk with concurrency=0 or an unknown on_exists raises ValidationError at once."""
     with pytest.raises(xai_images.ValidationError) as info:
-        client.batch([], output_dir=tmp_path, concurrency=0)
+        client.bulk([], output_dir=tmp_path, concurrency=0)
     assert info.value.field == "concurrency"
     with pytest.raises(xai_images.ValidationError) as info:
-        client.batch([], output_dir=tmp_path, on_exists="nope")  # type: ignore[arg-type]
+        client.bulk([], output_dir=tmp_path, on_exists="nope")  # type: ignore[arg-type]
     assert info.value.field == "on_exists"
 
 
@@ -544,7 +544,7 @@ async def test_batch_survives_a_non_utf8_line(
     client: xai_images.AsyncClient, tmp_path: Path
 ) -> None:
     """A batch over a job file with a non-UTF-8 line fails that line and runs the others."""
-    outcomes = await client.batch(_non_utf8_jobs(tmp_path), output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(_non_utf8_jobs(tmp_path), output_dir=tmp_path / "out").collect()
     assert sorted(o.status for o in outcomes) == ["failed", "ok"]
 
 
@@ -812,7 +812,7 @@ async def test_moderated_batch_item_is_blocked_not_ok(
     """A batch item whose images are all withheld ends "blocked" with ImageBlockedError."""
     server.settings.moderation = "blocked"
     jobs = [xai_images.GenerateRequest("a fox in snow", n=2, id="fox")]
-    outcomes = await client.batch(jobs, output_dir=tmp_path).collect()
+    outcomes = await client.bulk(jobs, output_dir=tmp_path).collect()
     assert [o.status for o in outcomes] == ["blocked"]
     assert isinstance(outcomes[0].error, xai_images.ImageBlockedError)
 
@@ -918,7 +918,7 @@ async def test_interrupted_batch_resumes_without_paying_again(
     server.enqueue_download(Reply.stall(0.5, seconds=30))
 
     async def consume() -> list[xai_images.bulk.Outcome]:
-        async with client.batch(jobs, output_dir=tmp_path) as run:
+        async with client.bulk(jobs, output_dir=tmp_path) as run:
             return [outcome async for outcome in run]
 
     task = asyncio.ensure_future(consume())
@@ -928,7 +928,7 @@ async def test_interrupted_batch_resumes_without_paying_again(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert leftovers(tmp_path) == ["manifest.jsonl"]
-    outcomes = await client.batch(jobs, output_dir=tmp_path, retry_failed=True).collect()
+    outcomes = await client.bulk(jobs, output_dir=tmp_path, retry_failed=True).collect()
     assert [o.status for o in outcomes] == ["ok"]
     assert server.ledger.images_billed == 1
     assert leftovers(tmp_path) == ["fox-0.png", "manifest.jsonl"]
@@ -1046,9 +1046,9 @@ async def test_batch_never_resends_an_unknown_outcome(
     """A batch item whose answer was lost is "unknown"; reruns (even retry_failed) skip it."""
     jobs = [xai_images.GenerateRequest("a cat", id="cat")]
     server.enqueue(Reply.drop())
-    first = await client.batch(jobs, output_dir=tmp_path).collect()
+    first = await client.bulk(jobs, output_dir=tmp_path).collect()
     assert [o.status for o in first] == ["unknown"]
-    again = await client.batch(jobs, output_dir=tmp_path, retry_failed=True).collect()
+    again = await client.bulk(jobs, output_dir=tmp_path, retry_failed=True).collect()
     assert [(o.status, o.skipped) for o in again] == [("unknown", True)]
     assert server.ledger.requests_started == 1
     assert server.ledger.images_billed == 1
@@ -1062,7 +1062,7 @@ async def test_batch_cancelled_during_generation_is_never_resent(
     server.enqueue(Reply.hang(30))
 
     async def consume() -> list[xai_images.bulk.Outcome]:
-        async with client.batch(jobs, output_dir=tmp_path) as run:
+        async with client.bulk(jobs, output_dir=tmp_path) as run:
             return [outcome async for outcome in run]
 
     task = asyncio.ensure_future(consume())
@@ -1070,7 +1070,7 @@ async def test_batch_cancelled_during_generation_is_never_resent(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    again = await client.batch(jobs, output_dir=tmp_path, retry_failed=True).collect()
+    again = await client.bulk(jobs, output_dir=tmp_path, retry_failed=True).collect()
     assert [(o.status, o.skipped) for o in again] == [("unknown", True)]
     assert server.ledger.requests_started == 1
     assert server.ledger.images_billed == 1
@@ -1133,7 +1133,7 @@ async def test_reprs_never_show_the_key(
     async with xai_images.AsyncClient(base_url=server.base_url) as from_env:
         resp = await from_env.images.generate("a cat")
         shown = [from_env, client, client.images, resp, resp.data[0], vars(client)]
-        shown.append(client.batch([], output_dir="unused"))
+        shown.append(client.bulk([], output_dir="unused"))
         for thing in shown:
             assert SECRET not in repr(thing)
             assert SECRET not in str(thing)
@@ -1279,9 +1279,9 @@ async def test_batch_manifest_and_gallery_never_show_the_key(tmp_path: Path) -> 
         fake.enqueue(Reply.ok(), Reply.error(400, body={"error": f"echo {SECRET}"}), Reply.drop())
         jobs = [xai_images.GenerateRequest(f"job {i}", id=f"job{i}") for i in range(3)]
         async with xai_images.AsyncClient(api_key=SECRET, base_url=fake.base_url) as api:
-            outcomes = await api.batch(jobs, output_dir=tmp_path, concurrency=1).collect()
+            outcomes = await api.bulk(jobs, output_dir=tmp_path, concurrency=1).collect()
         async with fake_and_client(api_key="right-key") as (_, wrong):
-            await wrong.batch(
+            await wrong.bulk(
                 [xai_images.GenerateRequest("wrong key", id="wrong")], output_dir=tmp_path
             ).collect()
     assert sorted(o.status for o in outcomes) == ["failed", "ok", "unknown"]

@@ -104,7 +104,7 @@ async def test_hostile_request_id_in_a_bulk_job_stays_in_output_dir(
     server.enqueue(Reply.ok(headers={"x-request-id": request_id}))
     out = tmp_path / "out"
     async with _client(server) as client:
-        outcomes = await client.batch([{"prompt": "x"}], output_dir=out).collect()
+        outcomes = await client.bulk([{"prompt": "x"}], output_dir=out).collect()
     assert outcomes[0].ok
     assert all(path.parent == out for path in outcomes[0].files)
     assert {p.parent for p in _files_under(tmp_path)} == {out}
@@ -255,7 +255,7 @@ async def test_echoed_key_in_a_successful_answer_reaches_no_manifest(
         server.settings.revised_prompt = True
         server.enqueue(Reply.ok(headers=ECHO_HEADERS))
         async with _client(server) as client:
-            outcomes = await client.batch(
+            outcomes = await client.bulk(
                 [{"prompt": f"echo {SECRET}"}], output_dir=tmp_path
             ).collect()
     assert outcomes[0].ok

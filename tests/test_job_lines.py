@@ -81,11 +81,11 @@ def fake_xai_server_options() -> dict[str, Any]:
 async def test_batch_of_a_file_runs_every_good_line(
     client: AsyncClient, server: FakeXAIServer, tmp_path: Path
 ) -> None:
-    """client.batch(path) fails each bad line alone, by number, and bills every good line once."""
+    """client.bulk(path) fails each bad line alone, by number, and bills every good line once."""
     lines = [GOOD, *MALFORMED.values(), b'{"prompt": "the last line"}']
     path = tmp_path / "jobs.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
-    outcomes = await client.batch(path, output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(path, output_dir=tmp_path / "out").collect()
     failed = sorted(o.line for o in outcomes if o.status == "failed" if o.line is not None)
     assert failed == list(range(2, len(lines)))
     assert sorted(o.line for o in outcomes if o.ok if o.line is not None) == [1, len(lines)]
@@ -107,7 +107,7 @@ async def test_batch_of_dicts_fails_bad_dicts_alone(
         {"prompt": "x", "image": "ftp://example.com/a.png"},
         {"prompt": "fine"},
     ]
-    outcomes = await client.batch(jobs, output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(jobs, output_dir=tmp_path / "out").collect()
     assert sorted(o.status for o in outcomes) == ["failed"] * 5 + ["ok"]
     assert all(isinstance(o.error, ValidationError) for o in outcomes if not o.ok)
     assert server.ledger.images_billed == 1
@@ -118,7 +118,7 @@ async def test_batch_of_requests_fails_a_surrogate_prompt_alone(
 ) -> None:
     """A GenerateRequest with a lone surrogate fails as an item, before its id is derived."""
     requests = [GenerateRequest("bad \udc80"), GenerateRequest("good")]
-    outcomes = await client.batch(requests, output_dir=tmp_path / "out").collect()
+    outcomes = await client.bulk(requests, output_dir=tmp_path / "out").collect()
     assert sorted(o.status for o in outcomes) == ["failed", "ok"]
     assert server.ledger.images_billed == 1
 

@@ -15,7 +15,7 @@ from conftest import S3_SECRET_KEY, open_multipart_uploads
 
 import xai_images
 from xai_images._results._objstore import StoreOutput, is_store_url, store_output
-from xai_images.testing import sample_image
+from xai_images.testing import FakeXAIServer, sample_image
 
 obstore = pytest.importorskip("obstore")
 
@@ -173,7 +173,7 @@ async def test_memory_and_file_targets(tmp_path: Path) -> None:
     again = store_output("memory://objstore-test/p")
     digest = hashlib.sha256(data).hexdigest()
     assert await again.verify("m.png", size=len(data), sha256=digest)
-    local = store_output(f"file://{tmp_path}/out")
+    local = StoreOutput(f"file://{tmp_path}/out")
     await _store(local, "f.png", data)
     assert (tmp_path / "out" / "f.png").read_bytes() == data
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["f.png"]
@@ -223,3 +223,30 @@ async def test_stat_lists_only_the_wanted_keys(s3_target: str) -> None:
     assert sorted(found) == ["a-1.jpg", "a-2.jpg"]
     assert found["a-1.jpg"][0] == len(data)
     assert await output.stat(["b-1.jpg"]) == {"b-1.jpg": (len(data), found["a-1.jpg"][1])}
+
+
+async def test_response_save_to_a_bucket(
+    client: xai_images.AsyncClient, server: object, s3_target: str, moto_endpoint: str
+) -> None:
+    """response.save("s3://...") stores every image through the seam, sha256 recorded."""
+    response = await client.images.generate("a red kite", n=2)
+    saved = await response.save(f"{s3_target}/kites", name="kite-{index}")
+    assert [s.key for s in saved] == ["kite-0.png", "kite-1.png"]
+    assert saved[0].location == f"{s3_target}/kites/kite-0.png"
+    output = store_output(f"{s3_target}/kites")
+    for item in saved:
+        assert await output.verify(item.key, size=item.bytes, sha256=item.sha256)  # type: ignore[arg-type]
+    one = await response.data[0].save(f"{s3_target}/single")
+    assert one.location is not None
+    assert one.location.startswith(f"{s3_target}/single/")
+    assert open_multipart_uploads(moto_endpoint, s3_target.removeprefix("s3://")) == []
+
+
+async def test_response_save_to_a_missing_bucket_fails_before_downloading(
+    client: xai_images.AsyncClient, server: FakeXAIServer, s3_target: str
+) -> None:
+    """A target that cannot be written is a StoreUnavailableError before any download."""
+    response = await client.images.generate("a red kite")
+    with pytest.raises(xai_images.StoreUnavailableError, match="-nope"):
+        await response.save(f"{s3_target}-nope/kites")
+    assert server.ledger.images_downloaded == 0

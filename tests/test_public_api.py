@@ -14,6 +14,7 @@ import pytest
 import xai_images
 import xai_images.bulk
 import xai_images.hooks
+import xai_images.outputs
 import xai_images.testing
 import xai_images.types
 
@@ -21,6 +22,7 @@ PUBLIC_MODULES = [
     xai_images,
     xai_images.bulk,
     xai_images.hooks,
+    xai_images.outputs,
     xai_images.types,
     xai_images.testing,
 ]

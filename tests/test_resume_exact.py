@@ -45,7 +45,7 @@ async def _cancel_run(run: xai_images.bulk.BatchRun, until: Any) -> None:
 
 async def _resume(server: FakeXAIServer, out: Path, **options: Any) -> list[Any]:
     async with _client(server) as client:
-        return await client.batch(JOBS, output_dir=out, **options).collect()
+        return await client.bulk(JOBS, output_dir=out, **options).collect()
 
 
 def _partials(out: Path) -> list[Path]:
@@ -62,7 +62,7 @@ async def test_items_waiting_for_the_rate_limiter_resume_as_not_run(
     """Leaving the run early while items wait for the limiter records nothing for them."""
     server = fake_xai_server
     client = _client(server, rate_limit=4)
-    async with client, client.batch(JOBS, output_dir=tmp_path, concurrency=8) as run:
+    async with client, client.bulk(JOBS, output_dir=tmp_path, concurrency=8) as run:
         async for _outcome in run:
             break
     first = _statuses(tmp_path)
@@ -81,7 +81,7 @@ async def test_items_waiting_for_a_concurrency_slot_resume_as_not_run(
     server = fake_xai_server
     server.enqueue(Reply.hang(30), Reply.hang(30))  # billed, then no answer in time
     async with _client(server, max_concurrent_requests=2) as client:
-        run = client.batch(JOBS, output_dir=tmp_path, concurrency=8)
+        run = client.bulk(JOBS, output_dir=tmp_path, concurrency=8)
         await _cancel_run(run, server.wait_for(lambda ledger: ledger.images_billed == 2))
     first = _statuses(tmp_path)
     assert sorted(first.values()) == ["unknown", "unknown"]
@@ -98,7 +98,7 @@ async def test_item_refused_with_429_then_waiting_resumes_as_not_run(
     server = fake_xai_server
     server.enqueue(Reply.error(429, retry_after="1"))
     async with _client(server) as client:
-        task = asyncio.ensure_future(client.batch(JOBS[:1], output_dir=tmp_path).collect())
+        task = asyncio.ensure_future(client.bulk(JOBS[:1], output_dir=tmp_path).collect())
 
         def cancel_on_429(event: object) -> None:
             if isinstance(event, RateLimited):
@@ -118,7 +118,7 @@ async def test_interrupted_download_is_fetched_again_not_generated(
     server = fake_xai_server
     server.settings.download_latency = 5
     async with _client(server) as client:
-        run = client.batch(JOBS, output_dir=tmp_path, concurrency=8)
+        run = client.bulk(JOBS, output_dir=tmp_path, concurrency=8)
         # Every answer is in hand once the 8 downloads have started.
         await _cancel_run(run, server.wait_for_requests(16))
     assert set(_statuses(tmp_path).values()) == {"failed"}
@@ -136,7 +136,7 @@ async def test_mixed_interruption_bills_every_prompt_once(
     server = fake_xai_server
     server.settings.generation_latency = 0.2
     async with _client(server, rate_limit=20, max_concurrent_requests=3) as client:
-        run = client.batch(JOBS, output_dir=tmp_path, concurrency=8)
+        run = client.bulk(JOBS, output_dir=tmp_path, concurrency=8)
         await _cancel_run(run, server.wait_for(lambda ledger: ledger.images_billed >= 2))
     assert len(_statuses(tmp_path)) <= server.ledger.requests_started
     outcomes = await _resume(server, tmp_path, retry_failed=True)
@@ -156,7 +156,7 @@ async def test_item_between_connection_retries_resumes_as_not_run(tmp_path: Path
     base_url = server.base_url
     await server.stop()  # nothing listens there any more: every attempt fails to connect
     async with xai_images.AsyncClient(api_key="k", base_url=base_url) as client:
-        task = asyncio.ensure_future(client.batch(JOBS[:1], output_dir=tmp_path).collect())
+        task = asyncio.ensure_future(client.bulk(JOBS[:1], output_dir=tmp_path).collect())
 
         def cancel_on_retry(event: object) -> None:
             if isinstance(event, RetryScheduled):

@@ -114,15 +114,15 @@ async def test_batch_refuses_a_linked_manifest_before_sending(
     """A bulk job whose manifest name is a link fails with SaveError; nothing is sent or written."""
     (out / "manifest.jsonl").symlink_to(victim)
     with pytest.raises(SaveError):
-        await client.batch([GenerateRequest("a cat")], output_dir=out).collect()
+        await client.bulk([GenerateRequest("a cat")], output_dir=out).collect()
     assert server.ledger.requests == []
     assert untouched(victim)
 
 
 async def test_batch_with_a_clean_manifest_still_appends(client: AsyncClient, out: Path) -> None:
     """The safe open keeps appending: a second run adds to the first run's manifest."""
-    await client.batch([GenerateRequest("a cat")], output_dir=out).collect()
-    await client.batch([GenerateRequest("a dog")], output_dir=out).collect()
+    await client.bulk([GenerateRequest("a cat")], output_dir=out).collect()
+    await client.bulk([GenerateRequest("a dog")], output_dir=out).collect()
     assert len(load_manifest(out / "manifest.jsonl")) == 2
     assert not (out / "manifest.jsonl").is_symlink()
 

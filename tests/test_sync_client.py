@@ -28,7 +28,7 @@ from xai_images import (
     ImagesResponse,
     ValidationError,
 )
-from xai_images._sync._client import (
+from xai_images._sync._models import (
     SyncDeferredRequest,
     SyncGeneratedImage,
     SyncImagesResponse,
@@ -173,9 +173,9 @@ def test_threads_share_one_client(fake: ThreadedFake, tmp_path: Path) -> None:
 
 
 def test_batch_iterates_outcomes(fake: ThreadedFake, tmp_path: Path) -> None:
-    """client.batch() is iterated with a plain for loop and counts its progress."""
+    """client.bulk() is iterated with a plain for loop and counts its progress."""
     jobs = [{"prompt": f"item {i}", "id": f"item-{i}"} for i in range(5)]
-    with fake.client() as client, client.batch(jobs, output_dir=tmp_path) as run:
+    with fake.client() as client, client.bulk(jobs, output_dir=tmp_path) as run:
         outcomes = list(run)
     assert sorted(o.id for o in outcomes) == [f"item-{i}" for i in range(5)]
     assert all(o.ok and o.files[0].exists() for o in outcomes)
@@ -230,10 +230,10 @@ def test_ctrl_c_during_a_batch_records_it_and_a_rerun_never_pays_twice(
     jobs = [{"prompt": "sent then interrupted", "id": "first"}]
     with fake.client() as client:
         _interrupt_main_when(fake, lambda ledger: ledger.images_billed == 1)
-        with pytest.raises(KeyboardInterrupt), client.batch(jobs, output_dir=tmp_path) as run:
+        with pytest.raises(KeyboardInterrupt), client.bulk(jobs, output_dir=tmp_path) as run:
             list(run)
         assert run.progress.finished_at is not None  # the run ended: workers and manifest closed
-        again = client.batch(jobs, output_dir=tmp_path).collect()
+        again = client.bulk(jobs, output_dir=tmp_path).collect()
     assert [(o.id, o.status, o.skipped) for o in again] == [("first", "unknown", True)]
     assert fake.server.ledger.billed_prompts["sent then interrupted"] == 1
     assert _parts(tmp_path) == []
@@ -349,14 +349,17 @@ def test_response_displays_as_thumbnails_fetched_once(fake: ThreadedFake) -> Non
 
 
 def test_response_displays_after_its_client_closed(fake: ThreadedFake) -> None:
-    """A sync response first displayed after close() still shows its images."""
+    """A sync response first displayed after close() shows its images by their URLs (no fetch)."""
     with fake.client() as client:
         response = client.images.generate("a kestrel")
-    assert '<img src="data:image/png' in response._repr_mimebundle_()["text/html"]
+    arrived = fake.server.ledger.requests_started
+    shown = response._repr_mimebundle_()["text/html"]
+    assert f'<img src="{response.data[0].url}"' in shown
+    assert fake.server.ledger.requests_started == arrived
 
 
 def test_async_image_displays_after_its_loop_ended(fake: ThreadedFake, tmp_path: Path) -> None:
-    """An AsyncClient image displays even once its loop is gone (fetched on a private loop)."""
+    """An AsyncClient image displays even once its loop is gone (by its URL, no fetch)."""
 
     async def make() -> tuple[Any, Any]:
         async with xai_images.AsyncClient(
@@ -367,6 +370,9 @@ def test_async_image_displays_after_its_loop_ended(fake: ThreadedFake, tmp_path:
             return response, saved
 
     response, saved = asyncio.run(make())
-    assert "image/png" in response.data[0]._repr_mimebundle_()
-    assert '<img src="data:image/png' in response._repr_mimebundle_()["text/html"]
+    arrived = fake.server.ledger.requests_started
+    url = response.data[0].url
+    assert f'<img src="{url}"' in response.data[0]._repr_mimebundle_()["text/html"]
+    assert f'<img src="{url}"' in response._repr_mimebundle_()["text/html"]
+    assert fake.server.ledger.requests_started == arrived
     assert "image/png" in saved._repr_mimebundle_()

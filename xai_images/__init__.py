@@ -6,7 +6,6 @@ see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest 
 `xai_images.types`.
 """
 
-from ._api._client import AsyncClient
 from ._api._inputs import FileId
 from ._api._models import (
     DeferredRequest,
@@ -18,6 +17,7 @@ from ._api._models import (
 )
 from ._api._requests import EditRequest, GenerateRequest
 from ._api._uploads import StoreUploads, UploadedImage
+from ._bulk._client import AsyncClient
 from ._bulk._remote_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (

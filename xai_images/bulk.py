@@ -1,17 +1,22 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
-Start a job with ``client.batch(...)`` (it returns a `BatchRun`); iterate it for one
+Start a job with ``client.bulk(...)`` (it returns a `BatchRun`); iterate it for one
 `Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
 written by `write_gallery`. `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 
-Through xAI's Batch API (``client.batch(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
+Through xAI's Batch API (``client.bulk(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
 :class:`BatchAPI` options) the job is a
 :class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
 :class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and
 ``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._api._batch_models import (
     Batch,
@@ -23,7 +28,6 @@ from ._api._batch_models import (
 )
 from ._api._batches import BatchLimits
 from ._bulk._batch import BatchRun, Outcome
-from ._bulk._batch_remote import BatchAPI, RemoteBatchRun
 from ._bulk._gallery import write_gallery
 from ._bulk._jobs import InvalidJob, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
@@ -54,4 +58,19 @@ __all__ = [
     "write_gallery",
 ]
 
-publish(__name__, globals())
+if TYPE_CHECKING:
+    from ._bulk._batch_remote import BatchAPI, RemoteBatchRun
+
+# The Batch-API engine is imported when one of its names is first used, not with the package.
+_LAZY = {"BatchAPI": "._bulk._batch_remote", "RemoteBatchRun": "._bulk._batch_remote"}
+
+publish(__name__, {**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], "xai_images"), name)
+    publish(__name__, {"__all__": [name], name: value})
+    globals()[name] = value
+    return value

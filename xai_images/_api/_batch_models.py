@@ -21,7 +21,7 @@ from .._errors import APIResponseError
 from ._models import ImagesResponse, parse_images_response
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from .._results._transfers import Transfers
 
 __all__ = [
     "Batch",
@@ -343,7 +343,7 @@ def parse_result(
     entry: Any,
     payloads: Sequence[bytes | bytearray] = (),
     *,
-    client: AsyncClient | None = None,
+    transfers: Transfers | None = None,
     where: str = "results",
 ) -> BatchResult:
     """A :class:`BatchResult` from one entry of ``/results`` (see the module docstring).
@@ -368,7 +368,7 @@ def parse_result(
         payloads,
         request_id=request_id,
         requested=None,
-        transfers=client._transfers if client is not None else None,
+        transfers=transfers,
         where=f"{where}: {request_id}",
     )
     if not response.images:

@@ -43,10 +43,10 @@ from ._batch_models import (
 )
 from ._images import Resource
 from ._inputs import resolve_image
-from ._requests import EditRequest, GenerateRequest, Request
+from ._requests import EditRequest, GenerateRequest, Request, derive_id
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["BatchLimits", "Batches", "Files", "encode_entry"]
 
@@ -133,9 +133,7 @@ async def encode_entry(request: Request, request_id: str) -> bytes:
 
 def _request_id(request: Request) -> str:
     if request.id is None:
-        from .._bulk._jobs import derive_id  # the same derived id a bulk job would give it
-
-        return derive_id(request)
+        return derive_id(request)  # the same derived id a bulk job would give it
     return request.id
 
 
@@ -145,21 +143,21 @@ class Batches:
     Requests are queued server-side, do not count towards the real-time rate limit, and finish
     over minutes to hours in any order; each result's image URLs expire an hour after it
     finished. For whole bulk jobs (manifest, resume, saving) use
-    ``client.batch(..., via="batch-api")``.
+    ``client.bulk(..., via="batch-api")``.
 
     Attributes:
         limits: the :class:`BatchLimits` kept by the local pacers; assign a new one to change
             them (e.g. ``BatchLimits(add_calls=1000)`` for the newer documented limit).
     """
 
-    def __init__(self, client: AsyncClient, limits: BatchLimits | None = None) -> None:
-        self._client = client
+    def __init__(self, requester: Requester, limits: BatchLimits | None = None) -> None:
+        self._requester = requester
         self._limits = limits or BatchLimits()
         self._add_pacer = _Pacer(self._limits.add_calls, self._limits.add_window)
         self._create_pacer = _Pacer(1, 1.0 / self._limits.creates_per_second)
 
     def __repr__(self) -> str:
-        return f"<Batches {self._client!r}>"
+        return f"<Batches {self._requester!r}>"
 
     @property
     def limits(self) -> BatchLimits:
@@ -195,7 +193,7 @@ class Batches:
         for _ in range(3):
             await self._create_pacer.acquire()
             try:
-                answer = await self._client._request("POST", "/batches", body=body, reconciled=True)
+                answer = await self._requester.send("POST", "/batches", body=body, reconciled=True)
             except (OutcomeUnknownError, APIStatusError) as exc:
                 if isinstance(exc, APIStatusError) and exc.status_code < 500:
                     raise
@@ -235,7 +233,7 @@ class Batches:
             NotFoundError: no such batch.
         """
         path = f"/batches/{_segment(batch_id)}"
-        answer = await self._client._request("GET", path, idempotent=True)
+        answer = await self._requester.send("GET", path, idempotent=True)
         return parse_batch(answer.body, f"GET {path}")
 
     async def list(self, *, page_size: int | None = None) -> AsyncIterator[Batch]:
@@ -268,7 +266,7 @@ class Batches:
             NotFoundError: no such batch, or it expired (its results are gone).
         """
         path = f"/batches/{_segment(batch_id)}/results"
-        answer = await self._client._request(
+        answer = await self._requester.send(
             "GET", path + _query(page_size or self._limits.page_size, page_token), idempotent=True
         )
         body = answer.body
@@ -278,7 +276,9 @@ class Batches:
         if not isinstance(entries, list):
             raise APIResponseError(f"GET {path}: results is not a list")
         results = tuple(
-            parse_result(e, answer.payloads, client=self._client, where=f"GET {path}")
+            parse_result(
+                e, answer.payloads, transfers=self._requester.transfers, where=f"GET {path}"
+            )
             for e in entries
         )
         return ResultsPage(results, _next_token(body), page_token)
@@ -289,7 +289,7 @@ class Batches:
         Cancelling twice changes nothing, so this is retried freely.
         """
         path = f"/batches/{_segment(batch_id)}:cancel"
-        answer = await self._client._request("POST", path, body={}, idempotent=True)
+        answer = await self._requester.send("POST", path, body={}, idempotent=True)
         return parse_batch(answer.body, f"POST {path}")
 
     # -- adding ----------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ class Batches:
             await self._add_pacer.acquire()
             data = b'{"batch_requests":[' + b",".join(e for _, e in todo) + b"]}"
             try:
-                await self._client._request(
+                await self._requester.send(
                     "POST", path, content=(data, "application/json"), reconciled=True
                 )
                 return
@@ -437,7 +437,7 @@ class Batches:
         token: str | None = None
         seen: set[str] = set()
         for _ in range(_MAX_PAGES):
-            answer = await self._client._request(
+            answer = await self._requester.send(
                 "GET", path + _query(page_size or self._limits.page_size, token), idempotent=True
             )
             body = answer.body
@@ -527,7 +527,7 @@ class Files(Resource):
         )
         parts.append(f"--{boundary}--\r\n".encode())
         content = (b"".join(parts), f"multipart/form-data; boundary={boundary}")
-        answer = await self._client._request("POST", "/files", content=content, reconciled=True)
+        answer = await self._requester.send("POST", "/files", content=content, reconciled=True)
         return parse_file(answer.body, "POST /files")
 
     async def get(self, file_id: str) -> FileObject:
@@ -537,7 +537,7 @@ class Files(Resource):
             NotFoundError: no such file (deleted or expired).
         """
         path = f"/files/{_segment(file_id)}"
-        answer = await self._client._request("GET", path, idempotent=True)
+        answer = await self._requester.send("GET", path, idempotent=True)
         return parse_file(answer.body, f"GET {path}")
 
     async def delete(self, file_id: str) -> bool:
@@ -547,7 +547,7 @@ class Files(Resource):
             NotFoundError: no such file.
         """
         path = f"/files/{_segment(file_id)}"
-        answer = await self._client._request("DELETE", path, idempotent=True)
+        answer = await self._requester.send("DELETE", path, idempotent=True)
         body = answer.body
         return bool(body.get("deleted")) if isinstance(body, Mapping) else False
 

@@ -1,6 +1,10 @@
-"""``AsyncClient``: configuration, lifecycle (session and writer threads) and retry decisions.
+"""``CoreClient``: configuration, lifecycle (session and writer threads) and retry decisions.
 
-Every API call goes through `AsyncClient._request`: it applies the client-wide limits,
+``CoreClient`` is everything of ``AsyncClient`` but bulk jobs: the public ``AsyncClient``
+(``_bulk/_client.py``) adds ``bulk(...)`` on top of it, so that nothing in this layer or below
+needs the bulk engine. Resources get the narrow `Requester` (``_requester.py``), not the client.
+
+Every API call goes through `CoreClient._request`: it applies the client-wide limits,
 asks the transport (``_transport.py``) for one attempt at a time, decides from the error whether
 another attempt is safe (never pay twice) and iterates the one retry loop of ``_retry.py``. What
 happens is published to the client's event hooks (``_hooks.py``).
@@ -13,9 +17,9 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -56,19 +60,15 @@ from .._wire._shared_limit import SharedRateLimiter
 from .._wire._transport import Answer, Secret, Transport, dumps, trace_config
 from ._batches import Batches, Files
 from ._images import Images
+from ._requester import Requester
 
-if TYPE_CHECKING:
-    from .._bulk._batch import BatchRun, Source
-    from .._bulk._batch_remote import BatchAPI, RemoteBatchRun
-    from .._bulk._progress import ProgressEvent
-    from .._results._files import OnExists
-
-__all__ = ["DEFAULT_BASE_URL", "AsyncClient", "Timeout"]
+__all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 """Used when neither ``base_url=`` nor ``XAI_BASE_URL`` is set."""
 
 _logger = logging.getLogger("xai_images")
+_Self = TypeVar("_Self", bound="CoreClient")
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _NOT_RUN = frozenset({429})  # a refusal: retried for reconciled requests too, unlike a 5xx
 
@@ -92,7 +92,7 @@ def _cost_of(body: Any) -> int | None:
     return ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None
 
 
-class AsyncClient:
+class CoreClient:
     """Async client for the xAI image API. Use it as ``async with AsyncClient() as client:``.
 
     Args:
@@ -254,10 +254,13 @@ class AsyncClient:
             writers=self._writers,
             hooks=self._hooks,
         )
-        self.images = Images(self)
+        self._requester = Requester(self._request, self._transfers, self._hooks, owner=self)
+        self.images = Images(self._requester)
         """Image generation, editing and deferred requests."""
-        self.batches = Batches(self)  # xAI's Batch API (client.batch(via="batch-api") uses it)
-        self.files = Files(self)  # the Files API, as far as batches need it
+        self.batches = Batches(self._requester)
+        """xAI's Batch API (``client.bulk(..., via="batch-api")`` runs whole jobs through it)."""
+        self.files = Files(self._requester)
+        """The Files API, as far as batches need it."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -274,7 +277,7 @@ class AsyncClient:
         state = "closed" if self._closed else "open"
         return f"<AsyncClient base_url={self._base_url!r} {state}>"
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self: _Self) -> _Self:
         if self._closed:
             raise ClientClosedError("this AsyncClient is closed; create a new one")
         if isinstance(self._limiter, SharedRateLimiter):
@@ -324,87 +327,6 @@ class AsyncClient:
             )
             self._writers.start()  # a client used without ``async with``: at first use
         return self._session
-
-    def batch(
-        self,
-        requests: Source,
-        *,
-        output_dir: str | os.PathLike[str],
-        manifest: str | os.PathLike[str] | None = None,
-        concurrency: int = 16,
-        retry_failed: bool = False,
-        resend_unknown: bool = False,
-        on_event: Callable[[ProgressEvent], None] | None = None,
-        on_exists: OnExists = "overwrite",
-        verify_sha256: bool = False,
-        via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
-    ) -> BatchRun | RemoteBatchRun:
-        """Run many generate and edit requests as one resumable job; iterate for outcomes.
-
-        Nothing starts before the first iteration. Prefer
-        ``async with client.batch(...) as run: async for outcome in run: ...`` (one
-        ``Outcome`` per item, as items finish) so that leaving the loop early stops the workers
-        and closes the manifest at once; ``await run.collect()`` runs to the end. Each image is
-        saved as ``{id}-{index}.{ext}`` and each finished item appends a line to the manifest.
-        One item failing never stops the others.
-
-        Resuming: run the same job with the same manifest again. Items recorded ``ok`` whose
-        files are intact are skipped. Items recorded ``failed`` or ``blocked`` run again only
-        with ``retry_failed``; items recorded ``unknown`` only with ``resend_unknown``.
-
-        Args:
-            requests: ``GenerateRequest`` / ``EditRequest`` objects, dicts shaped like job-file
-                lines, ``InvalidJob`` markers, in a list, any iterable or async iterable; or
-                the path of a JSONL job file (one object per line with ``prompt`` and
-                optionally any other field of ``GenerateRequest``; an ``image`` or
-                ``images`` key makes it an edit, relative paths resolve against the file's
-                directory). Every item is validated before it is sent; a bad one becomes a
-                failed outcome naming its line.
-            output_dir: where images and the manifest go; made absolute at once, so
-                ``Outcome.files`` are absolute paths.
-            manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
-                earlier run there decide what is skipped (see Resuming).
-            concurrency: API requests in flight at once. Downloads are capped separately by
-                ``DownloadOptions.concurrency``; request starts by the client's ``rate_limit``.
-            retry_failed: run again the items an earlier run recorded as ``failed`` or
-                ``blocked``. A failed item whose images were generated (billed) but not saved
-                is downloaded again from its recorded URLs, not generated again; a blocked item
-                (moderation withheld every image) is generated again, which may pay again.
-            resend_unknown: send again the items whose outcome is ``unknown`` (sent, answer
-                lost), and generate again billed items whose image URLs expired; both may pay
-                twice.
-            on_event: called with a ``ProgressEvent`` for every step (from the event loop;
-                keep it quick). Exceptions it raises are logged and ignored. The live counters
-                are also on ``run.progress``.
-            on_exists: what to do when an image file already exists: ``"overwrite"`` (default:
-                the manifest, not a stray file, is the job's record), ``"skip"`` (keep an
-                identical file; a different one fails the item), ``"fail"``.
-            verify_sha256: when resuming, hash the files of done items instead of checking
-                their sizes.
-            via: ``"batch-api"`` (or a ``BatchAPI`` with detach/wait/cancel) runs the job as
-                one xAI batch and returns a ``RemoteBatchRun``: see ``docs/batch-api.md``.
-
-        Raises:
-            ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
-                with single items never raise: they become failed outcomes. Iterating raises
-                only if the manifest cannot be written or the request source itself raises.
-        """
-        from .._bulk._batch_remote import (
-            engine,  # deferred: the bulk engines are not needed otherwise
-        )
-
-        return engine(via)(
-            self,
-            requests,
-            output_dir=output_dir,
-            manifest=manifest,
-            concurrency=concurrency,
-            retry_failed=retry_failed,
-            resend_unknown=resend_unknown,
-            on_event=on_event,
-            on_exists=on_exists,
-            verify_sha256=verify_sha256,
-        )
 
     # -- event hooks -------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     import datetime
 
     from .._results._objstore import StoreOutput
-    from ._client import AsyncClient
+    from ._requester import Requester
 
 __all__ = ["Images", "Resource"]
 
@@ -67,11 +67,11 @@ class Resource:
 
     _label = "Resource"  # what the repr says before the client
 
-    def __init__(self, client: AsyncClient) -> None:
-        self._client = client
+    def __init__(self, requester: Requester) -> None:
+        self._requester = requester
 
     def __repr__(self) -> str:
-        return f"<{self._label} {self._client!r}>"
+        return f"<{self._label} {self._requester!r}>"
 
 
 class Images(Resource):
@@ -275,7 +275,7 @@ class Images(Resource):
             answer.payloads,
             request_id=answer.request_id,
             requested=_requested(body),
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"POST {path}",
         )
 
@@ -305,7 +305,7 @@ class Images(Resource):
                 method="POST",
                 path=path,
             )
-        return DeferredRequest(request_id, client=self._client)
+        return DeferredRequest(request_id, images=self)
 
     async def send_to_store(
         self,
@@ -393,7 +393,7 @@ class Images(Resource):
         if upload_urls is not None:
             body["output"] = {"upload_urls": upload_urls}
             check_upload_urls(body)
-        answer = await self._client._request(
+        answer = await self._requester.send(
             "POST",
             path,
             body=body,
@@ -430,7 +430,7 @@ class Images(Resource):
         _check_call_options(timeout, max_retries)
         path = "/images/" + quote(request_id, safe="")
         try:
-            answer = await self._client._request(
+            answer = await self._requester.send(
                 "GET", path, timeout=timeout, max_retries=max_retries, idempotent=True
             )
         except NotFoundError as exc:
@@ -462,7 +462,7 @@ class Images(Resource):
             source,
             answer.payloads,
             request_id=request_id,
-            transfers=self._client._transfers,
+            transfers=self._requester.transfers,
             where=f"GET {path}",
         )
         return DeferredStatus("done", response=response, raw_status=raw_status)

@@ -12,21 +12,23 @@ import binascii
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import cattrs
 
 from .._errors import APIResponseError, ConfigurationError, ImageBlockedError
 from .._results._files import safe_component
+from .._units import TICKS_PER_USD, format_usd
 from .._wire._b64stream import PAYLOAD_KEY
 
 if TYPE_CHECKING:
     import os
 
     from .._results._files import OnExists, SavedImage
+    from .._results._output import Output
+    from .._results._preview import Picture
     from .._results._transfers import Transfers
-    from ._client import AsyncClient
 
 __all__ = [
     "TICKS_PER_USD",
@@ -36,11 +38,10 @@ __all__ = [
     "GeneratedImage",
     "ImagesResponse",
     "Usage",
+    "image_bundle",
     "parse_images_response",
+    "response_bundle",
 ]
-
-TICKS_PER_USD = 10**10
-"""``usage.cost_in_usd_ticks`` per US dollar."""
 
 
 @attrs.frozen
@@ -165,9 +166,12 @@ class GeneratedImage:
         return self._transfers
 
     async def save(
-        self, path: str | os.PathLike[str], *, on_exists: OnExists = "fail"
+        self, path: str | os.PathLike[str] | Output, *, on_exists: OnExists = "fail"
     ) -> SavedImage:
         """Write the image to ``path`` atomically (see ``Transfers.save`` for naming rules).
+
+        ``path`` is a file name, a directory, a ``file://`` URL or an
+        `xai_images.outputs.Output`.
 
         Raises:
             ImageBlockedError: the image was withheld by moderation.
@@ -197,9 +201,7 @@ class GeneratedImage:
         return b"".join(parts)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .._ui._display import image_bundle  # display code is only loaded in notebooks
-
-        return image_bundle(self)
+        return image_bundle(self, picture_of(self))
 
 
 @attrs.frozen
@@ -248,7 +250,7 @@ class ImagesResponse:
 
     async def save(
         self,
-        directory: str | os.PathLike[str] = ".",
+        directory: str | os.PathLike[str] | Output = ".",
         *,
         name: str = "{request_id}-{index}",
         on_exists: OnExists = "fail",
@@ -256,6 +258,7 @@ class ImagesResponse:
     ) -> list[SavedImage]:
         """Save every delivered image into ``directory`` in parallel, atomically.
 
+        ``directory`` is a path, a ``file://`` URL or an `xai_images.outputs.Output`.
         Blocked images are skipped (count them with `blocked_count`). ``name`` is a
         pattern with ``{request_id}`` and ``{index}``; the extension comes from the bytes.
         ``concurrency`` may lower the client's download concurrency for this call.
@@ -271,9 +274,7 @@ class ImagesResponse:
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .._ui._display import response_bundle  # display code is only loaded in notebooks
-
-        return response_bundle(self)
+        return response_bundle(self, [picture_of(image) for image in self.data])
 
 
 @attrs.frozen
@@ -299,21 +300,36 @@ class DeferredStatus:
     raw_status: str | None = None
 
 
+class _Poller(Protocol):
+    """What a `DeferredRequest` needs of ``client.images``."""
+
+    async def get_deferred(self, request_id: str) -> DeferredStatus: ...
+
+    async def wait_deferred(
+        self,
+        request_id: str,
+        *,
+        timeout: float | None,
+        poll_interval: float,
+        max_poll_interval: float,
+    ) -> ImagesResponse: ...
+
+
 @attrs.frozen
 class DeferredRequest:
     """A deferred generation or edit, started with ``deferred=True``; poll it or wait for it."""
 
     request_id: str
-    _client: AsyncClient | None = attrs.field(default=None, eq=False, repr=False, alias="client")
+    _images: _Poller | None = attrs.field(default=None, eq=False, repr=False, alias="images")
 
-    def _attached(self) -> AsyncClient:
-        if self._client is None:
+    def _attached(self) -> _Poller:
+        if self._images is None:
             raise _no_client()
-        return self._client
+        return self._images
 
     async def status(self) -> DeferredStatus:
         """Poll once (``client.images.get_deferred``)."""
-        return await self._attached().images.get_deferred(self.request_id)
+        return await self._attached().get_deferred(self.request_id)
 
     async def wait(
         self,
@@ -328,12 +344,53 @@ class DeferredRequest:
             DeferredError: the request failed, expired, ended with another final status
                 (e.g. ``cancelled``), or was not done within ``timeout``.
         """
-        return await self._attached().images.wait_deferred(
+        return await self._attached().wait_deferred(
             self.request_id,
             timeout=timeout,
             poll_interval=poll_interval,
             max_poll_interval=max_poll_interval,
         )
+
+
+# -- display -------------------------------------------------------------------------------------
+
+
+def picture_of(image: GeneratedImage) -> Picture:
+    """What a display can show of ``image`` without fetching: its bytes, its URL or why not."""
+    from .._results._preview import Link  # display code is loaded at the first display
+
+    if image.content is not None:
+        return image.content
+    if image.blocked:
+        return "withheld by moderation"
+    return Link(image.url) if image.url else "no image"
+
+
+def image_bundle(image: GeneratedImage, picture: Picture) -> dict[str, Any]:
+    """The display of one image, shown as ``picture`` (see `picture_of`)."""
+    from .._results._preview import picture_bundle
+
+    return picture_bundle(picture, f"image {image.index} of {image.request_id or 'a response'}")
+
+
+def response_bundle(response: ImagesResponse, pictures: Sequence[Picture]) -> dict[str, Any]:
+    """The display of a response: its images (one picture each, in order) and its facts."""
+    from .._results._preview import Cell, grid_bundle
+
+    cells = [
+        Cell(picture, image.index, image.stem, image.revised_prompt)
+        for image, picture in zip(response.data, pictures, strict=True)
+    ]
+    facts = [f"{len(response.images)} image(s)"]
+    if response.blocked_count:
+        facts.append(f"{response.blocked_count} withheld by moderation")
+    if response.model:
+        facts.append(response.model)
+    if response.usage is not None and response.usage.cost_in_usd_ticks is not None:
+        facts.append(format_usd(response.usage.cost_in_usd_ticks))
+    if response.request_id:
+        facts.append(f"request {response.request_id}")
+    return grid_bundle(cells, facts, repr(response))
 
 
 # -- parsing -------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePath
@@ -61,6 +62,7 @@ __all__ = [
     "GenerateRequest",
     "Request",
     "api_fields",
+    "derive_id",
     "field_spec",
 ]
 
@@ -509,3 +511,16 @@ def _input_json(value: object) -> Any:
     if isinstance(value, os.PathLike):
         return os.fspath(value)
     return value if isinstance(value, str) else repr(value)
+
+
+def derive_id(request: Request) -> str:
+    """The id of a request without one: ``gen-`` or ``edit-`` and 12 hex digits of the SHA-256
+    of its canonical JSON (same request, same id, in any run)."""
+    canonical = json.dumps(
+        {"kind": request.kind, **request.to_json()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    prefix = "gen" if request.kind == "generate" else "edit"
+    return f"{prefix}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]}"

@@ -1,6 +1,6 @@
 """The bulk engine: many generate/edit requests in, one outcome per item out, resumable.
 
-``run_batch(client, requests, output_dir=...)`` (also ``client.batch(...)``) runs every request
+``run_batch(client, requests, output_dir=...)`` (also ``client.bulk(...)``) runs every request
 with at most ``concurrency`` API requests in flight (the client's rate limiter spaces their
 starts), saves each image as ``{id}-{index}.{ext}``, appends a manifest line per finished item
 and yields an `Outcome` as each item finishes. One item failing never stops the others.
@@ -23,8 +23,6 @@ import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 from .._api._models import GeneratedImage, ImagesResponse
 from .._api._requests import EditRequest, GenerateRequest, Request
@@ -49,50 +47,19 @@ from ._bulkcommon import (
 )
 from ._jobs import InvalidJob, derive_id, load_jobs, parse_job
 from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage, load_manifest
+from ._outcome import Outcome
 from ._progress import ProgressEvent
 from ._records import interrupted_record, item_record
 from ._resume import ResumeOptions, decide_resume
 from ._tally import Item, Tally
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._api._client import CoreClient
     from .._results._files import OnExists, SavedImage
 
 __all__ = ["BatchRun", "Outcome", "name_job", "outcome_of", "run_batch"]
 
 logger = logging.getLogger("xai_images")
-
-
-@attrs.frozen
-class Outcome:
-    """How one item of a bulk job ended.
-
-    Attributes:
-        id: the item's id (``line-N`` for a job-file line that could not be read).
-        status: ``ok``, ``failed`` (safe to retry with ``retry_failed=True``), ``blocked``
-            (moderation) or ``unknown`` (sent, answer lost: maybe billed; resent only with
-            ``resend_unknown=True``).
-        request: the request, or ``None`` when the item could not be read.
-        files: the saved image files (absolute paths), for ``ok`` items.
-        error: why it is not ``ok``.
-        skipped: the item was settled by an earlier run (its manifest record) and not run.
-        line: its line in the job file, when it came from one.
-        record: the manifest record written for it (or the earlier one, when skipped).
-    """
-
-    id: str
-    status: ItemStatus
-    request: Request | None = None
-    files: tuple[Path, ...] = ()
-    error: BaseException | None = None
-    skipped: bool = False
-    line: int | None = None
-    record: ManifestRecord | None = attrs.field(default=None, repr=False)
-
-    @property
-    def ok(self) -> bool:
-        """``True`` when every image of the item is saved."""
-        return self.status == "ok"
 
 
 # -- the engine -----------------------------------------------------------------------------------
@@ -109,7 +76,7 @@ Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
 class BatchRun(RunControl):
     """A running bulk job: iterate it for outcomes as items finish.
 
-    Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
+    Prefer ``async with client.bulk(...) as run: async for outcome in run: ...`` so that
     leaving the loop early stops the workers and closes the manifest at once. Created by
     `run_batch`; nothing starts before the first iteration.
 
@@ -121,7 +88,7 @@ class BatchRun(RunControl):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: CoreClient,
         requests: Source,
         *,
         output_dir: str | os.PathLike[str],
@@ -454,6 +421,6 @@ def outcome_of(
     return Outcome(record.id, status, request, paths, error, False, request.line, record)
 
 
-# The engine behind ``AsyncClient.batch`` (which documents every argument):
-# ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
+# The engine behind ``AsyncClient.bulk`` (which documents every argument):
+# ``run_batch(client, requests, ...)`` is ``client.bulk(requests, ...)``.
 run_batch = BatchRun

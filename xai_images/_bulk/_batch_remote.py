@@ -1,4 +1,4 @@
-"""Bulk jobs through xAI's Batch API: ``client.batch(..., via="batch-api")``.
+"""Bulk jobs through xAI's Batch API: ``client.bulk(..., via="batch-api")``.
 
 The same job sources, request objects, manifest, outcomes and progress as the real-time engine
 (``_batch.py``), but the requests go into one server-side batch: they do not count towards the
@@ -62,7 +62,7 @@ from ._remote_state import (
 )
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._api._client import CoreClient
     from .._results._files import OnExists
     from ._batch import Source
 
@@ -80,7 +80,7 @@ def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> N
 
 @attrs.frozen
 class BatchAPI:
-    """How ``client.batch(..., via=BatchAPI(...))`` runs a job through xAI's Batch API.
+    """How ``client.bulk(..., via=BatchAPI(...))`` runs a job through xAI's Batch API.
 
     ``via="batch-api"`` is ``via=BatchAPI()``.
 
@@ -102,7 +102,7 @@ class BatchAPI:
 
 
 def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
-    """The bulk engine ``client.batch(..., via=...)`` builds: ``BatchRun`` for ``"realtime"``,
+    """The bulk engine ``client.bulk(..., via=...)`` builds: ``BatchRun`` for ``"realtime"``,
     a ``RemoteBatchRun`` with the options of a :class:`BatchAPI` (or ``"batch-api"``).
 
     Raises:
@@ -119,7 +119,7 @@ def engine(via: object) -> Callable[..., BatchRun | RemoteBatchRun]:
 class RemoteBatchRun(ResultsMixin, RunControl):
     """A bulk job through the Batch API: iterate it for outcomes as results are saved.
 
-    Built by ``client.batch(..., via="batch-api")``, which documents the arguments; nothing
+    Built by ``client.bulk(..., via="batch-api")``, which documents the arguments; nothing
     starts before the first iteration. Use ``async with ... as run: async for outcome in run``
     or ``await run.collect()``.
 
@@ -136,7 +136,7 @@ class RemoteBatchRun(ResultsMixin, RunControl):
 
     def __init__(
         self,
-        client: AsyncClient,
+        client: CoreClient,
         requests: Source,
         *,
         output_dir: str | os.PathLike[str],

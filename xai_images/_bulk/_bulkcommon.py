@@ -22,7 +22,7 @@ from ._progress import EventKind, Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from .._results._files import SavedImage
-    from ._batch import Outcome
+    from ._outcome import Outcome
 
 __all__ = [
     "EventEmitter",

@@ -7,7 +7,6 @@ added in ``_requests.py`` is accepted here without a change.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ import attrs
 
 from .._api._inputs import FileId, ImageInput
 from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
+from .._api._requests import derive_id as derive_id
 from .._errors import ValidationError
 
 __all__ = ["InvalidJob", "derive_id", "load_jobs", "parse_job"]
@@ -49,19 +49,6 @@ class InvalidJob:
     line: int | None
     error: ValidationError
     text: str = ""
-
-
-def derive_id(request: Request) -> str:
-    """The id of a request without one: ``gen-`` or ``edit-`` and 12 hex digits of the SHA-256
-    of its canonical JSON (same request, same id, in any run)."""
-    canonical = json.dumps(
-        {"kind": request.kind, **request.to_json()},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    prefix = "gen" if request.kind == "generate" else "edit"
-    return f"{prefix}-{hashlib.sha256(canonical.encode('utf-8')).hexdigest()[:12]}"
 
 
 def _job_input(value: Any, name: str) -> ImageInput:

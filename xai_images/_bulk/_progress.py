@@ -13,6 +13,8 @@ from typing import Literal
 
 import attrs
 
+from .._units import TICKS_PER_USD, format_bytes, format_usd
+
 __all__ = [
     "TICKS_PER_USD",
     "EventKind",
@@ -38,8 +40,6 @@ EventKind = Literal[
 (every image is on disk: the item is ok), ``failed`` (the item ended failed, blocked or unknown),
 ``retrying`` (a request or download is retried), ``rate_limited`` (a 429 arrived),
 ``finished`` (the whole run is over; ``item_id`` is ``None``)."""
-
-TICKS_PER_USD = 10**10
 
 
 class Progress:
@@ -143,17 +143,3 @@ class ProgressEvent:
     attempt: int | None = None
     delay: float | None = None
     line: int | None = None
-
-
-def format_bytes(count: float) -> str:
-    """``1536`` -> ``"1.5 KiB"``."""
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(count) < 1024 or unit == "GiB":
-            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
-def format_usd(ticks: int) -> str:
-    """Cost ticks (1 USD = 10**10) as ``"$0.1200"``."""
-    return f"${ticks / TICKS_PER_USD:.4f}"

@@ -31,7 +31,7 @@ from ._records import Answer, build_record
 from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._api._client import CoreClient
     from .._results._files import OnExists, SavedImage
 
 __all__ = ["ResultsMixin"]
@@ -42,7 +42,7 @@ logger = logging.getLogger("xai_images")
 class ResultsMixin:
     """Polling and saving for ``RemoteBatchRun``."""
 
-    _client: AsyncClient
+    _client: CoreClient
     progress: RemoteProgress
     output_dir: Path
     batch_id: str | None

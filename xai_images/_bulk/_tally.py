@@ -30,8 +30,8 @@ from ._progress import Progress, ProgressEvent
 if TYPE_CHECKING:
     from .._api._models import ImagesResponse
     from .._api._requests import Request
-    from ._batch import Outcome
     from ._manifest import ManifestRecord
+    from ._outcome import Outcome
 
 __all__ = ["Item", "Tally"]
 

@@ -35,6 +35,8 @@ __all__ = [
     "WriterPool",
     "check_on_exists",
     "final_path",
+    "hash_file",
+    "key_for",
     "retrieve",
     "safe_component",
     "save_error",
@@ -162,7 +164,8 @@ class SavedImage:
     """What was written for one image.
 
     Attributes:
-        path: the final path (its extension comes from the image bytes).
+        path: the final path (its extension comes from the image bytes), for a local
+            directory target; ``None`` for a target that is not a local directory.
         bytes: the file size.
         sha256: hex SHA-256 of the file, computed while writing.
         mime_type: the sniffed type: ``image/png``, ``image/jpeg`` or ``image/webp``.
@@ -172,8 +175,12 @@ class SavedImage:
         request_id: the API request id of the answer.
         skipped: ``True`` when an identical file was already there (``on_exists="skip"``) and
             nothing was written.
+        location: where the image is stored, as a URL (``file:///...`` for a local file).
+        key: the image's name relative to its target (``<stem>.<ext>`` for a directory).
     """
 
+    # Typed Path while the bulk engine still reads it as one; None at run time only for
+    # targets that are not local directories (a custom Output, an object store).
     path: Path
     bytes: int
     sha256: str
@@ -183,11 +190,13 @@ class SavedImage:
     index: int
     request_id: str | None
     skipped: bool = False
+    location: str | None = None
+    key: str | None = None
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .._ui._display import saved_bundle  # display code is only loaded in notebooks
+        from ._preview import file_bundle  # display code is loaded at the first display
 
-        return saved_bundle(self)
+        return file_bundle(self, self.path, self.location or "")
 
 
 def check_on_exists(on_exists: str) -> None:
@@ -242,13 +251,20 @@ def safe_component(text: str, *, fallback: str = "image") -> str:
     return cleaned
 
 
+def key_for(stem: str, mime: str) -> str:
+    """The file name of an image named ``stem`` holding ``mime`` bytes: ``stem`` made safe by
+    `safe_component`, plus the extension of the sniffed type (the one naming rule of every
+    output target)."""
+    return safe_component(stem) + extension_for(mime)
+
+
 def final_path(target: Path, is_dir: bool, stem: str, mime: str) -> Path:
-    """The file to write: ``target/stem.ext`` for a directory (``stem`` made safe by
-    `safe_component`), else ``target`` with its suffix corrected to the sniffed type
-    (added when missing or not an image suffix)."""
-    ext = extension_for(mime)
+    """The file to write: ``target/`` `key_for` ``(stem, mime)`` for a directory, else
+    ``target`` with its suffix corrected to the sniffed type (added when missing or not an
+    image suffix)."""
     if is_dir:
-        return target / (safe_component(stem) + ext)
+        return target / key_for(stem, mime)
+    ext = extension_for(mime)
     suffix = target.suffix.lower()
     if _SUFFIX_MIME.get(suffix) == mime:
         return target
@@ -257,7 +273,8 @@ def final_path(target: Path, is_dir: bool, stem: str, mime: str) -> Path:
     return target.with_name(target.name + ext)
 
 
-def _hash_file(path: Path) -> tuple[int, str]:
+def hash_file(path: Path) -> tuple[int, str]:
+    """The size and hex SHA-256 of the file at ``path``, read in 1 MiB blocks (blocking)."""
     digest = hashlib.sha256()
     size = 0
     with open(path, "rb") as handle:
@@ -454,7 +471,7 @@ class PartFile:
     def _collide(self, on_exists: str) -> bool:
         identical = False
         if self.final.is_file():
-            identical = _hash_file(self.final) == (self.size, self.sha256)
+            identical = hash_file(self.final) == (self.size, self.sha256)
         if identical and on_exists == "skip":
             self._discard_sync()
             return True

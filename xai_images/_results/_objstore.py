@@ -45,11 +45,13 @@ __all__ = [
     "StoreOutput",
     "StoreUpload",
     "is_store_url",
+    "shown_target",
     "store_output",
 ]
 
-STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "file", "memory"})
-"""URL schemes that name an object-store target."""
+STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "memory"})
+"""URL schemes that name an object store (``file://`` names a local directory; a `StoreOutput`
+built directly may also use it)."""
 
 _AZURE_SCHEMES = frozenset({"az", "azure", "abfs", "abfss"})
 
@@ -87,13 +89,14 @@ def _import_obstore() -> Any:
     return obstore
 
 
-def _public_url(url: str) -> str:
-    """``url`` without user info, query or fragment: safe to show."""
+def shown_target(url: str) -> str:
+    """``url`` as errors and logs may show it: no user info, query or fragment (where signed
+    URLs and inline credentials live)."""
+    if "://" not in url:
+        return url
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}".rstrip("/")
+    host = parts.netloc.rpartition("@")[2]
+    return f"{parts.scheme}://{host}{parts.path}"
 
 
 # URLs in a store's error text may be signed: keep only scheme, host and path.
@@ -139,7 +142,7 @@ def _check_key(key: str) -> str:
 def _store_for(url: str) -> ObjectStore:
     obstore = _import_obstore()
     scheme = url.split("://", 1)[0].lower()
-    shown = _public_url(url)
+    shown = shown_target(url).rstrip("/")
     if obstore is None:
         raise StoreUnavailableError(f"cannot use {shown}: {_INSTALL_HINT}", target=shown)
     from obstore.store import LocalStore, MemoryStore, from_url
@@ -181,7 +184,7 @@ class StoreOutput:
             raise ValidationError("chunk_size", chunk_size, f">= {_MIN_CHUNK_SIZE} bytes (5 MiB)")
         if not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValidationError("max_concurrency", max_concurrency, ">= 1")
-        self._url = _public_url(url)
+        self._url = shown_target(url).rstrip("/")
         self._scheme = url.split("://", 1)[0].lower()
         self._store = store if store is not None else _store_for(url)
         self.chunk_size = chunk_size

@@ -21,12 +21,17 @@ The contract, for every implementation:
 - `Output.check_writable` is called before anything is billed; a target that cannot be written
   (missing or unwritable directory, no credentials, no bucket, access denied) raises a typed
   error naming the target.
+
+Additions since the first version of this contract (nothing renamed): both protocols are
+``runtime_checkable``, so that ``output_for`` can tell an `Output` from a path; `Upload.write`
+may keep the chunk until it is flushed (the caller does not reuse the buffer). `Output.open`
+may fail with `ValidationError` for a key that would leave the target.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -67,11 +72,15 @@ class Stored:
     skipped: bool = False
 
 
+@runtime_checkable
 class Upload(Protocol):
     """One object being written: invisible until committed."""
 
     async def write(self, chunk: bytes | bytearray | memoryview) -> None:
-        """Append ``chunk``; may wait for earlier chunks to be flushed (back-pressure)."""
+        """Append ``chunk``; may wait for earlier chunks to be flushed (back-pressure).
+
+        The upload may keep a reference to ``chunk`` until it is flushed: the caller does not
+        change a buffer after handing it over."""
 
     async def commit(self) -> Stored:
         """Make the object visible under its final key, complete, and say what was stored."""
@@ -80,6 +89,7 @@ class Upload(Protocol):
         """Discard everything written so far. Idempotent; safe after a failed commit."""
 
 
+@runtime_checkable
 class Output(Protocol):
     """A place images are stored: a local directory, a bucket prefix, ..."""
 

@@ -14,34 +14,42 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypedDict, cast
 
 import aiohttp
 
 from .._config import DownloadOptions, int_at_least
-from .._errors import DownloadError, ImageBlockedError, IntegrityError, ValidationError
+from .._errors import (
+    DownloadError,
+    ImageBlockedError,
+    IntegrityError,
+    SaveError,
+    ValidationError,
+)
 from .._hooks import DownloadRetry, Hooks
 from ._fetch import Fetch
 from ._files import (
     OnExists,
-    PartFile,
     SavedImage,
     WriterPool,
     check_on_exists,
     final_path,
-    retrieve,
     safe_component,
     save_error,
 )
+from ._local import BATCH_BYTES, IDLE_FLUSH, LocalDirectory
+from ._output import Output, Stored, Upload
 from ._sniff import sniff_mime
+from ._targets import is_url, output_for
 
 __all__ = ["Transfers"]
 
-# URL images are written in batches of at least this (or chunk_size, if larger): an image up to
-# this size takes one worker-thread hop (open, write, close, rename), a larger one one per batch.
-_BATCH = 1024 * 1024
-# Seconds a paused download keeps received bytes only in memory before writing them.
-_IDLE_FLUSH = 0.25
+
+class _LocalSettings(TypedDict):
+    fsync: bool
+    writers: WriterPool
+    batch: int
+    idle: float
 
 
 class _Image(Protocol):
@@ -122,7 +130,8 @@ class Transfers:
         self._session = session
         self.options = options if options is not None else DownloadOptions()
         self._semaphore = asyncio.Semaphore(self.options.concurrency)
-        self._made_dirs: set[Path] = set()
+        # Output URLs checked writable (once per target and client, not per call).
+        self._ready: set[str] = set()
         self._writers = writers if writers is not None else WriterPool()
         self._hooks = hooks if hooks is not None else Hooks()
 
@@ -192,7 +201,11 @@ class Transfers:
                     yield chunk
 
     async def save(
-        self, image: _Image, path: str | os.PathLike[str], *, on_exists: OnExists = "fail"
+        self,
+        image: _Image,
+        path: str | os.PathLike[str] | Output,
+        *,
+        on_exists: OnExists = "fail",
     ) -> SavedImage:
         """Write one image to ``path`` atomically and return what was written.
 
@@ -201,7 +214,8 @@ class Transfers:
         sniffed type: added when missing (``fox`` -> ``fox.png``) or not an image suffix
         (``fox.v2`` -> ``fox.v2.png``), replaced when it names another image type
         (``fox.jpg`` holding PNG bytes -> ``fox.png``). ``SavedImage.path`` is the truth.
-        Missing parent directories are created.
+        Missing parent directories are created. A target URL (``file:///dir``) or an `Output`
+        is a directory: the image is stored under ``<request_id>-<index>.<ext>`` in it.
 
         Raises:
             ImageBlockedError: the image was withheld by moderation.
@@ -211,10 +225,17 @@ class Transfers:
             FileCollisionError: the name is taken (see `OnExists`).
             SaveError: the file could not be written (disk full, permission denied, ...); the
                 message names the path.
+            ConfigurationError, ValidationError: ``path`` names a target that cannot be used
+                (see `output_for`); raised before anything is fetched.
         """
         check_on_exists(on_exists)
         if image.blocked:
             raise _blocked_error(image)
+        stem = _stem_of(image)
+        if not isinstance(path, (str, os.PathLike)) or is_url(path):
+            output = await self.output(path, field="path")
+            async with self._semaphore:
+                return await self._store(image, output, stem, None, on_exists)
         target = Path(path)
         as_dir = str(path).endswith(("/", os.sep))
         async with self._semaphore:
@@ -222,12 +243,14 @@ class Transfers:
                 is_dir = as_dir or await asyncio.to_thread(target.is_dir)
             except OSError as exc:
                 raise save_error(exc, target, image.url) from exc
-            return await self._save(image, target, is_dir, _stem_of(image), on_exists)
+            if is_dir:
+                return await self._store(image, self._local(target), stem, None, on_exists)
+            return await self._store(image, self._local(target.parent), stem, target, on_exists)
 
     async def save_all(
         self,
         images: Iterable[_Image],
-        directory: str | os.PathLike[str],
+        directory: str | os.PathLike[str] | Output,
         *,
         name: str = "{request_id}-{index}",
         on_exists: OnExists = "fail",
@@ -235,16 +258,17 @@ class Transfers:
     ) -> list[SavedImage]:
         """Save many images into ``directory`` in parallel; returns results in input order.
 
-        ``name`` is formatted with ``request_id`` (``"image"`` when unknown), ``index`` and
-        ``stem``; the sniffed extension is appended. ``concurrency`` may lower the client's
-        limit for this call. Every image is attempted even if some fail; files that were saved
-        stay (each is complete and checked), failed ones leave nothing behind, and then the
-        first error in input order is raised. Call `save` per image for per-image
-        outcomes.
+        ``directory`` is a path, a ``file://`` URL or an `Output`. ``name`` is formatted with
+        ``request_id`` (``"image"`` when unknown), ``index`` and ``stem``; the sniffed extension
+        is appended. ``concurrency`` may lower the client's limit for this call. Every image is
+        attempted even if some fail; files that were saved stay (each is complete and
+        checked), failed ones leave nothing behind, and then the first error in input order is
+        raised. Call `save` per image for per-image outcomes.
 
         Raises:
             ValidationError: a bad ``name`` pattern, two images mapping to the same name, or a
-                bad ``concurrency``/``on_exists``.
+                bad ``concurrency``/``on_exists``/``directory``.
+            ConfigurationError: ``directory`` names a target that is not available.
             ImageBlockedError, DownloadError and subclasses: see `save`.
         """
         check_on_exists(on_exists)
@@ -254,17 +278,7 @@ class Transfers:
         stems = [_format_name(name, image) for image in items]
         if len(set(stems)) != len(stems):
             raise ValidationError("name", name, "a pattern giving each image its own name")
-        root = Path(directory)
-        # One mkdir hop per directory and client, not per call: each file creates its
-        # directory again anyway if it has gone in between.
-        if root not in self._made_dirs:
-            try:
-                await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
-            except OSError as exc:
-                raise save_error(exc, root, None) from exc
-            if len(self._made_dirs) >= 1024:
-                self._made_dirs.clear()
-            self._made_dirs.add(root)
+        output = await self.output(directory, field="directory")
         limit = asyncio.Semaphore(concurrency) if concurrency is not None else None
 
         async def one(image: _Image, stem: str) -> SavedImage:
@@ -274,7 +288,7 @@ class Transfers:
                 if limit is not None:
                     await stack.enter_async_context(limit)
                 await stack.enter_async_context(self._semaphore)
-                return await self._save(image, root, True, stem, on_exists)
+                return await self._store(image, output, stem, None, on_exists)
             raise AssertionError("unreachable")  # pragma: no cover
 
         results = await asyncio.gather(
@@ -288,99 +302,132 @@ class Transfers:
             saved.append(result)
         return saved
 
-    async def _save(
-        self, image: _Image, target: Path, is_dir: bool, stem: str, on_exists: str
-    ) -> SavedImage:
-        content = image.content
-        if content is not None:
-            return await self._save_bytes(image, content, target, is_dir, stem, on_exists)
-        assert image.url is not None
-        return await self._save_url(image, image.url, target, is_dir, stem, on_exists)
+    def _local(self, root: Path) -> LocalDirectory:
+        return LocalDirectory(root, **self._local_settings())
 
-    async def _save_bytes(
+    def _local_settings(self) -> _LocalSettings:
+        options = self.options
+        return {
+            "fsync": options.fsync,
+            "writers": self._writers,
+            "batch": max(options.chunk_size, BATCH_BYTES),
+            # Well within the stall timeout, so that the bytes are on disk before a retry.
+            "idle": min(IDLE_FLUSH, options.stall_timeout / 4),
+        }
+
+    async def output(
+        self, target: str | os.PathLike[str] | Output, *, field: str = "output"
+    ) -> Output:
+        """The `Output` named by ``target`` (see `output_for`), checked writable.
+
+        A local directory made here writes with this client's options and writer pool. The
+        check (`Output.check_writable`) runs once per target URL and client.
+
+        Raises:
+            ConfigurationError, ValidationError: see `output_for`.
+            SaveError: the target cannot be written (a local directory; a store names its own
+                typed error).
+        """
+        output = output_for(target, field=field, **self._local_settings())
+        url = output.url
+        if url not in self._ready:
+            await output.check_writable()
+            if len(self._ready) >= 1024:
+                self._ready.clear()
+            self._ready.add(url)
+        return output
+
+    async def store(
         self,
         image: _Image,
-        content: bytes | bytearray | memoryview,
-        target: Path,
-        is_dir: bool,
+        output: Output,
         stem: str,
-        on_exists: str,
+        *,
+        on_exists: OnExists = "fail",
     ) -> SavedImage:
-        mime = sniff_mime(content)
-        if mime is None:
-            raise IntegrityError(
-                f"image {image.index} of request {image.request_id or '(no id)'}: the b64_json "
-                "data is not a PNG, JPEG or WebP image"
-            )
-        part = PartFile(
-            final_path(target, is_dir, stem, mime),
-            fsync=self.options.fsync,
-            url=None,
-            writers=self._writers,
-        )
+        """Fetch or decode ``image`` and store it in ``output`` under
+        ``output.key_for(stem, <sniffed type>)``, holding one of the client's transfer slots.
+
+        The bulk engine's way in: ``output`` comes from `output` (checked once per job).
+
+        Raises:
+            ImageBlockedError, DownloadError and subclasses: see `save`.
+        """
+        check_on_exists(on_exists)
+        if image.blocked:
+            raise _blocked_error(image)
+        async with self._semaphore:
+            return await self._store(image, output, stem, None, on_exists)
+
+    async def _store(
+        self, image: _Image, output: Output, stem: str, named: Path | None, on_exists: OnExists
+    ) -> SavedImage:
+        """``named``: a caller's file name whose suffix is corrected (``image.save(file)``);
+        else the key is the output's name for ``stem``."""
         try:
-            # One hop: open, write, hash, close, rename.
-            skipped = await part.put([content], commit=on_exists)
-        except BaseException:
-            await part.abort()
+            content = image.content
+            if content is not None:
+                mime = sniff_mime(content)
+                if mime is None:
+                    raise IntegrityError(
+                        f"image {image.index} of request {image.request_id or '(no id)'}: the "
+                        "b64_json data is not a PNG, JPEG or WebP image"
+                    )
+                upload = await output.open(
+                    _key(output, stem, named, mime), mime, on_exists=on_exists
+                )
+                try:
+                    # For a local directory: one hop (open, write, hash, close, rename).
+                    await upload.write(content)
+                    stored = await upload.commit()
+                except BaseException:
+                    await upload.abort()
+                    raise
+                return _result(image, stored, "b64_json")
+            assert image.url is not None
+            job = _UrlSave(self, image, image.url)
+            stored = await job.run(output, stem, named, on_exists)
+            return _result(image, stored, "url")
+        except SaveError as exc:
+            if exc.url is None:
+                exc.url = image.url
             raise
-        return self._result(image, part, mime, "b64_json", skipped)
 
-    async def _save_url(
-        self, image: _Image, url: str, target: Path, is_dir: bool, stem: str, on_exists: str
-    ) -> SavedImage:
-        job = _UrlSave(self, image, url)
-        part = await job.run(target, is_dir, stem, on_exists)
-        assert job.fetch.mime is not None
-        return self._result(image, part, job.fetch.mime, "url", job.skipped)
 
-    def _result(
-        self, image: _Image, part: PartFile, mime: str, source: str, skipped: bool
-    ) -> SavedImage:
-        return SavedImage(
-            path=part.final,
-            bytes=part.size,
-            sha256=part.sha256,
-            mime_type=mime,
-            source=source,
-            url=image.url,
-            index=image.index,
-            request_id=image.request_id,
-            skipped=skipped,
-        )
+def _key(output: Output, stem: str, named: Path | None, mime: str) -> str:
+    if named is None:
+        return output.key_for(stem, mime)
+    return final_path(named, False, stem, mime).name
+
+
+def _result(image: _Image, stored: Stored, source: str) -> SavedImage:
+    return SavedImage(
+        path=cast(Path, stored.path),  # see SavedImage.path
+        bytes=stored.size,
+        sha256=stored.sha256,
+        mime_type=stored.mime_type,
+        source=source,
+        url=image.url,
+        index=image.index,
+        request_id=image.request_id,
+        skipped=stored.skipped,
+        location=stored.location,
+        key=stored.key,
+    )
 
 
 class _UrlSave:
-    """The state of saving one URL image: a class rather than closures, so that each save
+    """The state of storing one URL image: a class rather than closures, so that each save
     allocates one object and its methods (no per-image function objects and cells)."""
 
-    __slots__ = (
-        "_background",
-        "_pending",
-        "_pending_bytes",
-        "_timer",
-        "_transfers",
-        "fetch",
-        "image",
-        "part",
-        "skipped",
-        "url",
-    )
+    __slots__ = ("_transfers", "fetch", "image", "upload", "url", "written")
 
     def __init__(self, transfers: Transfers, image: _Image, url: str) -> None:
         self._transfers = transfers
         self.image = image
         self.url = url
-        self.part: PartFile | None = None
-        # Chunks received and not yet written: kept as they came (no copy) and handed to the
-        # worker thread in batches, written with one writev.
-        self._pending: list[bytes | bytearray | memoryview] = []
-        self._pending_bytes = 0
-        # A body that pauses (slow or stalled server) does not keep its bytes only in memory:
-        # after a short idle time they are written in the background.
-        self._timer: asyncio.TimerHandle | None = None
-        self._background: asyncio.Future[bool] | None = None
-        self.skipped = False
+        self.upload: Upload | None = None
+        self.written = 0
         options = transfers.options
         self.fetch = Fetch(
             transfers._session(),
@@ -405,84 +452,42 @@ class _UrlSave:
                 )
             )
 
-    def _flush_in_background(self) -> None:
-        self._timer = None
-        part = self.part
-        if part is None or not self._pending or self._background is not None:
-            return
-        pieces, self._pending, self._pending_bytes = self._pending, [], 0
-        self._background = asyncio.ensure_future(part.put(pieces))
-
-    async def _settle(self) -> None:
-        if self._background is not None:
-            done, self._background = self._background, None
-            await done
-
     async def _restart(self) -> bool:
-        # Bytes buffered or written from the earlier attempt are void.
-        await self._settle()
-        self._pending, self._pending_bytes = [], 0
-        if self.part is not None:
-            await self.part.truncate()
+        # The server would not resume: what was written from the earlier attempt is void.
+        upload, self.upload = self.upload, None
+        self.written = 0
+        if upload is not None:
+            await upload.abort()
         return True
 
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    async def run(self, target: Path, is_dir: bool, stem: str, on_exists: str) -> PartFile:
-        """Download and write the image; returns the committed part file."""
-        options = self._transfers.options
-        writers = self._transfers._writers
+    async def run(
+        self, output: Output, stem: str, named: Path | None, on_exists: OnExists
+    ) -> Stored:
+        """Download the image into ``output``; returns what was committed."""
         fetch = self.fetch
         url = self.url
-        batch = max(options.chunk_size, _BATCH)
-        # Well within the stall timeout, so that the bytes are on disk before a retry.
-        idle = min(_IDLE_FLUSH, options.stall_timeout / 4)
-        loop = asyncio.get_running_loop()
         try:
             async with contextlib.aclosing(fetch.chunks()) as chunks:
                 async for chunk in chunks:
-                    part = self.part
-                    if part is None:
-                        assert fetch.mime is not None
-                        final = final_path(target, is_dir, stem, fetch.mime)
-                        part = self.part = PartFile(
-                            final, fsync=options.fsync, url=url, writers=writers
-                        )
-                    self._pending.append(chunk)
-                    self._pending_bytes += len(chunk)
-                    # A Range resume asks from fetch.received, which counts these pending
-                    # bytes too: they stay here and are written in order before what follows.
-                    if self._pending_bytes >= batch:
-                        self._cancel_timer()
-                        await self._settle()
-                        pieces, self._pending, self._pending_bytes = self._pending, [], 0
-                        await part.put(pieces)
-                    elif self._timer is None:
-                        self._timer = loop.call_later(idle, self._flush_in_background)
-            self._cancel_timer()
-            await self._settle()
-            part = self.part
-            if part is None:  # pragma: no cover  (Fetch raises on an empty body)
+                    upload = self.upload
+                    if upload is None:
+                        mime = fetch.mime
+                        assert mime is not None
+                        key = _key(output, stem, named, mime)
+                        upload = self.upload = await output.open(key, mime, on_exists=on_exists)
+                    # A Range resume asks from fetch.received: the upload keeps every byte
+                    # handed to it, in order, before what follows.
+                    self.written += len(chunk)
+                    await upload.write(chunk)
+            upload = self.upload
+            if upload is None:  # pragma: no cover  (Fetch raises on an empty body)
                 raise IntegrityError(f"{url} answered with an empty body", url=url)
-            if fetch.total is not None and part.size + self._pending_bytes != fetch.total:
+            if fetch.total is not None and self.written != fetch.total:
                 raise IntegrityError(
-                    f"{url}: wrote {part.size + self._pending_bytes} bytes, expected {fetch.total}",
-                    url=url,
+                    f"{url}: wrote {self.written} bytes, expected {fetch.total}", url=url
                 )
-            assert fetch.mime is not None
-            last, self._pending, self._pending_bytes = self._pending, [], 0
-            self.skipped = await part.put(last, commit=on_exists)
+            return await upload.commit()
         except BaseException:
-            self._cancel_timer()
-            background = self._background
-            if background is not None:
-                background.cancel()
-                # Retrieved, so that asyncio does not log it; abort() waits for its thread.
-                background.add_done_callback(retrieve)
-            if self.part is not None:
-                await self.part.abort()
+            if self.upload is not None:
+                await self.upload.abort()
             raise
-        return part

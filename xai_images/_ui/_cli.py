@@ -270,16 +270,36 @@ def _print(text: str = "") -> None:
 # -- generate / edit -----------------------------------------------------------------------------
 
 
-async def _single(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+def _output_dir(value: str) -> Path:
+    """``-o``: a directory or a ``file://`` URL, checked before anything is sent (an
+    object-store URL must never become a local folder named ``s3:``).
 
+    Raises:
+        ConfigurationError: an object-store URL (not available to this command).
+        ValidationError: another URL scheme or a malformed ``file://`` URL.
+    """
+    from .._results._local import LocalDirectory
+    from .._results._targets import output_for, shown_target
+
+    output = output_for(value, field="--output-dir")
+    if not isinstance(output, LocalDirectory):
+        raise ConfigurationError(
+            f"--output-dir {shown_target(value)}: this command writes to a local directory only"
+        )
+    return output.root
+
+
+async def _single(args: argparse.Namespace) -> int:
+    from .._bulk._client import AsyncClient
+
+    output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         response = await client.images.send(request)
-        saved = await response.save(args.output_dir, on_exists="overwrite")
+        saved = await response.save(output_dir, on_exists="overwrite")
         for item in saved:
             _print(str(item.path))
         if response.blocked_count:
@@ -359,9 +379,10 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 
 async def _batch(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from .._bulk._jobs import load_jobs
 
+    output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
     try:
         jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
@@ -375,7 +396,7 @@ async def _batch(args: argparse.Namespace) -> int:
     async with AsyncClient(rate_limit=args.rps, **client_kwargs) as client:
         await _probe(client.base_url)
         options: dict[str, Any] = {
-            "output_dir": Path(args.output_dir),
+            "output_dir": output_dir,
             "manifest": Path(args.manifest) if args.manifest else None,
             "concurrency": args.concurrency,
             "retry_failed": args.retry_failed,
@@ -402,10 +423,10 @@ async def _batch(args: argparse.Namespace) -> int:
 
 
 async def _demo(args: argparse.Namespace) -> int:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from ._demo import DEMO_RPS, demo_server, write_demo_job
 
-    output_dir = Path(args.output_dir)
+    output_dir = _output_dir(args.output_dir)
     job_file = await asyncio.to_thread(write_demo_job, output_dir, count=args.count)
     sys.stderr.write(
         f"demo: starting a fake xAI API on 127.0.0.1 (limit {DEMO_RPS:g} requests/s, no key "

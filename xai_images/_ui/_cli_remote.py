@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from .._bulk._remote_state import RemoteProgress
 
 __all__ = [

@@ -37,7 +37,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the user's environment
     pass
 else:
-    from .._api._client import AsyncClient
+    from .._bulk._client import AsyncClient
     from .._wire._retry import instant_retries
     from ._server import FakeXAIServer
 

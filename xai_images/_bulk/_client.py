@@ -1,0 +1,105 @@
+"""``AsyncClient``: the public async client, `CoreClient` plus bulk jobs (``client.bulk``).
+
+The client itself (session, transport, retries, hooks, ``images``, ``batches``, ``files``) is
+``CoreClient`` in ``_api/_client.py``; this thin subclass sits at the top of the bulk layer
+so that the layers below never import the bulk engine, and the engine needs only the core.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Literal
+
+from .._api._client import CoreClient
+
+if TYPE_CHECKING:
+    from .._results._files import OnExists
+    from ._batch import BatchRun, Source
+    from ._batch_remote import BatchAPI, RemoteBatchRun
+    from ._progress import ProgressEvent
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(CoreClient):
+    __doc__ = CoreClient.__doc__
+
+    def bulk(
+        self,
+        requests: Source,
+        *,
+        output_dir: str | os.PathLike[str],
+        manifest: str | os.PathLike[str] | None = None,
+        concurrency: int = 16,
+        retry_failed: bool = False,
+        resend_unknown: bool = False,
+        on_event: Callable[[ProgressEvent], None] | None = None,
+        on_exists: OnExists = "overwrite",
+        verify_sha256: bool = False,
+        via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
+    ) -> BatchRun | RemoteBatchRun:
+        """Run many generate and edit requests as one resumable job; iterate for outcomes.
+
+        Nothing starts before the first iteration. Prefer
+        ``async with client.bulk(...) as run: async for outcome in run: ...`` (one
+        ``Outcome`` per item, as items finish) so that leaving the loop early stops the workers
+        and closes the manifest at once; ``await run.collect()`` runs to the end. Each image is
+        saved as ``{id}-{index}.{ext}`` and each finished item appends a line to the manifest.
+        One item failing never stops the others.
+
+        Resuming: run the same job with the same manifest again. Items recorded ``ok`` whose
+        files are intact are skipped. Items recorded ``failed`` or ``blocked`` run again only
+        with ``retry_failed``; items recorded ``unknown`` only with ``resend_unknown``.
+
+        Args:
+            requests: ``GenerateRequest`` / ``EditRequest`` objects, dicts shaped like job-file
+                lines, ``InvalidJob`` markers, in a list, any iterable or async iterable; or
+                the path of a JSONL job file (one object per line with ``prompt`` and
+                optionally any other field of ``GenerateRequest``; an ``image`` or
+                ``images`` key makes it an edit, relative paths resolve against the file's
+                directory). Every item is validated before it is sent; a bad one becomes a
+                failed outcome naming its line.
+            output_dir: where images and the manifest go; made absolute at once, so
+                ``Outcome.files`` are absolute paths.
+            manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
+                earlier run there decide what is skipped (see Resuming).
+            concurrency: API requests in flight at once. Downloads are capped separately by
+                ``DownloadOptions.concurrency``; request starts by the client's ``rate_limit``.
+            retry_failed: run again the items an earlier run recorded as ``failed`` or
+                ``blocked``. A failed item whose images were generated (billed) but not saved
+                is downloaded again from its recorded URLs, not generated again; a blocked item
+                (moderation withheld every image) is generated again, which may pay again.
+            resend_unknown: send again the items whose outcome is ``unknown`` (sent, answer
+                lost), and generate again billed items whose image URLs expired; both may pay
+                twice.
+            on_event: called with a ``ProgressEvent`` for every step (from the event loop;
+                keep it quick). Exceptions it raises are logged and ignored. The live counters
+                are also on ``run.progress``.
+            on_exists: what to do when an image file already exists: ``"overwrite"`` (default:
+                the manifest, not a stray file, is the job's record), ``"skip"`` (keep an
+                identical file; a different one fails the item), ``"fail"``.
+            verify_sha256: when resuming, hash the files of done items instead of checking
+                their sizes.
+            via: ``"batch-api"`` (or a ``BatchAPI`` with detach/wait/cancel) runs the job as
+                one xAI batch and returns a ``RemoteBatchRun``: see ``docs/batch-api.md``.
+
+        Raises:
+            ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
+                with single items never raise: they become failed outcomes. Iterating raises
+                only if the manifest cannot be written or the request source itself raises.
+        """
+        from ._batch_remote import engine  # deferred: loaded when a bulk job starts
+
+        return engine(via)(
+            self,
+            requests,
+            output_dir=output_dir,
+            manifest=manifest,
+            concurrency=concurrency,
+            retry_failed=retry_failed,
+            resend_unknown=resend_unknown,
+            on_event=on_event,
+            on_exists=on_exists,
+            verify_sha256=verify_sha256,
+        )

@@ -1,0 +1,16 @@
+"""Output targets: where saved images end up.
+
+``image.save``, ``response.save`` and ``save_all`` accept a directory path, a ``file://`` URL,
+or any object implementing `Output`, so images can be stored somewhere else (a database, a
+cache, an object store) without touching the SDK. An `Output` names keys (`Output.key_for`),
+opens one `Upload` per image, and the SDK streams the bytes into it chunk by chunk, then commits
+it (or aborts it on any failure, including cancellation). `Stored` is what a commit reports;
+``SavedImage.location`` and ``SavedImage.key`` come from it.
+"""
+
+from ._public import publish
+from ._results._output import Output, Stored, Upload
+
+__all__ = ["Output", "Stored", "Upload"]
+
+publish(__name__, globals())
