@@ -54,7 +54,6 @@ from ._errors import (
 )
 from ._public import publish
 from ._results._files import SavedImage
-from ._results._objstore import StoreOutput
 from ._sync._client import Client
 from ._version import __version__ as __version__
 from ._wire._ratelimit import RateLimiter
@@ -101,7 +100,6 @@ __all__ = [
     "SharedLimitError",
     "SharedRateLimiter",
     "StoreError",
-    "StoreOutput",
     "StoreUnavailableError",
     "StoreUploads",
     "Timeout",

@@ -147,7 +147,26 @@ def _parser() -> argparse.ArgumentParser:
     image_options = argparse.ArgumentParser(add_help=False)
     opts = image_options.add_argument_group("image options")
     _add_field_flags(opts, _cli_fields(GenerateRequest))
-    opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
+    opts.add_argument(
+        "-o",
+        "--output-dir",
+        default=".",
+        help="where to save: a directory, file:// or an object store, s3://bucket/prefix, "
+        "gs://..., az://... (needs xai-images[storage]) (default: .)",
+    )
+    opts.add_argument(
+        "--upload-urls",
+        action="store_true",
+        help="let xAI PUT the images straight into the -o store through signed URLs "
+        "(S3 or GCS; the images never pass through this machine)",
+    )
+    opts.add_argument(
+        "--upload-expires",
+        type=_positive_float,
+        default=None,
+        metavar="S",
+        help="seconds the signed upload URLs stay valid (default 900)",
+    )
 
     parser = argparse.ArgumentParser(
         prog="xai-images",
@@ -291,17 +310,35 @@ def _output_dir(value: str) -> Path:
 
 async def _single(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
+    from .._results._objstore import StoreOutput
+    from .._results._targets import output_for
 
-    output_dir = _output_dir(args.output_dir)
+    output = output_for(args.output_dir, field="--output-dir")
+    store = output if isinstance(output, StoreOutput) else None
+    if args.upload_urls and store is None:
+        raise _UsageError("--upload-urls needs an object-store -o (s3://bucket/prefix, gs://...)")
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
+        if store is not None:
+            await store.check_writable()  # before anything is billed
+        if args.upload_urls and store is not None:
+            uploads = await client.images.send_to_store(
+                request, store, expires_in=args.upload_expires
+            )
+            for image in uploads.stored:
+                _print(image.location)
+            for image in uploads.failed:
+                sys.stderr.write(f"{image.error}\n")
+            if uploads.usage and uploads.usage.cost_usd is not None:
+                sys.stderr.write(f"cost: ${uploads.usage.cost_usd:.4f}\n")
+            return EXIT_FAILED if uploads.failed else EXIT_OK
         response = await client.images.send(request)
-        saved = await response.save(output_dir, on_exists="overwrite")
+        saved = await response.save(output, on_exists="overwrite")
         for item in saved:
-            _print(str(item.path))
+            _print(str(item.path) if store is None else str(item.location))
         if response.blocked_count:
             sys.stderr.write(f"{response.blocked_count} image(s) withheld by moderation\n")
             return EXIT_FAILED
