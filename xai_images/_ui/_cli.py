@@ -222,7 +222,18 @@ def _parser() -> argparse.ArgumentParser:
         default="report",
         help="a malformed job line: report it and run the rest, or stop before sending",
     )
-    batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
+    batch.add_argument(
+        "--manifest",
+        default=None,
+        help="default: OUTPUT_DIR/manifest.jsonl (with --shard: manifest.shard-K-of-N.jsonl)",
+    )
+    batch.add_argument(
+        "--shard",
+        metavar="K/N",
+        default=None,
+        help="run only shard K of N (split by item id, the same on every machine); each shard "
+        "keeps its own manifest",
+    )
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_remote import add_via_flags
 
@@ -239,7 +250,12 @@ def _parser() -> argparse.ArgumentParser:
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
-    gallery.add_argument("--manifest", default=None, help="default: DIRECTORY/manifest.jsonl")
+    gallery.add_argument(
+        "--manifest",
+        action="append",
+        default=None,
+        help="default: DIRECTORY/manifest.jsonl; repeat it to show the shards of one job as one",
+    )
     return parser
 
 
@@ -427,6 +443,14 @@ async def _batch(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
         raise _UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
+    manifest = Path(args.manifest) if args.manifest else None
+    if args.shard is not None:
+        from .._bulk._shard import parse_shard, select_shard, shard_manifest
+
+        shard, count = parse_shard(args.shard)
+        jobs = select_shard(jobs, shard, count)
+        if manifest is None:
+            manifest = shard_manifest(output_dir / "manifest.jsonl", shard, count)
     if args.max_retries is None:
         # A bulk job should ride out transient 429/5xx rather than fail items.
         client_kwargs["max_retries"] = 5
@@ -434,7 +458,7 @@ async def _batch(args: argparse.Namespace) -> int:
         await _probe(client.base_url)
         options: dict[str, Any] = {
             "output_dir": output_dir,
-            "manifest": Path(args.manifest) if args.manifest else None,
+            "manifest": manifest,
             "concurrency": args.concurrency,
             "retry_failed": args.retry_failed,
             "resend_unknown": args.resend_unknown,
@@ -495,7 +519,7 @@ def _gallery(args: argparse.Namespace) -> int:
     from .._bulk._gallery import write_gallery
 
     try:
-        page = write_gallery(args.directory, manifest=args.manifest)
+        page = write_gallery(args.directory, manifest=args.manifest or None)
     except FileNotFoundError as exc:
         raise _UsageError(str(exc)) from None
     _print(str(page))
