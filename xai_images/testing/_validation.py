@@ -84,8 +84,8 @@ def validate_body(body: dict[str, Any], *, edit: bool, batch: bool = False) -> P
     if body.get("deferred") and body.get("response_format") == "b64_json":
         return 400, "deferred requests support response_format url only."
     output = body.get("output")
-    if output is not None:
-        urls = output.get("upload_urls")
+    if output is not None and "upload_urls" in output:
+        urls = output["upload_urls"]
         if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
             return 422, "output.upload_urls: invalid type, expected a list of URLs."
         if len(urls) != (n or 1):
