@@ -78,7 +78,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
 
     data = sample_image("png", args.size)
     target = f"s3://{BUCKET}/{args.mode}"
-    output = xai_images.StoreOutput(target)
+    output = xai_images.outputs.StoreOutput(target)
     limit = asyncio.Semaphore(args.concurrency)
     before = _usage()
     started = time.perf_counter()

@@ -250,3 +250,11 @@ async def test_response_save_to_a_missing_bucket_fails_before_downloading(
     with pytest.raises(xai_images.StoreUnavailableError, match="-nope"):
         await response.save(f"{s3_target}-nope/kites")
     assert server.ledger.images_downloaded == 0
+
+
+async def test_response_save_to_memory(client: xai_images.AsyncClient) -> None:
+    """memory:// is a working target (for tests): save, then verify through a new output."""
+    response = await client.images.generate("a red kite")
+    saved = await response.save("memory://objstore-save/run")
+    again = store_output("memory://objstore-save/run")
+    assert await again.verify(saved[0].key, size=saved[0].bytes, sha256=saved[0].sha256)  # type: ignore[arg-type]

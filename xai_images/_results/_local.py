@@ -77,7 +77,7 @@ class LocalDirectory:
     def url(self) -> str:
         """The directory as a ``file://`` URL (made absolute against the current directory)."""
         if self._url is None:
-            self._url = self._root.absolute().as_uri().rstrip("/")
+            self._url = self._root.absolute().as_uri()
         return self._url
 
     def key_for(self, stem: str, mime_type: str) -> str:
@@ -104,7 +104,9 @@ class LocalDirectory:
 
     def location(self, key: str) -> str:
         """The ``file://`` URL of ``key``."""
-        return f"{self.url}/{quote(key.replace(os.sep, '/'))}"
+        base = self.url
+        sep = "" if base.endswith("/") else "/"  # the file system root: file:///
+        return f"{base}{sep}{quote(key.replace(os.sep, '/'))}"
 
     async def check_writable(self) -> None:
         """Create the directory if missing and check that files can be created in it.

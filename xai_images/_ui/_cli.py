@@ -338,8 +338,8 @@ async def _single(args: argparse.Namespace) -> int:
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
-        if store is not None:
-            await store.check_writable()  # before anything is billed
+        # Before anything is billed: a target that cannot be written fails the command now.
+        await output.check_writable()
         if args.upload_urls and store is not None:
             uploads = await client.images.send_to_store(
                 request, store, expires_in=args.upload_expires
