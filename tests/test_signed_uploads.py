@@ -135,3 +135,23 @@ async def test_batch_api_requests_upload_to_their_signed_urls(
     assert [i.key for i in result.stored] == ["boats-0.jpg", "boats-1.jpg"]
     assert parse_qs(urlsplit(plan.urls[0]).query)["X-Amz-Expires"] == ["86400"]
     assert "X-Amz" not in repr(plan)
+
+
+async def test_signed_urls_never_reach_logs_or_event_hooks(
+    server: FakeXAIServer, s3_target: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With DEBUG logging and every event hook on, no signed URL or secret key is emitted."""
+    import logging
+
+    events: list[object] = []
+    caplog.set_level(logging.DEBUG)
+    async with xai_images.AsyncClient(
+        api_key=server.api_key, base_url=server.base_url, event_hooks=[events.append]
+    ) as client:
+        result = await client.images.send_to_store(GenerateRequest("quiet", n=2), s3_target)
+    assert len(result.stored) == 2
+    emitted = "\n".join(r.getMessage() for r in caplog.records) + "\n".join(map(repr, events))
+    assert events
+    assert "X-Amz-Signature" not in emitted
+    assert "X-Amz-Credential" not in emitted
+    assert S3_SECRET_KEY not in emitted
