@@ -74,6 +74,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     import obstore
 
     import xai_images
+    import xai_images.outputs
     from xai_images.testing import sample_image
 
     data = sample_image("png", args.size)
