@@ -84,6 +84,16 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     before = _usage()
     started = time.perf_counter()
 
+    async def pool(work: Any, count: int, width: int) -> None:
+        # `width` workers over a shared counter: no task per item, so memory stays flat.
+        items = iter(range(count))
+
+        async def worker() -> None:
+            for i in items:
+                await work(i)
+
+        await asyncio.gather(*(worker() for _ in range(width)))
+
     async def sdk(i: int) -> None:
         async with limit:
             upload = await output.open(
@@ -107,29 +117,13 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
     written: list[str] = []
     if args.mode in ("sdk", "obstore"):
         work = sdk if args.mode == "sdk" else raw
-        await asyncio.gather(*(work(i) for i in range(images)))
+        await pool(work, images, args.concurrency)
     else:
-        import aiohttp
-
         n = 4
         requests = images // n
-        received = [0]
-
-        async def count(_s: Any, _c: Any, params: aiohttp.TraceResponseChunkReceivedParams) -> None:
-            received[0] += len(params.chunk)
-
-        trace = aiohttp.TraceConfig()
-        trace.on_response_chunk_received.append(count)
-        session = aiohttp.ClientSession(trace_configs=[trace])
-        async with (
-            session,
-            xai_images.AsyncClient(
-                api_key="xai-fake-key",
-                base_url=args.fake,
-                max_concurrent_requests=args.concurrency,
-                session=session,
-            ) as client,
-        ):
+        async with xai_images.AsyncClient(
+            api_key="xai-fake-key", base_url=args.fake, max_concurrent_requests=args.concurrency
+        ) as client:
             with tempfile.TemporaryDirectory() as tmp:
 
                 async def signed(i: int) -> None:
@@ -145,7 +139,7 @@ async def _child(args: argparse.Namespace) -> dict[str, Any]:
                         os.unlink(item.path)
 
                 work2 = signed if args.mode == "signed" else download
-                await asyncio.gather(*(work2(i) for i in range(requests)))
+                await pool(work2, requests, args.concurrency)
         images = requests * n
     seconds = time.perf_counter() - started
     after = _usage()
