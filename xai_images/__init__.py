@@ -13,10 +13,9 @@ from ._api._models import (
     FileOutput,
     GeneratedImage,
     ImagesResponse,
-    Usage,
 )
 from ._api._requests import EditRequest, GenerateRequest
-from ._api._uploads import StoreUploads, UploadedImage
+from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
 from ._bulk._client import AsyncClient
 from ._bulk._remote_state import BatchRequestError
 from ._config import DownloadOptions, RetryPolicy, Timeout
@@ -28,6 +27,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchTimeoutError,
     ClientClosedError,
     ConfigurationError,
     DeferredError,
@@ -69,6 +69,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRequestError",
+    "BatchTimeoutError",
     "Client",
     "ClientClosedError",
     "ConfigurationError",
@@ -87,10 +88,12 @@ __all__ = [
     "ImageBlockedError",
     "ImageExpiredError",
     "ImagesResponse",
+    "InputTokensDetails",
     "IntegrityError",
     "InternalServerError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "OutputTokensDetails",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
@@ -101,12 +104,10 @@ __all__ = [
     "SharedRateLimiter",
     "StoreError",
     "StoreUnavailableError",
-    "StoreUploads",
     "Timeout",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
     "UploadFailedError",
-    "UploadedImage",
     "Usage",
     "ValidationError",
     "XAIImagesError",

@@ -9,13 +9,15 @@ it (or aborts it on any failure, including cancellation). `Stored` is what a com
 
 `StoreOutput` is the object-store implementation (``s3://``, ``gs://``, ``az://``,
 ``memory://``; the ``storage`` extra): a store URL passed as a target becomes one, or build one
-around an obstore store you configured.
+around an obstore store you configured. `StoreUploads` and `UploadedImage` are what
+``client.images.send_to_store`` (signed uploads by xAI) returns.
 """
 
 from ._public import publish
+from ._api._uploads import StoreUploads, UploadedImage
 from ._results._objstore import StoreOutput
 from ._results._output import Output, Stored, Upload
 
-__all__ = ["Output", "StoreOutput", "Stored", "Upload"]
+__all__ = ["Output", "StoreOutput", "StoreUploads", "Stored", "Upload", "UploadedImage"]
 
 publish(__name__, globals())

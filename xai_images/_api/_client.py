@@ -41,7 +41,8 @@ from .._wire._ratelimit import RateLimiter
 from .._wire._retry import RetryPolicy
 from .._wire._shared_limit import SharedRateLimiter
 from .._wire._transport import Secret, Transport, trace_config
-from ._batches import Batches, Files
+from ._batches import Batches
+from ._files import Files
 from ._images import Images
 from ._requester import Requester
 
@@ -158,6 +159,7 @@ class CoreClient:
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
+        self._shared_limit_url = shared_limit  # bulk budgets are shared there too
         if shared_limit is not None and rate_limit is None:
             raise ConfigurationError("shared_limit needs rate_limit (requests per second)")
         self._limiter: RateLimiter | SharedRateLimiter | None = (
@@ -208,7 +210,7 @@ class CoreClient:
         self.batches = Batches(self._requester)
         """xAI's Batch API (``client.bulk(..., via="batch-api")`` runs whole jobs through it)."""
         self.files = Files(self._requester)
-        """The Files API, as far as batches need it."""
+        """The Files API."""
 
     # -- lifecycle ---------------------------------------------------------------------------------
 

@@ -41,7 +41,9 @@ from ._rules import (
     check_id,
     check_images,
     check_n,
+    check_output,
     check_prompt,
+    check_storage_options,
     check_str,
     check_text,
     check_upload_urls,
@@ -89,6 +91,7 @@ class FieldSpec:
         choices: the allowed values, offered by the CLI.
         metavar: the CLI's name for the value.
         gallery: shown on the gallery card of a finished item.
+        example: a valid value, for help texts and tests (JSON-object fields).
     """
 
     help: str
@@ -100,6 +103,7 @@ class FieldSpec:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     gallery: bool = False
+    example: Any = None
 
 
 def field_spec(field: attrs.Attribute[Any]) -> FieldSpec:
@@ -182,6 +186,28 @@ class _Request:
     user: str | None = _field(
         FieldSpec("an end-user id for abuse monitoring", check_str, cli=("--user",))
     )
+    output: Mapping[str, Any] | None = _field(
+        FieldSpec(
+            'where xAI uploads the images: {"upload_urls": [one signed URL per image]} (PUT '
+            "with Content-Type = the image's mime_type; url format only)",
+            check_output,
+            cli=("--output-json",),
+            cli_type=dict,
+            metavar="JSON",
+            example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
+        )
+    )
+    storage_options: Mapping[str, Any] | None = _field(
+        FieldSpec(
+            'keep the images in xAI\'s Files store: {"filename", "expires_after"?, '
+            '"public_url"?: true or {"expires_after"}}; each image then has file_output',
+            check_storage_options,
+            cli=("--storage-options",),
+            cli_type=dict,
+            metavar="JSON",
+            example={"filename": "sample.jpg", "expires_after": 86400},
+        )
+    )
     extra_body: Mapping[str, Any] | None = _field(
         FieldSpec(
             "extra fields sent as given and merged last (a key that collides with a field wins; "
@@ -229,6 +255,12 @@ class _Request:
             # A required field (the prompt) is checked even when None was passed for it.
             if spec.check is not None and (value is not None or f.default is attrs.NOTHING):
                 spec.check(f.name, value)
+        if self.output is not None and self.response_format == "b64_json":
+            raise ValidationError(
+                "response_format",
+                self.response_format,
+                '"url" (or unset) with output.upload_urls: xAI uploads URL-format images only',
+            )
         if deferred and self.response_format == "b64_json":
             raise ValidationError(
                 "response_format",
@@ -264,7 +296,7 @@ class _Request:
             # Merged last on purpose: a key that collides with a field wins, so callers can
             # send a value this SDK would reject (a new quality, say) without a release.
             body.update(self.extra_body)
-            check_upload_urls(body)
+        check_upload_urls(body)
         return body
 
 

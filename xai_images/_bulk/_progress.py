@@ -57,6 +57,11 @@ class Progress:
         rate_limited: 429 answers the API sent (each one, whether retried or not).
         retries: retried API requests and retried image downloads.
         interrupted: the run was asked to stop before every item was done.
+        max_cost_ticks: the job's budget (``max_cost``) in USD ticks, or ``None``.
+        budget_reached: a request was not sent because it could take the spend past
+            ``max_cost``; the run stopped there (resumable).
+        spent_in_usd_ticks: with ``max_cost``: the job's spend counted against it (earlier
+            runs included; a request without a reported cost counts its worst-case price).
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -68,6 +73,9 @@ class Progress:
         self.started = self.generated = self.images = self.bytes = self.cost_in_usd_ticks = 0
         self.rate_limited = self.retries = 0
         self.interrupted = False
+        self.max_cost_ticks: int | None = None
+        self.budget_reached = False
+        self.spent_in_usd_ticks = 0
 
     def __repr__(self) -> str:
         return (

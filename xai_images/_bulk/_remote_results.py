@@ -25,6 +25,7 @@ from .._errors import (
     XAIImagesError,
 )
 from ._batch import Outcome, outcome_of
+from ._budget import Budget, Reservation
 from ._bulkcommon import pending_images, sort_saves
 from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage
 from ._records import Answer, build_record
@@ -59,6 +60,8 @@ class ResultsMixin:
     _out: Callable[[Any], None]
     _settled: set[str]
     _emit: Callable[..., None]
+    _budget: Budget | None
+    _reservations: dict[str, Reservation]
 
     async def _record(self, kind: str, **fields: Any) -> None:
         raise NotImplementedError
@@ -214,6 +217,14 @@ class ResultsMixin:
         self, item: Item, result: BatchResult, seen: float
     ) -> tuple[ManifestRecord, Outcome]:
         response = result.response
+        reservation = self._reservations.pop(item.id, None)
+        if self._budget is not None and reservation is not None:
+            if result.status == "failed":
+                await self._budget.release(reservation)
+            else:
+                usage = response.usage if response is not None else None
+                await self._budget.settle(reservation, usage.cost_in_usd_ticks if usage else None)
+            self.progress.spent_in_usd_ticks = await self._budget.spent()
         if result.status == "failed":
             error = BatchRequestError(result.error_message or "failed", code=result.error_code)
             return self._finish(item, "failed", error=error)

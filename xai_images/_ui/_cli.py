@@ -235,9 +235,12 @@ def _parser() -> argparse.ArgumentParser:
         "keeps its own manifest",
     )
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
+    from ._cli_cost import add_budget_flags, add_cost_commands
     from ._cli_remote import add_via_flags
 
     add_via_flags(batch, _positive_float)
+    add_budget_flags(batch)
+    add_cost_commands(sub, connection)
 
     demo = sub.add_parser(
         "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
@@ -336,6 +339,8 @@ async def _single(args: argparse.Namespace) -> int:
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
+    from ._cli_safe import save_or_recover
+
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         # Before anything is billed: a target that cannot be written fails the command now.
@@ -352,7 +357,7 @@ async def _single(args: argparse.Namespace) -> int:
                 sys.stderr.write(f"cost: ${uploads.usage.cost_usd:.4f}\n")
             return EXIT_FAILED if uploads.failed else EXIT_OK
         response = await client.images.send(request)
-        saved = await response.save(output, on_exists="overwrite")
+        saved = await save_or_recover(response, args.output_dir, _print)
         for item in saved:
             _print(str(item.path) if store is None else str(item.location))
         if response.blocked_count:
@@ -399,6 +404,11 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             _print(f"  {key:<{width}}  {value}")
+    from ._cli_cost import budget_line
+
+    budget = budget_line(p)
+    if budget is not None:
+        _print(budget)
     if outcomes_failed:
         _print(f"not ok ({len(outcomes_failed)}):")
         for outcome in outcomes_failed[:20]:
@@ -428,6 +438,10 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
         if remaining > 0:
             _print(f"({remaining} item(s) not finished)")
         return EXIT_INTERRUPTED
+    if run.progress.budget_reached:
+        from ._cli_cost import EXIT_BUDGET
+
+        return EXIT_BUDGET
     return EXIT_FAILED if not_ok else EXIT_OK
 
 
@@ -465,6 +479,9 @@ async def _batch(args: argparse.Namespace) -> int:
             "plain": args.plain,
             "gallery": not args.no_gallery,
         }
+        if args.max_cost is not None:
+            options["max_cost"] = args.max_cost
+            options["budget_name"] = args.budget_name
         if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
             from ._cli_remote import run_remote_job
 
@@ -533,6 +550,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _batch(args)
     if args.command == "demo":
         return await _demo(args)
+    if args.command in ("models", "estimate"):
+        from ._cli_cost import run_cost
+
+        return await run_cost(args, _client_kwargs(args), _print)
     return _gallery(args)
 
 

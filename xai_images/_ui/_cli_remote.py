@@ -202,6 +202,10 @@ async def run_remote_job(
         )
     if cancelled or p.interrupted:
         return EXIT_INTERRUPTED
+    if p.budget_reached:
+        from ._cli_cost import EXIT_BUDGET
+
+        return EXIT_BUDGET
     return EXIT_FAILED if not_ok else EXIT_OK
 
 

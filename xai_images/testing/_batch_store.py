@@ -20,13 +20,15 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from ._core import ServerCore
 from ._files import FilesAPI
-from ._images_api import deliverable, ticks_for
+from ._images_api import deliverable, model_refusal, ticks_for
+from ._prices import FakeModel
 from ._settings import DEFAULT_MODEL
 from ._uploads import upload_images, upload_urls_of
 from ._validation import Problem, validate_body
@@ -95,7 +97,9 @@ class Batch:
         return self.input_file_id is not None
 
 
-def check_item(kind: str, body: Any) -> tuple[Problem | None, str | None]:
+def check_item(
+    kind: str, body: Any, models: Sequence[FakeModel]
+) -> tuple[Problem | None, str | None]:
     """Check a request body: (a problem that refuses it outright, or one it will fail with).
 
     Returns ``(refusal, None)`` when the body does not deserialize (a 422 for a real-time
@@ -106,7 +110,8 @@ def check_item(kind: str, body: Any) -> tuple[Problem | None, str | None]:
         return (400, f"{kind}: the body must be a JSON object."), None
     problem = validate_body(body, edit=KINDS[kind], batch=True)
     if problem is None:
-        return None, None
+        # A model the fake does not list fails that request alone, unbilled.
+        return None, model_refusal(body, models)
     status, message = problem
     if status == 422:
         return problem, None
@@ -312,7 +317,7 @@ class BatchStore:
             if not isinstance(parsed, str):
                 custom_id, kind, body = parsed
                 model = body.get("model") or DEFAULT_MODEL
-                refusal, failure = check_item(kind, body)
+                refusal, failure = check_item(kind, body, settings.models)
                 if custom_id in seen:
                     problem = f"custom_id {custom_id!r} is not unique in the file."
                 elif model in settings.batch_unsupported_models:
@@ -373,7 +378,7 @@ class BatchStore:
             task = asyncio.ensure_future(upload_images(core, images, uploads))
             self._uploading.add(task)
             task.add_done_callback(self._uploading.discard)
-        ticks = ticks_for(body, edit=KINDS[request.kind])
+        ticks = ticks_for(body, edit=KINDS[request.kind], models=settings.models)
         core.bill(prompt, n, ticks)
         ledger.batch_images_billed += n
         request.response = {
