@@ -13,8 +13,8 @@ around an obstore store you configured. `StoreUploads` and `UploadedImage` are w
 ``client.images.send_to_store`` (signed uploads by xAI) returns.
 """
 
-from ._public import publish
 from ._api._uploads import StoreUploads, UploadedImage
+from ._public import publish
 from ._results._objstore import StoreOutput
 from ._results._output import Output, Stored, Upload
 

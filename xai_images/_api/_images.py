@@ -15,6 +15,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._config import Timeout, int_at_least, positive_number
 from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
 from .._wire._paths import segment
@@ -25,7 +27,6 @@ from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_imag
 from ._pricing import Estimate, PriceTable
 from ._requests import EditRequest, GenerateRequest, Request
 from ._resource import Resource
-from ._rules import check_upload_urls
 from ._uploads import StoreUploads, collect_uploads, plan_uploads
 
 if TYPE_CHECKING:
@@ -382,10 +383,11 @@ class Images(Resource):
         plan = await plan_uploads(
             target, request, name=name, expires_in=expires_in, deferred=deferred
         )
-        upload_urls = list(plan.urls)
+        # The signed URLs live only in this copy of the request: events name the original.
+        signed = attrs.evolve(request, output={"upload_urls": list(plan.urls)})
         if deferred:
             path, _body, answer = await self._post(
-                request, timeout, max_retries, deferred=True, upload_urls=upload_urls
+                signed, timeout, max_retries, deferred=True, origin=request
             )
             request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
             if not isinstance(request_id, str) or not request_id:
@@ -397,7 +399,7 @@ class Images(Resource):
             response = await self.wait_deferred(request_id, timeout=wait_timeout)
         else:
             path, body, answer = await self._post(
-                request, timeout, max_retries, deferred=False, upload_urls=upload_urls
+                signed, timeout, max_retries, deferred=False, origin=request
             )
             response = parse_images_response(
                 answer.body,
@@ -417,7 +419,6 @@ class Images(Resource):
         *,
         deferred: bool,
         origin: object = None,
-        upload_urls: list[str] | None = None,
     ) -> tuple[str, dict[str, Any], Any]:
         """Check, build and send the body; return the path, the body and the raw answer."""
         if isinstance(request, EditRequest):
@@ -432,9 +433,6 @@ class Images(Resource):
             path = "/images/generations"
         else:
             raise ValidationError("request", request, "a GenerateRequest or an EditRequest")
-        if upload_urls is not None:
-            body["output"] = {"upload_urls": upload_urls}
-            check_upload_urls(body)
         answer = await self._requester.send(
             "POST",
             path,
