@@ -156,3 +156,19 @@ async def test_signed_urls_never_reach_logs_or_event_hooks(
     assert "X-Amz-Signature" not in emitted
     assert "X-Amz-Credential" not in emitted
     assert S3_SECRET_KEY not in emitted
+
+
+def test_manifest_records_never_hold_signed_urls() -> None:
+    """A request carrying output.upload_urls is recorded (and its id derived) without them."""
+    from xai_images._api._requests import derive_id
+
+    one = GenerateRequest(
+        "x", n=2, output={"upload_urls": ["https://h/a?sig=1", "https://h/b?sig=1"]}
+    )
+    two = GenerateRequest(
+        "x", n=2, output={"upload_urls": ["https://h/a?sig=2", "https://h/b?sig=2"]}
+    )
+    assert "sig=" not in str(one.to_json())
+    assert one.to_json()["output"] == {"upload_urls": "<2 signed URLs>"}
+    assert derive_id(one) == derive_id(two)
+    assert one.to_body()["output"]["upload_urls"][0] == "https://h/a?sig=1"  # still sent

@@ -238,7 +238,7 @@ class _Request:
 
     def to_json(self) -> dict[str, Any]:
         """The request as recorded in the manifest (and hashed for its id)."""
-        return {"prompt": self.prompt, **_jsonable(self.options())}
+        return {"prompt": self.prompt, **_recorded(self.options())}
 
     def check(self, *, deferred: bool = False) -> None:
         """Check every API field, without reading or sending anything.
@@ -366,7 +366,7 @@ class EditRequest(_Request):
             out["image"] = _input_json(self.image)
         if self.images is not None:
             out["images"] = [_input_json(i) for i in self.images]
-        out.update(_jsonable(self.options()))
+        out.update(_recorded(self.options()))
         return out
 
     def check(self, *, deferred: bool = False) -> None:
@@ -516,6 +516,17 @@ def _image_object(name: str, value: object) -> dict[str, str]:
         if key in ("url", "file_id") and isinstance(item, str) and item:
             return {key: item}
     raise ValidationError(name, value, 'an image object: {"url": ...} or {"file_id": ...}')
+
+
+def _recorded(options: Mapping[str, Any]) -> Any:
+    """``options`` as the manifest records them: signed upload URLs are bearer secrets, so
+    ``output.upload_urls`` is recorded as its count (which also keeps a derived id stable when
+    the same request is signed again)."""
+    recorded = _jsonable(options)
+    output = recorded.get("output")
+    if isinstance(output, dict) and isinstance(output.get("upload_urls"), list):
+        output["upload_urls"] = f"<{len(output['upload_urls'])} signed URLs>"
+    return recorded
 
 
 def _jsonable(value: Any) -> Any:

@@ -4,7 +4,8 @@ Per xAI's OpenAPI document the API uploads image ``i`` to ``upload_urls[i]`` wit
 ``Content-Type`` equal to the image's ``mime_type``, and answers the upload URL as the image's
 ``url``. A failed PUT has no documented form; the fake answers it as the image's
 ``storage_error`` (an assumption, as in ``docs/storage.md``). The fake only PUTs to loopback
-addresses, and never logs or records the URLs.
+addresses: for any other URL the image keeps its download URL and answers a ``storage_error``;
+it never logs the URLs.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ async def upload_images(core: ServerCore, images: list[dict[str, Any]], urls: li
     place: ``url`` becomes the upload URL, or the image gets a ``storage_error``."""
     pending: list[tuple[int, dict[str, Any], str, bytes]] = []
     for index, (item, url) in enumerate(zip(images, urls, strict=False)):
+        if not _loopback(url):
+            # Never PUT off this machine: the image keeps its download URL, and says why.
+            if item.get("url"):
+                item["storage_error"] = (
+                    f"output.upload_urls[{index}]: the fake server only uploads to loopback "
+                    "addresses"
+                )
+            continue
         data = _image_bytes(core, item)
         if data is None:
             continue  # moderated: nothing to upload
@@ -67,9 +76,7 @@ async def upload_images(core: ServerCore, images: list[dict[str, Any]], urls: li
     async with aiohttp.ClientSession() as session:
         for index, item, url, data in pending:
             failure = None
-            if not _loopback(url):
-                failure = "the fake server only uploads to loopback addresses"
-            elif core.settings.upload_fail_rate and core.random() < core.settings.upload_fail_rate:
+            if core.settings.upload_fail_rate and core.random() < core.settings.upload_fail_rate:
                 failure = "upload failed (fake: upload_fail_rate)"
             else:
                 headers = {"Content-Type": str(item.get("mime_type") or "image/jpeg")}
