@@ -44,9 +44,10 @@ async def test_model_get_encodes_the_id_and_unknown_is_404(
     client: AsyncClient, server: FakeXAIServer
 ) -> None:
     """A model id with a slash is sent encoded once; an unknown one is NotFoundError."""
-    with pytest.raises(NotFoundError, match="custom/alias does not exist"):
-        await client.images.models.get("custom/alias")
-    assert server.ledger.images_billed == 0
+    with pytest.raises(NotFoundError, match="team:custom/alias does not exist"):
+        await client.images.models.get("team:custom/alias")
+    [sent] = server.ledger.api_requests()
+    assert sent.raw_path == "/v1/image-generation-models/team%3Acustom%2Falias"
 
 
 async def test_listing_without_models_array_is_a_response_error(
@@ -179,6 +180,8 @@ async def test_cli_models_estimate_and_budget(
     assert "grok-imagine-image-2.0" in capsys.readouterr().out
     assert await asyncio.to_thread(main, ["estimate", str(jobs)]) == 0
     assert "total: $0.1200" in capsys.readouterr().out
+    assert await asyncio.to_thread(main, ["estimate", str(tmp_path / "missing.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
     argv = ["batch", str(jobs), "-o", str(tmp_path / "out"), "--max-cost", "0.05", "--plain"]
     code = await asyncio.to_thread(main, argv)
     out = capsys.readouterr().out
@@ -249,3 +252,21 @@ async def test_budget_learns_the_default_model_from_the_first_answer(
     assert run.progress.budget_reached
     assert server.ledger.cost_in_usd_ticks <= 100 * CENT
     assert server.ledger.cost_in_usd_ticks > 100 * CENT - 2 * CENT
+
+
+async def test_resumed_budget_counts_a_lost_answer_at_its_worst_case(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """An item whose answer was lost counts its worst-case price when the job is resumed."""
+    from xai_images.testing import Reply
+
+    server.enqueue(Reply.drop())
+    jobs = _jobs(1)
+    first = client.bulk(jobs, output_dir=tmp_path, max_cost="1")
+    [outcome] = await first.collect()
+    assert outcome.status == "unknown"
+    again = client.bulk(_jobs(3), output_dir=tmp_path, max_cost="0.05")
+    await again.collect()
+    # $0.02 counted for the lost answer: of $0.05, room for one more $0.02 image, not two.
+    assert again.progress.budget_reached
+    assert server.ledger.images_billed == 2

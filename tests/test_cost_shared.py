@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,3 +48,36 @@ async def test_two_shards_share_one_budget(
         assert int(await redis.get(keys[0])) == 10 * 2 * CENT
     finally:
         await redis.aclose()
+
+
+async def test_shared_budget_waits_for_redis_to_come_back(redis_server: object) -> None:
+    """Redis down at a reservation: it waits (logging without the password), then goes on."""
+    import logging
+
+    from xai_images._wire._shared_budget import SharedLedger, spend_key
+
+    server: Any = redis_server
+    warned = asyncio.Event()
+    messages: list[str] = []
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(record.getMessage())
+            warned.set()
+
+    handler = Seen(logging.WARNING)
+    logger = logging.getLogger("xai_images")
+    logger.addHandler(handler)
+    ledger = SharedLedger(server.url, spend_key("key", "job"))
+    try:
+        server.stop()
+        reserving = asyncio.create_task(ledger.reserve(5, 10))
+        await asyncio.wait_for(warned.wait(), timeout=20)
+        assert not reserving.done()
+        server.start()
+        assert await asyncio.wait_for(reserving, timeout=20)
+        assert await ledger.committed() == 5
+    finally:
+        logger.removeHandler(handler)
+        await ledger.aclose()
+    assert all(server.password not in message for message in messages)

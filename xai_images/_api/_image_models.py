@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import attrs
 
-from .._errors import APIResponseError, ValidationError
+from .._errors import APIResponseError
 from .._units import TICKS_PER_USD
+from .._wire._paths import segment
 from ._resource import Resource
 
 __all__ = ["ImageModel", "ImageModels", "PriceTier", "parse_model", "parse_model_listing"]
@@ -205,8 +205,6 @@ class ImageModels(Resource):
             APIStatusError, APIConnectionError: as any API call.
             APIResponseError: the answer is not a model with an ``id``.
         """
-        if not isinstance(model_id, str) or not model_id:
-            raise ValidationError("model_id", model_id, "a non-empty string")
-        path = f"{_LIST_PATH}/{quote(model_id, safe='')}"
+        path = f"{_LIST_PATH}/{segment(model_id, 'model_id')}"
         answer = await self._requester.send("GET", path, idempotent=True)
         return parse_model(answer.body, f"GET /v1{path}")

@@ -181,25 +181,32 @@ class PriceTable:
         Raises:
             ValidationError: (field ``model``) the model is not listed or has no price.
         """
-        images = request.n or 1
-        quality = request.quality if request.quality not in (None, "auto") else None
-        resolution = request.resolution
-        if request.model is None and self._default is not None:
+        return self.price_of(request.model, request.quality, request.resolution, request.n)
+
+    def price_of(
+        self, model: str | None, quality: str | None, resolution: str | None, n: int | None
+    ) -> ItemPrice:
+        """As `price`, from the fields that set the price.
+
+        Raises:
+            ValidationError: (field ``model``) the model is not listed or has no price.
+        """
+        images = n or 1
+        quality = quality if quality not in (None, "auto") else None
+        if model is None and self._default is not None:
             candidates, label = [self._default], DEFAULT_MODEL_LABEL
-        elif request.model is None:
+        elif model is None:
             candidates = [m for m in self.models if _tiers(m)]
             label = DEFAULT_MODEL_LABEL
             if not candidates:
                 raise ValidationError("model", None, "a model the price table prices")
         else:
-            found = self.model(request.model)
+            found = self.model(model)
             if found is None:
                 names = ", ".join(m.id for m in self.models) or "none"
-                raise ValidationError(
-                    "model", request.model, f"a listed image model (listed: {names})"
-                )
+                raise ValidationError("model", model, f"a listed image model (listed: {names})")
             if not _tiers(found):
-                raise ValidationError("model", request.model, "a model with a listed price")
+                raise ValidationError("model", model, "a model with a listed price")
             candidates, label = [found], found.id
         prices = {
             tier.price_per_image

@@ -7,17 +7,17 @@ otherwise the request is not sent and the run ends as "budget reached". When the
 cost; a request the server provably did not run is ``release``-d. An answer without a cost (or a
 lost answer) keeps the reservation as spent: the budget errs on the side of spending less.
 
-The spend of earlier runs comes from the manifest (each record's ``cost_in_usd_ticks``), so a
-resumed job counts it. With a shared ledger (Redis) every process and shard of a job counts
-against one number.
+The spend of earlier runs comes from the manifest (each record's ``cost_in_usd_ticks``; the
+worst-case price of an ``unknown`` item, whose answer was lost), so a resumed job counts it.
+With a shared ledger (Redis) every process and shard of a job counts against one number.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -58,9 +58,30 @@ def parse_max_cost(value: object) -> int:
     return ticks
 
 
-def spent_in(records: Iterable[ManifestRecord]) -> int:
-    """What the API reported for the items of a manifest, in USD ticks."""
-    return sum(r.cost_in_usd_ticks or 0 for r in records)
+def spent_in(records: Iterable[ManifestRecord], table: PriceTable) -> int:
+    """What the items of a manifest spent, in USD ticks: the cost the API reported, and for an
+    item whose answer was lost (``unknown``, maybe billed) the worst-case price of its request."""
+    total = 0
+    for record in records:
+        if record.cost_in_usd_ticks is not None:
+            total += record.cost_in_usd_ticks
+        elif record.status == "unknown":
+            total += _worst_case(record.request, table)
+    return total
+
+
+def _worst_case(fields: Mapping[str, Any], table: PriceTable) -> int:
+    def text(name: str) -> str | None:
+        value = fields.get(name)
+        return value if isinstance(value, str) else None
+
+    n = fields.get("n")
+    count = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 1
+    try:
+        return table.price_of(text("model"), text("quality"), text("resolution"), count).ticks
+    except ValidationError:  # a model no longer listed: the dearest listed image
+        dearest = max((t.price_per_image for m in table.models for t in m.pricing), default=0)
+        return dearest * count
 
 
 @attrs.frozen
@@ -159,7 +180,7 @@ async def open_budget(
     from .._api._pricing import PriceTable
 
     table = PriceTable(await client.images.models.list())
-    earlier = spent_in(records)
+    earlier = spent_in(records, table)
     shared: SharedLedger | None = None
     ledger: SpendLedger
     url = client._shared_limit_url

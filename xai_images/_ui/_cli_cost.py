@@ -8,6 +8,7 @@ each line that could not be read or priced.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -93,7 +94,11 @@ async def _models(client: Any, out: Callable[[str], None]) -> int:
 async def _estimate(client: Any, path: str, out: Callable[[str], None]) -> int:
     from .._bulk._estimate import estimate_job
 
-    estimate = await estimate_job(client, path)
+    try:
+        estimate = await estimate_job(client, path)
+    except OSError as exc:
+        sys.stderr.write(f"xai-images: error: cannot read {path}: {exc.strerror or exc}\n")
+        return 2
     out(
         f"{'model':<28} {'quality':<8} {'resolution':<10} {'requests':>8} {'images':>7} "
         f"{'cost':>10}"

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from typing import TYPE_CHECKING, Protocol
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import ConfigurationError, SharedLimitError
 from ._shared_limit import redact_url
@@ -24,7 +26,11 @@ if TYPE_CHECKING:
 
 __all__ = ["LocalLedger", "SharedLedger", "SpendLedger", "spend_key"]
 
+_logger = logging.getLogger("xai_images")
+
 KEY_PREFIX = "xai-images:spend:"
+_RECONNECT_FIRST = 0.1
+_RECONNECT_MAX = 2.0
 _TTL_SECONDS = 30 * 86400
 
 # KEYS[1]: the committed ticks (spent + reserved). ARGV: ticks to add, the limit, ttl seconds.
@@ -129,6 +135,8 @@ class SharedLedger:
     def __init__(self, url: str, key: str) -> None:
         try:
             import redis.asyncio as aioredis
+            from redis.exceptions import ConnectionError as RedisConnectionError
+            from redis.exceptions import TimeoutError as RedisTimeoutError
         except ImportError:
             raise ConfigurationError(
                 "a shared budget needs the redis package: pip install 'xai-images[shared]'"
@@ -139,29 +147,50 @@ class SharedLedger:
             url, socket_connect_timeout=3.0, socket_timeout=3.0
         )
         self._script = self._redis.register_script(_RESERVE)
+        self._retried: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError)
 
     def __repr__(self) -> str:
         return f"<SharedLedger url={self._shown_url!r} key={self._key!r}>"
 
-    async def _do(self, coro: object) -> object:
-        try:
-            return await coro  # type: ignore[misc]
-        except Exception as exc:
-            # redis errors may repeat the URL (and its password): say only which server.
-            raise SharedLimitError(
-                f"the shared budget at {self._shown_url} failed: {type(exc).__name__}"
-            ) from None
+    async def _do(self, call: Callable[[], Awaitable[Any]]) -> Any:
+        """Run one Redis call; while Redis is unreachable, wait and try again (as the shared
+        rate limiter does): no request is sent meanwhile, and no spend is lost."""
+        delay = _RECONNECT_FIRST
+        while True:
+            try:
+                return await call()
+            except (ConnectionError, OSError, TimeoutError) as exc:
+                failure: Exception = exc
+            except Exception as exc:
+                if type(exc).__module__.split(".")[0] != "redis":
+                    raise
+                if not isinstance(exc, self._retried):
+                    # redis errors may repeat the URL (and its password): name only the server.
+                    raise SharedLimitError(
+                        f"the shared budget at {self._shown_url} failed: {type(exc).__name__}"
+                    ) from None
+                failure = exc
+            _logger.warning(
+                "shared budget at %s unreachable (%s); retrying in %.1f s",
+                self._shown_url,
+                type(failure).__name__,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RECONNECT_MAX)
 
     async def reserve(self, ticks: int, limit: int, *, wait: bool = True) -> bool:
-        """See `SpendLedger.reserve` (never waits)."""
-        answer = await self._do(self._script(keys=[self._key], args=[ticks, limit, _TTL_SECONDS]))
+        """See `SpendLedger.reserve` (never waits for other reservations)."""
+        answer = await self._do(
+            lambda: self._script(keys=[self._key], args=[ticks, limit, _TTL_SECONDS])
+        )
         assert isinstance(answer, list)
         return bool(int(answer[0]))
 
     async def settle(self, reserved: int, actual: int) -> None:
         """See `SpendLedger.settle`."""
         if actual != reserved:
-            await self._do(self._redis.incrby(self._key, actual - reserved))
+            await self._do(lambda: self._redis.incrby(self._key, actual - reserved))
 
     async def release(self, reserved: int) -> None:
         """See `SpendLedger.release`."""
@@ -169,12 +198,12 @@ class SharedLedger:
 
     async def committed(self) -> int:
         """See `SpendLedger.committed`."""
-        value = await self._do(self._redis.get(self._key))
+        value = await self._do(lambda: self._redis.get(self._key))
         return int(value) if isinstance(value, (bytes, str, int)) else 0
 
     async def seed(self, ticks: int) -> None:
         """Count ``ticks`` already spent if the key is new (the first process of a job)."""
-        await self._do(self._redis.set(self._key, ticks, nx=True, ex=_TTL_SECONDS))
+        await self._do(lambda: self._redis.set(self._key, ticks, nx=True, ex=_TTL_SECONDS))
 
     async def aclose(self) -> None:
         """Close the Redis connection."""
