@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -86,3 +87,18 @@ async def test_three_shards_do_every_item_exactly_once(
     page = (out / "index.html").read_text()
     assert page.count("<img") >= 13
     assert await cli("batch", str(jobs), "-o", str(out), "--shard", "4/3") == EXIT_USAGE
+
+
+async def test_three_shards_on_one_redis_limit(
+    env: FakeXAIServer, tmp_path: Path, redis_server: Any
+) -> None:
+    """Three shards sharing one Redis rate limit still do every item exactly once."""
+    jobs = _job_file(tmp_path / "jobs.jsonl")
+    out = tmp_path / "out"
+    limit = ("--shared-limit", redis_server.url, "--rps", "50", "--plain")
+    runs = [("batch", str(jobs), "-o", str(out), "--shard", f"{k}/3", *limit) for k in (1, 2, 3)]
+    codes = await asyncio.gather(*(cli(*run) for run in runs))
+    assert all(code in (EXIT_OK, 1) for code in codes)
+    merged = load_manifests([out / f"manifest.shard-{k}-of-3.jsonl" for k in (1, 2, 3)])
+    assert sum(1 for r in merged.values() if r.status == "ok") == 13
+    assert env.ledger.images_billed == 13
