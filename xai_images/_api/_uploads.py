@@ -149,7 +149,9 @@ async def plan_uploads(
     stem = name or request.id or secrets.token_hex(8)
     keys = tuple(output.key_for(f"{stem}-{index}", _KEY_MIME) for index in range(n))
     await output.check_writable()
-    for key in sorted(await output.stat(keys)):
+    # A random stem (64 bits) cannot be taken; a given name is checked (one listing).
+    taken = await output.stat(keys) if (name or request.id) else {}
+    for key in sorted(taken):
         where = output.location(key)
         raise FileCollisionError(f"{where} already exists", path=Path(key))
     urls = await output.sign_uploads(keys, expires_in=expiry)
