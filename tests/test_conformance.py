@@ -87,6 +87,7 @@ class Answer:
     json: Any = _UNSET
     text: str | bytes | None = None
     headers: dict[str, str] = attrs.Factory(dict)
+    cut: bool = False  # announce the whole text, send half, then close the connection
 
 
 class Wire:
@@ -119,6 +120,14 @@ class Wire:
         payload = answer.text if answer.text is not None else b""
         if isinstance(payload, str):
             payload = payload.encode()
+        if answer.cut:
+            response = web.StreamResponse(status=answer.status, headers=headers)
+            response.content_length = len(payload)
+            await response.prepare(request)
+            await response.write(payload[: len(payload) // 2])
+            assert request.transport is not None
+            request.transport.close()
+            return response
         return web.Response(status=answer.status, body=payload, headers=headers)
 
 
@@ -618,6 +627,21 @@ async def test_content_is_streamed_to_a_file(
     assert await client.files.read("file/1") == data
 
 
+@pytest.mark.usefixtures("xai_instant_retries")
+async def test_a_cut_download_starts_over(wire: Wire, tmp_path: Path) -> None:
+    """A body cut short is a lost answer to a GET: fetched again from byte 0, and only the
+    whole content lands under the final name."""
+    data = bytes(range(256)) * 4096
+    wire.reply(text=data, cut=True)
+    wire.always(text=data)
+    async with AsyncClient("k", base_url=wire.base_url, max_retries=2) as retrying:
+        stored = await retrying.files.download("file_1", tmp_path / "out.bin")
+    assert len(wire.seen) == 2
+    assert stored.size == len(data)
+    assert await asyncio.to_thread((tmp_path / "out.bin").read_bytes) == data
+    assert await asyncio.to_thread(os.listdir, tmp_path) == ["out.bin"]
+
+
 async def test_content_into_a_directory_takes_a_safe_stored_name(
     wire: Wire, client: AsyncClient, tmp_path: Path
 ) -> None:
@@ -717,3 +741,113 @@ async def test_status_error_is_an_api_status_error(wire: Wire, client: AsyncClie
     assert info.value.status_code == 418
     assert info.value.type == "odd"
     assert info.value.body == {"error": {"message": "teapot", "type": "odd"}}
+
+
+async def test_signed_upload_urls_stay_out_of_reprs_records_and_errors(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """A signed URL is a secret: sent, but never in a repr, a manifest record or an error."""
+    from xai_images import GenerateRequest
+
+    secret = "https://bucket.example/fox.jpg?X-Signature=SECRET"
+    request = GenerateRequest("a fox", output={"upload_urls": [secret]})
+    assert "SECRET" not in repr(request)
+    assert "SECRET" not in json.dumps(request.to_json())
+    with pytest.raises(ValidationError) as info:
+        await client.images.generate("a fox", n=2, output={"upload_urls": [secret]})
+    assert "SECRET" not in str(info.value)
+    wire.always(json={"data": [{"url": secret, "mime_type": "image/jpeg"}]})
+    await client.images.send(request)
+    assert wire.seen[0].json()["output"] == {"upload_urls": [secret]}
+
+
+# -- images: bodies and answers as the TS SDK's tests send and read them ----------------------
+
+
+async def test_generate_posts_the_params_unchanged(wire: Wire, client: AsyncClient) -> None:
+    """POST /v1/images/generations, JSON in and out, the fields exactly as given."""
+    wire.always(json={"data": [IMAGE], "usage": {"cost_in_usd_ticks": 200_000_000}})
+    params = {
+        "model": "grok-imagine-image-2.0",
+        "n": 2,
+        "aspect_ratio": "16:9",
+        "resolution": "2k",
+        "quality": "low",
+        "response_format": "url",
+    }
+    answer = await client.images.generate("A cat in a tree", **params)
+    [seen] = wire.seen
+    assert seen.line == "POST /v1/images/generations"
+    assert seen.headers["Content-Type"] == "application/json"
+    assert seen.headers["Accept"] == "application/json"
+    assert seen.json() == {"prompt": "A cat in a tree", **params}
+    assert answer.usage is not None
+    assert str(answer.usage.cost_usd) == "0.02"
+    assert answer.request_id == REQUEST_ID
+
+
+async def test_edit_sends_url_and_file_id_sources_as_given(wire: Wire, client: AsyncClient) -> None:
+    """URL and file_id inputs go as {"url"} / {"file_id"}; local bytes become a typed data URL."""
+    from xai_images import FileId
+    from xai_images.testing import sample_image
+
+    wire.always(json={"data": [IMAGE]})
+    await client.images.edit("Add a hat", image="https://example.com/cat.png")
+    await client.images.edit("Add a hat", image=FileId("file_123"))
+    png = sample_image("png", 64)
+    await client.images.edit(
+        "Put <IMAGE_0> into <IMAGE_1> with <IMAGE_2>",
+        images=[png, FileId("file_123"), "https://example.com/hat.png"],
+        aspect_ratio="1:1",
+    )
+    assert [s.line for s in wire.seen] == ["POST /v1/images/edits"] * 3
+    assert wire.seen[0].json()["image"] == {"url": "https://example.com/cat.png"}
+    assert wire.seen[1].json()["image"] == {"file_id": "file_123"}
+    sent = wire.seen[2].json()
+    assert "image" not in sent
+    assert sent["aspect_ratio"] == "1:1"
+    assert sent["images"][0]["url"].startswith("data:image/png;base64,")
+    assert sent["images"][1:] == [{"file_id": "file_123"}, {"url": "https://example.com/hat.png"}]
+
+
+async def test_unknown_bytes_are_refused_not_sent_as_octet_stream(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """Where TS sends data:application/octet-stream, this SDK refuses before sending."""
+    with pytest.raises(ValidationError) as info:
+        await client.images.edit("Edit", image=b"not an image")
+    assert info.value.field == "image"
+    assert wire.seen == []
+
+
+@pytest.mark.parametrize(
+    "payload", ["not json", {"usage": {"cost_in_usd_ticks": 1}}, {"data": "nope"}], ids=repr
+)
+async def test_unreadable_image_answers_raise(
+    wire: Wire, client: AsyncClient, payload: Any
+) -> None:
+    """A non-object body, a missing or non-list data: APIResponseError with the request id."""
+    wire.always(json=payload)
+    with pytest.raises(APIResponseError) as info:
+        await client.images.generate("A lighthouse")
+    assert info.value.request_id == REQUEST_ID
+
+
+async def test_model_ids_are_encoded_once_and_listings_carry_the_request_id(
+    wire: Wire, client: AsyncClient
+) -> None:
+    """GET /v1/image-generation-models/custom%2Falias%3A2; each model keeps its answer's id."""
+    model = {"id": "grok-imagine-image-2.0", "object": "model"}
+    wire.reply(json={"models": [model]})
+    wire.always(json=model)
+    [listed] = await client.images.models.list()
+    got = await client.images.models.get("custom/alias:2")
+    assert [s.line for s in wire.seen] == [
+        "GET /v1/image-generation-models",
+        "GET /v1/image-generation-models/custom%2Falias%3A2",
+    ]
+    assert (listed.request_id, got.request_id) == (REQUEST_ID, REQUEST_ID)
+    wire.always(json={"object": "list", "data": [model]})
+    with pytest.raises(APIResponseError) as info:
+        await client.images.models.list()
+    assert info.value.request_id == REQUEST_ID

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 from pathlib import Path
 
 import aiohttp
+import attrs
 import pytest
 
 import xai_images
 from xai_images import AsyncClient, NotFoundError
+from xai_images.outputs import Stored
 from xai_images.testing import FakeXAIServer
+from xai_images.types import OnExists
 
 
 async def test_files_round_trip_on_the_fake(
@@ -120,3 +124,62 @@ def _sync_deferred(server: FakeXAIServer) -> None:
         state = started.status()
         assert state.request_id == started.request_id
         assert state.x_request_id not in (None, started.request_id)
+
+
+@attrs.define
+class _Upload:
+    output: _Memory
+    key: str
+    chunks: list[bytes] = attrs.field(factory=list)
+    state: str = "open"
+
+    async def write(self, chunk: bytes | bytearray | memoryview) -> None:
+        self.chunks.append(bytes(chunk))
+
+    async def commit(self) -> Stored:
+        data = b"".join(self.chunks)
+        self.output.objects[self.key] = data
+        self.state = "committed"
+        digest = hashlib.sha256(data).hexdigest()
+        return Stored(f"memory://t/{self.key}", self.key, len(data), digest, "x")
+
+    async def abort(self) -> None:
+        self.state = "aborted"
+
+
+@attrs.define
+class _Memory:
+    objects: dict[str, bytes] = attrs.field(factory=dict)
+    uploads: list[_Upload] = attrs.field(factory=list)
+
+    @property
+    def url(self) -> str:
+        return "memory://t"
+
+    def key_for(self, stem: str, mime_type: str) -> str:
+        return stem
+
+    async def check_writable(self) -> None:
+        return None
+
+    async def open(self, key: str, mime_type: str, *, on_exists: OnExists = "fail") -> _Upload:
+        upload = _Upload(self, key)
+        self.uploads.append(upload)
+        return upload
+
+    async def verify(self, key: str, *, size: int, sha256: str) -> bool:
+        return False
+
+
+async def test_download_into_an_output_uses_the_seam(
+    server: FakeXAIServer, client: AsyncClient
+) -> None:
+    """Content goes through the output seam under the stored name, made one safe key."""
+    data = b"line\n" * 50_000
+    stored = await client.files.upload(data, filename="../big.jsonl")
+    target = _Memory()
+    result = await client.files.download(stored.id, target)
+    assert "/" not in result.key
+    assert not result.key.startswith(".")
+    assert target.objects == {result.key: data}
+    assert [u.state for u in target.uploads] == ["committed"]

@@ -68,6 +68,7 @@ class ImageModel:
         max_prompt_length: the longest prompt it takes, if said.
         image_price: the price of the default tier (medium quality at 1k) in US cents, if said.
         pricing: the price per image by quality and resolution (may be empty).
+        request_id: the ``x-request-id`` of the answer it came from (for support tickets).
     """
 
     id: str
@@ -82,6 +83,7 @@ class ImageModel:
     max_prompt_length: int | None = None
     image_price: Decimal | None = None
     pricing: tuple[PriceTier, ...] = ()
+    request_id: str | None = attrs.field(default=None, eq=False)
 
     def names(self) -> tuple[str, ...]:
         """The id followed by the aliases."""
@@ -139,7 +141,9 @@ def _tier(raw: Any) -> PriceTier | None:
     return PriceTier(quality, resolution, ticks)
 
 
-def parse_model(raw: Any, where: str = "image model") -> ImageModel:
+def parse_model(
+    raw: Any, where: str = "image model", *, request_id: str | None = None
+) -> ImageModel:
     """An `ImageModel` from its JSON object.
 
     Raises:
@@ -165,10 +169,11 @@ def parse_model(raw: Any, where: str = "image model") -> ImageModel:
         max_prompt_length=_int(raw.get("max_prompt_length")),
         image_price=_cents(raw.get("image_price")),
         pricing=tiers,
+        request_id=request_id,
     )
 
 
-def parse_model_listing(body: Any) -> list[ImageModel]:
+def parse_model_listing(body: Any, *, request_id: str | None = None) -> list[ImageModel]:
     """The models of a ``GET /image-generation-models`` answer.
 
     Raises:
@@ -178,7 +183,10 @@ def parse_model_listing(body: Any) -> list[ImageModel]:
     models = body.get("models") if isinstance(body, Mapping) else None
     if not isinstance(models, list):
         raise APIResponseError(f"{where}: the answer has no models array")
-    return [parse_model(raw, f"{where}: models[{i}]") for i, raw in enumerate(models)]
+    return [
+        parse_model(raw, f"{where}: models[{i}]", request_id=request_id)
+        for i, raw in enumerate(models)
+    ]
 
 
 class ImageModels(Resource):
@@ -194,7 +202,8 @@ class ImageModels(Resource):
             APIResponseError: the answer has no ``models`` array or a model has no ``id``.
         """
         answer = await self._requester.send("GET", _LIST_PATH, idempotent=True)
-        return parse_model_listing(answer.body)
+        with answer.reading():
+            return parse_model_listing(answer.body, request_id=answer.request_id)
 
     async def get(self, model_id: str) -> ImageModel:
         """One image model by id or alias (the id is URL-encoded in the path).
@@ -207,4 +216,5 @@ class ImageModels(Resource):
         """
         path = f"{_LIST_PATH}/{segment(model_id, 'model_id')}"
         answer = await self._requester.send("GET", path, idempotent=True)
-        return parse_model(answer.body, f"GET /v1{path}")
+        with answer.reading():
+            return parse_model(answer.body, f"GET /v1{path}", request_id=answer.request_id)

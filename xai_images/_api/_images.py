@@ -312,14 +312,15 @@ class Images(Resource):
         path, body, answer = await self._post(
             request, timeout, max_retries, deferred=False, origin=origin
         )
-        return parse_images_response(
-            answer.body,
-            answer.payloads,
-            request_id=answer.request_id,
-            requested=_requested(body),
-            transfers=self._requester.transfers,
-            where=f"POST {path}",
-        )
+        with answer.reading():
+            return parse_images_response(
+                answer.body,
+                answer.payloads,
+                request_id=answer.request_id,
+                requested=_requested(body),
+                transfers=self._requester.transfers,
+                where=f"POST {path}",
+            )
 
     async def send_deferred(
         self,
@@ -347,6 +348,7 @@ class Images(Resource):
                 f"the answer to a deferred POST {path} has no request_id",
                 method="POST",
                 path=path,
+                request_id=answer.request_id,
             )
         return DeferredRequest(request_id, x_request_id=answer.request_id, images=self)
 

@@ -49,6 +49,7 @@ from ._rules import (
     check_upload_urls,
     check_utf8,
     one_of,
+    redact_output,
 )
 
 __all__ = [
@@ -195,7 +196,8 @@ class _Request:
             cli_type=dict,
             metavar="JSON",
             example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
-        )
+        ),
+        repr=lambda value: repr(redact_output(value)),
     )
     storage_options: Mapping[str, Any] | None = _field(
         FieldSpec(
@@ -519,14 +521,11 @@ def _image_object(name: str, value: object) -> dict[str, str]:
 
 
 def _recorded(options: Mapping[str, Any]) -> Any:
-    """``options`` as the manifest records them: signed upload URLs are bearer secrets, so
-    ``output.upload_urls`` is recorded as its count (which also keeps a derived id stable when
-    the same request is signed again)."""
-    recorded = _jsonable(options)
-    output = recorded.get("output")
-    if isinstance(output, dict) and isinstance(output.get("upload_urls"), list):
-        output["upload_urls"] = f"<{len(output['upload_urls'])} signed URLs>"
-    return recorded
+    """The options as the manifest keeps them: JSON values, signed URLs left out (their count
+    stays, so a job resumed with fresh URLs keeps its item ids)."""
+    if "output" in options:
+        options = {**options, "output": redact_output(options["output"])}
+    return _jsonable(options)
 
 
 def _jsonable(value: Any) -> Any:

@@ -36,6 +36,7 @@ __all__ = [
     "check_upload_urls",
     "check_utf8",
     "one_of",
+    "redact_output",
 ]
 
 MAX_PROMPT_CHARS = 10_000
@@ -186,10 +187,21 @@ def check_upload_urls(body: Mapping[str, Any]) -> None:
     n = body.get("n", 1)
     if not isinstance(urls, list) or len(urls) != n:
         # Signed URLs are secrets: the error shows how many there were, never the URLs.
-        shown = f"<{len(urls)} URLs>" if isinstance(urls, list) else f"<{type(urls).__name__}>"
         raise ValidationError(
-            "output.upload_urls", shown, f"a list of exactly n ({n}) signed URLs, one per image"
+            "output.upload_urls",
+            redact_output(output).get("upload_urls"),
+            f"a list of exactly n ({n}) signed URLs, one per image",
         )
+
+
+def redact_output(value: Any) -> Any:
+    """``output`` as it may be shown or recorded: signed upload URLs are secrets, so only
+    their count is kept (``{"upload_urls": "<2 signed URLs>"}``)."""
+    if not isinstance(value, Mapping) or "upload_urls" not in value:
+        return value
+    urls = value["upload_urls"]
+    count = len(urls) if isinstance(urls, (list, tuple)) else "?"
+    return {**value, "upload_urls": f"<{count} signed URLs>"}
 
 
 def check_seconds(name: str, value: Any, low: int, high: int) -> None:
