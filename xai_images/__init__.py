@@ -1,7 +1,8 @@
 """xai-images: an async-first SDK for the xAI image API.
 
 Start with ``async with xai_images.AsyncClient() as client:`` and ``client.images.generate()``;
-see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest names are in
+the guide pages (Client, Saving images, Bulk jobs, Errors and retries) show how the names below
+fit together. Bulk-job and manifest names are in
 `xai_images.bulk`, event hooks in `xai_images.hooks`, type aliases in
 `xai_images.types`.
 """

@@ -211,7 +211,7 @@ class AuthenticationError(APIStatusError):
     """401: the Authorization header is missing or malformed."""
 
     def _hint(self) -> str:
-        return ". Set XAI_API_KEY or pass api_key= to AsyncClient."
+        return ". Set XAI_API_KEY or pass api_key= to the client."
 
 
 class PermissionDeniedError(APIStatusError):

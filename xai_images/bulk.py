@@ -1,7 +1,8 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
 Start a job with ``client.bulk(...)`` (it returns a `BatchRun`); iterate it for one
-`Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
+`Outcome` per item. A JSONL job file is read with `load_jobs` (which raises `JobFileError`
+listing every bad line when told to stop on them); the job's manifest
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
 written by `write_gallery`. `estimate` prices a job before it runs
 (see ``docs/cost.md``). `Progress` and `ProgressEvent` are what
@@ -33,7 +34,7 @@ from ._api._files import DeletedFile, FilePublicUrl
 from ._bulk._batch import BatchRun, Outcome
 from ._bulk._estimate import estimate_job as estimate
 from ._bulk._gallery import write_gallery
-from ._bulk._jobs import InvalidJob, load_jobs
+from ._bulk._jobs import InvalidJob, JobFileError, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
 from ._bulk._progress import Progress, ProgressEvent
 from ._bulk._remote_state import RemoteProgress
@@ -52,6 +53,7 @@ __all__ = [
     "FilePublicUrl",
     "FileRecord",
     "InvalidJob",
+    "JobFileError",
     "ManifestRecord",
     "Outcome",
     "Progress",

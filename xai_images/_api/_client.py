@@ -23,7 +23,9 @@ from .._config import (
     Timeout,
     check_base_url,
     coerce_timeout,
+    find_api_key,
     int_at_least,
+    missing_key_error,
     positive_number,
 )
 from .._errors import (
@@ -89,13 +91,9 @@ class CoreClient:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
             raise ConfigurationError(f"api_key must be a str, not {type(api_key).__name__}")
-        key = api_key if api_key is not None else os.environ.get("XAI_API_KEY")
-        if not key or not key.strip():
-            raise ConfigurationError(
-                "no API key: pass api_key= to AsyncClient or set the XAI_API_KEY environment "
-                "variable"
-            )
-        key = key.strip()
+        key = find_api_key(api_key)
+        if key is None:
+            raise missing_key_error("AsyncClient")
         if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in key):
             # Caught here, not as a confusing error at the first request; the key (or where the
             # bad character is) is not shown.

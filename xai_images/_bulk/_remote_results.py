@@ -250,7 +250,11 @@ class ResultsMixin:
             )
         self.progress.result_waits.append(now - finished)
         self.progress.seen_waits.append(now - seen)
-        return self._finish(item, "ok", files=saved, billed=True, cost=cost)
+        # The model that answered and the prompts it revised, as a real-time item records them.
+        revised = {image.index: image.revised_prompt for image in response.images}
+        return self._finish(
+            item, "ok", files=saved, billed=True, cost=cost, model=response.model, revised=revised
+        )
 
     async def _save_images(
         self, item_id: str, images: Sequence[GeneratedImage]
@@ -347,8 +351,10 @@ class ResultsMixin:
     def _finish(
         self, item: Item, status: ItemStatus, *, cost: int | None = None, **fields: Any
     ) -> tuple[ManifestRecord, Outcome]:
-        # ``fields``: build_record's keywords (error, files, pending, billed, keep).
-        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        # ``fields``: build_record's keywords (error, files, pending, billed, keep, revised), and
+        # the model that answered when known.
+        model = fields.pop("model", None) or item.request.model
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, model)
         request, files = item.request, fields.pop("files", ())
         record = build_record(item.id, request, status, answer, self.output_dir, files, **fields)
         return record, outcome_of(record, request, status, fields.get("error"), self.output_dir)

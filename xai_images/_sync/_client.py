@@ -19,6 +19,7 @@ from .._api._files import Files
 from .._api._image_models import ImageModels
 from .._api._images import Images
 from .._bulk._client import AsyncClient
+from .._config import find_api_key, missing_key_error
 from .._errors import ClientClosedError, ConfigurationError
 from .._readonly import ReadOnly
 from ._bridge import SyncResource, bridge, bridge_iter, bridge_plain, call_plain, keep
@@ -149,6 +150,10 @@ class Client:
                 "Client does not take session=: an aiohttp session belongs to one event loop, "
                 "and Client runs its own; use AsyncClient to bring your own session"
             )
+        given = args[0] if args else kwargs.get("api_key")
+        if (given is None or isinstance(given, str)) and find_api_key(given) is None:
+            # Checked here as well, so that the error names the class the caller built.
+            raise missing_key_error("Client")
         self._loop = LoopThread("xai-images-client")
         try:
             # Built on the loop thread, so whatever it creates belongs to that loop.

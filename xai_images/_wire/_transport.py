@@ -22,7 +22,7 @@ import attrs
 from multidict import CIMultiDict
 from yarl import URL
 
-from .._config import DEFAULT_MAX_ANSWER_BYTES, Timeout
+from .._config import DEFAULT_MAX_ANSWER_BYTES, Timeout, connect_hint, not_found_hint
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -30,6 +30,7 @@ from .._errors import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
+    NotFoundError,
     OutcomeUnknownError,
     RateLimitError,
     status_error_class,
@@ -410,8 +411,9 @@ class Transport:
                     method=method,
                     path=log_path,
                 )
+            hint = connect_hint(self._base_url)
             return APIConnectionError(
-                self._key.redact(f"{where}: could not connect to {self._base_url}: {exc}"),
+                self._key.redact(f"{where}: could not connect to {self._base_url}: {exc}{hint}"),
                 method=method,
                 path=log_path,
             )
@@ -458,6 +460,8 @@ class Transport:
             )
         message = message or self._key.redact(resp.reason or "") or "no message"
         cls = status_error_class(status)
+        if cls is NotFoundError:
+            message += not_found_hint(self._base_url, log_path)
         kwargs: dict[str, Any] = {
             "status_code": status,
             "request_id": request_id,

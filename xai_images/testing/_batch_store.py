@@ -349,7 +349,8 @@ class BatchStore:
         batch.finished.append(request)
         failure_rate = settings.batch_failure_rate
         if request.problem is None and failure_rate and core.random() < failure_rate:
-            request.problem = (CODE_INTERNAL, "Image generation failed: internal error.")
+            message = "Image generation failed: internal error." + settings.fault_label
+            request.problem = (CODE_INTERNAL, message)
         if request.problem is not None:
             request.state = "failed"
             request.error = request.problem

@@ -143,8 +143,8 @@ class ImageAPI:
             return core.error(404, unknown)
         if settings.generation_fault_rate and core.random() < settings.generation_fault_rate:
             if core.random() < 0.5:
-                return core.error(429, "Random fault: rate limited.")
-            return core.error(500, "Random fault: internal error.")
+                return core.error(429, "Random fault: rate limited." + settings.fault_label)
+            return core.error(500, "Random fault: internal error." + settings.fault_label)
         if settings.generation_latency > 0:
             await asyncio.sleep(settings.generation_latency)
 

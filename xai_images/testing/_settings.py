@@ -124,6 +124,8 @@ class FakeSettings:
         deferred_fail: deferred requests end as ``status: failed``.
         error_shape: ``"xai"`` (``{"code", "error"}``) or ``"openai"`` (``{"error": {...}}``).
         fault_seed: seed of the random faults, so runs repeat.
+        fault_label: text appended to the message of every random fault (the ``*_rate``
+            settings below), e.g. ``" (simulated)"``, so that a demo's faults say what they are.
         generation_fault_rate: probability that a generate/edit answers 429 or 500 (half each,
             not billed).
         download_fault_rate: probability that a download answers 500 or is truncated.
@@ -180,6 +182,7 @@ class FakeSettings:
     deferred_fail: bool = False
     error_shape: str = attrs.field(default="xai", validator=attrs.validators.in_(("xai", "openai")))
     fault_seed: int = 0
+    fault_label: str = ""
     generation_fault_rate: float = 0.0
     download_fault_rate: float = 0.0
     download_truncate_rate: float = 0.0
