@@ -203,19 +203,9 @@ def _parser() -> argparse.ArgumentParser:
         help="where to save: a directory, file:// or an object store, s3://bucket/prefix, "
         "gs://..., az://... (needs xai-images[storage]) (default: .)",
     )
-    opts.add_argument(
-        "--upload-urls",
-        action="store_true",
-        help="let xAI PUT the images straight into the -o store through signed URLs "
-        "(S3 or GCS; the images never pass through this machine)",
-    )
-    opts.add_argument(
-        "--upload-expires",
-        type=_positive_float,
-        default=None,
-        metavar="S",
-        help="seconds the signed upload URLs stay valid (default 900)",
-    )
+    from ._cli_storage import add_shard_flag, add_upload_flags
+
+    add_upload_flags(opts, _positive_float)
 
     parser = _Parser(
         prog="xai-images",
@@ -271,18 +261,8 @@ def _parser() -> argparse.ArgumentParser:
         default="report",
         help="a malformed job line: report it and run the rest, or stop before sending",
     )
-    batch.add_argument(
-        "--manifest",
-        default=None,
-        help="default: OUTPUT_DIR/manifest.jsonl (with --shard: manifest.shard-K-of-N.jsonl)",
-    )
-    batch.add_argument(
-        "--shard",
-        metavar="K/N",
-        default=None,
-        help="run only shard K of N (split by item id, the same on every machine); each shard "
-        "keeps its own manifest",
-    )
+    batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
+    add_shard_flag(batch)
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_cost import add_budget_flags, add_cost_commands
     from ._cli_remote import add_via_flags
@@ -392,6 +372,7 @@ async def _single(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
     from .._results._objstore import StoreOutput
     from .._results._targets import output_for
+    from ._cli_storage import send_signed
 
     output = output_for(args.output_dir, field="--output-dir")
     store = output if isinstance(output, StoreOutput) else None
@@ -407,16 +388,8 @@ async def _single(args: argparse.Namespace) -> int:
         # Before anything is billed: a target that cannot be written fails the command now.
         await output.check_writable()
         if args.upload_urls and store is not None:
-            uploads = await client.images.send_to_store(
-                request, store, expires_in=args.upload_expires
-            )
-            for image in uploads.stored:
-                _print(image.location)
-            for image in uploads.failed:
-                sys.stderr.write(f"{image.error}\n")
-            if uploads.usage and uploads.usage.cost_usd is not None:
-                sys.stderr.write(f"cost: ${uploads.usage.cost_usd:.4f}\n")
-            return EXIT_FAILED if uploads.failed else EXIT_OK
+            stored = await send_signed(client, request, store, args.upload_expires, _print)
+            return EXIT_OK if stored else EXIT_FAILED
         response = await client.images.send(request)
         saved = await save_or_recover(response, args.output_dir, _print)
         for item in saved:
@@ -433,51 +406,9 @@ async def _single(args: argparse.Namespace) -> int:
 
 
 def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) -> None:
-    from .._bulk._progress import format_bytes, format_usd
+    from ._cli_summary import print_summary
 
-    p = run.progress
-    rows = [
-        ("items", str(p.total)),
-        ("ok", str(p.ok)),
-        ("failed", str(p.failed)),
-        ("blocked", str(p.blocked)),
-        ("unknown outcome", str(p.unknown)),
-        ("skipped (done earlier)", str(p.skipped)),
-        ("images saved", str(p.images)),
-        ("bytes saved", format_bytes(p.bytes)),
-        ("cost", format_usd(p.cost_in_usd_ticks)),
-        ("elapsed", f"{p.elapsed:.1f} s"),
-        ("images/s", f"{p.images_per_second:.2f}"),
-        ("429 answers", str(p.rate_limited)),
-        ("retries", str(p.retries)),
-    ]
-    if rich_console is not None:
-        from rich.table import Table
-
-        table = Table(title="interrupted" if p.interrupted else "summary", show_header=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for key, value in rows:
-            table.add_row(key, value)
-        rich_console.print(table)
-    else:
-        _print("interrupted:" if p.interrupted else "summary:")
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            _print(f"  {key:<{width}}  {value}")
-    from ._cli_cost import budget_line
-
-    budget = budget_line(p)
-    if budget is not None:
-        _print(budget)
-    if outcomes_failed:
-        _print(f"not ok ({len(outcomes_failed)}):")
-        for outcome in outcomes_failed[:20]:
-            where = f" (line {outcome.line})" if outcome.line is not None else ""
-            error = " ".join(str(outcome.error).split())[:160] if outcome.error else ""
-            _print(f"  {outcome.status:<8} {outcome.id}{where}: {error}")
-        if len(outcomes_failed) > 20:
-            _print(f"  ... and {len(outcomes_failed) - 20} more (see the manifest)")
+    print_summary(run, outcomes_failed, _print, rich_console=rich_console)
 
 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
@@ -522,14 +453,10 @@ async def _batch(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
         raise _UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
-    manifest = Path(args.manifest) if args.manifest else None
-    if args.shard is not None:
-        from .._bulk._shard import parse_shard, select_shard, shard_manifest
+    from ._cli_storage import apply_shard
 
-        shard, count = parse_shard(args.shard)
-        jobs = select_shard(jobs, shard, count)
-        if manifest is None:
-            manifest = shard_manifest(output_dir / "manifest.jsonl", shard, count)
+    manifest = Path(args.manifest) if args.manifest else None
+    jobs, manifest = apply_shard(jobs, args.shard, output_dir, manifest)
     if args.max_retries is None:
         # A bulk job should ride out transient 429/5xx rather than fail items.
         client_kwargs["max_retries"] = 5
