@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -58,9 +58,11 @@ from .._wire._ratelimit import RateLimiter
 from .._wire._retry import Attempts, RetryPolicy, parse_retry_after
 from .._wire._shared_limit import SharedRateLimiter
 from .._wire._transport import Answer, Secret, Transport, dumps, trace_config
-from ._batches import Batches, Files
 from ._images import Images
 from ._requester import Requester
+
+if TYPE_CHECKING:
+    from ._batches import Batches, Files
 
 __all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
 
@@ -257,10 +259,22 @@ class CoreClient:
         self._requester = Requester(self._request, self._transfers, self._hooks, owner=self)
         self.images = Images(self._requester)
         """Image generation, editing and deferred requests."""
-        self.batches = Batches(self._requester)
+
+    # The Batch and Files APIs (and their models) are imported on first use: most programs
+    # never touch them, and they are a good part of the client's import time.
+    @functools.cached_property
+    def batches(self) -> Batches:
         """xAI's Batch API (``client.bulk(..., via="batch-api")`` runs whole jobs through it)."""
-        self.files = Files(self._requester)
+        from ._batches import Batches
+
+        return Batches(self._requester)
+
+    @functools.cached_property
+    def files(self) -> Files:
         """The Files API, as far as batches need it."""
+        from ._batches import Files
+
+        return Files(self._requester)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
