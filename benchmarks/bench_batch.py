@@ -39,8 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from xai_images import GenerateRequest
-from xai_images._api._client import AsyncClient
+from xai_images import AsyncClient, GenerateRequest
 from xai_images._bulk._batch import run_batch
 from xai_images._bulk._manifest import load_manifest
 from xai_images.testing import FakeXAIServer

@@ -34,8 +34,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from xai_images import GenerateRequest
-from xai_images._api._client import AsyncClient
+from xai_images import AsyncClient, GenerateRequest
 from xai_images.testing import FakeXAIServer
 
 ROOT = Path(__file__).resolve().parent.parent

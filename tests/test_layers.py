@@ -2,8 +2,8 @@
 
 Layers, lowest first: the private root modules (``_errors``, ``_config``, ...), ``_wire/``,
 ``_results/``, ``_api/``, ``_bulk/``, ``_sync/``, ``testing/``, ``_ui/``, then the public faces
-(``__init__``, ``bulk``, ``hooks``, ``outputs``, ``types``). Every import counts: module-level,
-function-local and ``if TYPE_CHECKING:`` ones, relative or absolute.
+(``__init__`` and the other root modules without a leading underscore). Every import counts:
+module-level, function-local and ``if TYPE_CHECKING:`` ones, relative or absolute.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "xai_images"
 ORDER = ["base", "_wire", "_results", "_api", "_bulk", "_sync", "testing", "_ui", "public"]
-PUBLIC = {"__init__", "bulk", "hooks", "outputs", "types"}
 MAX_LINES = 600
 MAX_ROOT_PRIVATE = 12
 
@@ -37,7 +36,8 @@ def _layer(path: Path) -> str:
     parts = path.relative_to(PACKAGE).parts
     if len(parts) > 1:
         return parts[0]
-    return "public" if path.stem in PUBLIC else "base"
+    # The public faces (``bulk.py``, ``hooks.py``, ...) are the root modules users import.
+    return "public" if path.stem == "__init__" or not path.stem.startswith("_") else "base"
 
 
 def _package_of(name: str, path: Path) -> str:

@@ -142,3 +142,21 @@ def test_sync_results_are_sync_proxies(server: FakeXAIServer, tmp_path: Any) -> 
             saved = result.response.save(tmp_path)
             assert saved[0].path.exists()
     assert isinstance(page, xai_images._sync._models.SyncResultsPage)
+
+
+def test_sync_proxies_have_every_member_of_their_models() -> None:
+    """What the sync client returns has every public member of the async model it wraps."""
+    from xai_images._api._batch_models import BatchResult, ResultsPage
+    from xai_images._sync import _models as sync
+
+    pairs = [
+        (xai_images.GeneratedImage, sync.SyncGeneratedImage),
+        (xai_images.ImagesResponse, sync.SyncImagesResponse),
+        (xai_images.DeferredRequest, sync.SyncDeferredRequest),
+        (xai_images.DeferredStatus, sync.SyncDeferredStatus),
+        (BatchResult, sync.SyncBatchResult),
+        (ResultsPage, sync.SyncResultsPage),
+    ]
+    for model, proxy in pairs:
+        missing = _public(model) - _public(proxy)
+        assert missing == set(), (proxy.__name__, sorted(missing))

@@ -10,14 +10,13 @@ a top-level ``error``/``error_message``. Server values are ``str`` and unknown k
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import attrs
-import cattrs
 
 from .._errors import APIResponseError
+from ._convert import structure
 from ._models import ImagesResponse, parse_images_response
 
 if TYPE_CHECKING:
@@ -37,7 +36,6 @@ __all__ = [
 ]
 
 ResultStatus = Literal["succeeded", "failed", "blocked"]
-_FRACTION = re.compile(r"\.(\d+)")
 _CANCELLED_CODE = 1
 
 
@@ -190,59 +188,6 @@ class FileObject:
 # -- parsing --------------------------------------------------------------------------------------
 
 
-def parse_time(value: Any) -> datetime.datetime | None:
-    """A UTC time from RFC 3339, a bare ``YYYY-MM-DD`` date or epoch seconds; else ``None``."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        try:
-            return datetime.datetime.fromtimestamp(value, datetime.timezone.utc)
-        except (OverflowError, OSError, ValueError):
-            return None
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    # Python 3.10 reads only 3 or 6 fraction digits; RFC 3339 allows any number.
-    text = _FRACTION.sub(lambda m: "." + (m.group(1) + "000000")[:6], text)
-    try:
-        moment = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.timezone.utc)
-    return moment.astimezone(datetime.timezone.utc)
-
-
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter()
-
-    def structure_time(value: Any, _type: Any) -> datetime.datetime | None:
-        return parse_time(value)
-
-    def structure_int(value: Any, _type: Any) -> int:
-        # A counter in an unexpected form reads as 0 rather than hiding the whole batch.
-        if isinstance(value, bool):
-            return 0
-        try:
-            return int(value)
-        except (TypeError, ValueError, OverflowError):
-            return 0
-
-    def structure_opt_str(value: Any, _type: Any) -> str | None:
-        return None if value is None else str(value)
-
-    converter.register_structure_hook_func(
-        lambda t: t == (datetime.datetime | None), structure_time
-    )
-    converter.register_structure_hook(int, structure_int)
-    converter.register_structure_hook(str, lambda v, _t: str(v))
-    converter.register_structure_hook_func(lambda t: t == (str | None), structure_opt_str)
-    return converter
-
-
-_CONVERTER = _make_converter()
 _T = TypeVar("_T")
 
 
@@ -252,11 +197,7 @@ def _structure(data: Any, cls: type[_T], what: str, where: str, id_key: str, own
         raise APIResponseError(f"{where}: {owner} has no {id_key}")
     if not isinstance(data, Mapping):
         raise APIResponseError(f"{where}: {what} is a {type(data).__name__}, not an object")
-    try:
-        structured: _T = _CONVERTER.structure(dict(data), cls)
-    except (cattrs.BaseValidationError, KeyError, TypeError, ValueError) as exc:
-        raise APIResponseError(f"{where}: unexpected {what}: {exc}") from exc
-    return structured
+    return structure(data, cls, where, what)
 
 
 def parse_batch(data: Any, where: str = "batch") -> Batch:

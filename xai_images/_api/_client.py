@@ -1,28 +1,22 @@
-"""``CoreClient``: configuration, lifecycle (session and writer threads) and retry decisions.
+"""``CoreClient``: configuration and lifecycle (session, writer threads, shared limiter).
 
 ``CoreClient`` is everything of ``AsyncClient`` but bulk jobs: the public ``AsyncClient``
 (``_bulk/_client.py``) adds ``bulk(...)`` on top of it, so that nothing in this layer or below
-needs the bulk engine. Resources get the narrow `Requester` (``_requester.py``), not the client.
-
-Every API call goes through `CoreClient._request`: it applies the client-wide limits,
-asks the transport (``_transport.py``) for one attempt at a time, decides from the error whether
-another attempt is safe (never pay twice) and iterates the one retry loop of ``_retry.py``. What
-happens is published to the client's event hooks (``_hooks.py``).
+needs the bulk engine. Every API call goes through the client's one `Requester`
+(``_requester.py``: limits, retries, never pay twice, hooks), which is also all its resources
+(``client.images``, ``client.batches``, ``client.files``) see of it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
-from yarl import URL
 
 from .._config import (
     DEFAULT_MAX_ANSWER_BYTES,
@@ -34,30 +28,20 @@ from .._config import (
     positive_number,
 )
 from .._errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
     ClientClosedError,
     ConfigurationError,
-    OutcomeUnknownError,
 )
 from .._hooks import (
-    CostReported,
     EventHook,
     Hooks,
-    RateLimited,
-    RequestSent,
-    ResponseReceived,
-    RetryScheduled,
 )
 from .._readonly import ReadOnly
 from .._results._files import WriterPool
 from .._results._transfers import Transfers
-from .._wire._gate import budgets
 from .._wire._ratelimit import RateLimiter
-from .._wire._retry import Attempts, RetryPolicy, parse_retry_after
+from .._wire._retry import RetryPolicy
 from .._wire._shared_limit import SharedRateLimiter
-from .._wire._transport import Answer, Secret, Transport, dumps, trace_config
+from .._wire._transport import Secret, Transport, trace_config
 from ._images import Images
 from ._requester import Requester
 
@@ -71,8 +55,6 @@ DEFAULT_BASE_URL = "https://api.x.ai/v1"
 
 _logger = logging.getLogger("xai_images")
 _Self = TypeVar("_Self", bound="CoreClient")
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_NOT_RUN = frozenset({429})  # a refusal: retried for reconciled requests too, unlike a 5xx
 
 
 def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
@@ -82,52 +64,11 @@ def _bad_argument(name: str, value: object, limit: str) -> ConfigurationError:
     return ConfigurationError(f"{name} must be {limit}, got {shown}")
 
 
-def _short(error: APIError) -> str:
-    if isinstance(error, APIStatusError):
-        return str(error.status_code)
-    return type(error).__name__
-
-
-def _cost_of(body: Any) -> int | None:
-    usage = body.get("usage") if isinstance(body, Mapping) else None
-    ticks = usage.get("cost_in_usd_ticks") if isinstance(usage, Mapping) else None
-    return ticks if isinstance(ticks, int) and not isinstance(ticks, bool) else None
-
-
 class CoreClient:
-    """Async client for the xAI image API. Use it as ``async with AsyncClient() as client:``.
+    """The async client without bulk jobs: everything of `AsyncClient` but ``bulk``.
 
-    Args:
-        api_key: the key; else ``XAI_API_KEY``. Never shown in reprs, errors or logs.
-        base_url: the API root; else ``XAI_BASE_URL``; else ``https://api.x.ai/v1``.
-        timeout: per-attempt limits: a `Timeout`, or a number of seconds for
-            ``Timeout.request``. Default ``Timeout(request=600, connect=10)``. Calls may override.
-        max_retries: retries after the first attempt (default 2, so 3 attempts). Calls may
-            override.
-        retry: the full `RetryPolicy` (``max_retries`` then sets its attempts).
-        session: an ``aiohttp.ClientSession`` to use instead of creating one. The client never
-            closes a session it did not create. It must not carry an ``Authorization`` default
-            header (it would be sent to the image host too).
-        max_connections: connection pool size of the session the client creates (0: no limit).
-        rate_limit: requests per second for API requests of this client (``None``: unlimited;
-            the live API allows about 5). Shared by every call, spaced with no burst.
-        shared_limit: a Redis URL (``redis://HOST:PORT/DB``): ``rate_limit`` then holds for
-            every process and machine on this API key together (`SharedRateLimiter`;
-            needs ``xai-images[shared]``). Redis unreachable at entry raises
-            `SharedLimitError`.
-        max_concurrent_requests: API requests in flight at once (``None``: unlimited).
-        download: options for saving and streaming images (``DownloadOptions``).
-        event_hooks: callbacks called with every event of this client (request sent, answer,
-            retry, 429, download retry, cost); see `add_event_hook`.
-        max_answer_bytes: the largest API answer read, counted after decompression (default
-            128 MiB, above ten 2k images as base64); a larger one raises ``APIResponseError``
-            without being held in memory.
-
-    Raises:
-        ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
-            carry (control or non-latin-1 characters), a session with an ``Authorization`` default
-            header, or any argument of the wrong type or out of range (the message names the
-            argument and what it must be).
+    Its arguments, checks and errors are documented on ``AsyncClient``
+    (``_bulk/_client.py``), the public subclass users create.
     """
 
     def __init__(
@@ -229,9 +170,6 @@ class CoreClient:
             if shared_limit is None
             else SharedRateLimiter(shared_limit, api_key=key, rate=rate_limit)
         )
-        self._semaphore = (
-            asyncio.Semaphore(max_concurrent_requests) if max_concurrent_requests else None
-        )
         hooks: list[EventHook] = []
         if event_hooks is not None:
             if isinstance(event_hooks, (str, bytes)) or not isinstance(event_hooks, Iterable):
@@ -246,7 +184,6 @@ class CoreClient:
             traced=self._owns_session,
             max_answer_bytes=max_answer_bytes,
         )
-        self._log_paths: dict[str, str] = {}
         # The writer threads belong to the client: started when it opens (or at its first
         # request), shut down in aclose().
         self._writers = WriterPool()
@@ -256,7 +193,19 @@ class CoreClient:
             writers=self._writers,
             hooks=self._hooks,
         )
-        self._requester = Requester(self._request, self._transfers, self._hooks, owner=self)
+        self._requester = Requester(
+            self._transport,
+            self._base_url,
+            self._require_session,
+            self._timeout,
+            self._retry,
+            limiter=self._limiter,
+            max_concurrent=max_concurrent_requests,
+            transfers=self._transfers,
+            hooks=self._hooks,
+            owner=self,
+        )
+        self._request = self._requester.send  # the one request path (``_requester.py``)
         self.images = Images(self._requester)
         """Image generation, editing and deferred requests."""
 
@@ -362,147 +311,3 @@ class CoreClient:
             ValueError: ``hook`` was not added.
         """
         self._hooks.remove(hook)
-
-    # -- the request path --------------------------------------------------------------------------
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-        idempotent: bool = False,
-        origin: object = None,
-        content: tuple[bytes, str] | None = None,
-        reconciled: bool = False,
-    ) -> Answer:
-        """Send one API request with retries; return the 2xx answer.
-
-        ``idempotent`` requests (polls) are also retried when the answer was lost after
-        sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
-        ones never, nor after a 5xx (their caller checks). ``content``: a raw body and its type.
-
-        Raises:
-            APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
-            APIConnectionError: the request never reached the server, after retries.
-            OutcomeUnknownError: the request was sent but the answer was lost.
-            APIResponseError: a 2xx answer that is not the documented JSON.
-            ClientClosedError: the client was closed.
-        """
-        attempt_timeout = coerce_timeout(timeout, self._timeout)
-        try:
-            policy = self._retry.with_attempts(max_retries)
-        except ValueError as exc:
-            raise ConfigurationError(str(exc)) from None
-        url = self._base_url + path
-        log_path = self._log_paths.get(path)
-        if log_path is None:
-            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
-            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
-                self._log_paths.clear()
-            log_path = self._log_paths[path] = URL(url).path
-        data = content or (await dumps(body) if body is not None else None)
-        hooks = self._hooks
-
-        retried = functools.partial(RetryScheduled, method=method, path=log_path, origin=origin)
-
-        def on_retry(attempt: int, delay: float, error: BaseException, reason: str) -> None:
-            if hooks:
-                hooks.emit(retried(attempt=attempt, delay=delay, reason=reason, error=error))
-
-        async for attempt in Attempts(policy, f"{method} {log_path}", on_retry=on_retry):
-            try:
-                async with self._slot():
-                    return await self._attempt(
-                        method, url, log_path, data, attempt_timeout, attempt.number, origin
-                    )
-            except APIError as error:
-                retry_after: float | None = None
-                if isinstance(error, APIStatusError):
-                    if error.status_code not in (_NOT_RUN if reconciled else _RETRY_STATUSES):
-                        raise
-                    retry_after = parse_retry_after(error.headers)
-                elif isinstance(error, OutcomeUnknownError):
-                    # Never pay twice: a lost answer to a paid POST is not retried by default.
-                    if reconciled or not (idempotent or policy.retry_unknown_outcome):
-                        attempt.give_up(error, "the request may have been processed", _short(error))
-                        raise
-                elif not isinstance(error, APIConnectionError):
-                    raise
-                if not attempt.retry(error, retry_after=retry_after, detail=_short(error)):
-                    raise
-        raise AssertionError("unreachable: the loop returns or raises")  # pragma: no cover
-
-    def _slot(self) -> contextlib.AbstractAsyncContextManager[Any]:
-        """A place among the requests in flight (no wait without a concurrency cap)."""
-        return self._semaphore if self._semaphore is not None else contextlib.nullcontext()
-
-    async def _attempt(
-        self,
-        method: str,
-        url: str,
-        log_path: str,
-        data: bytes | tuple[bytes, str] | None,
-        timeout: Timeout,
-        number: int,
-        origin: object,
-    ) -> Answer:
-        session = self._require_session()
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        # At most a few request starts per loop iteration (shared with image fetches), so that
-        # a hundred calls made at once do not hold the caller's loop for tens of milliseconds.
-        # Nothing has been sent yet: waiting here changes no retry or billing decision.
-        await budgets().starts.spend()
-        hooks = self._hooks
-        if hooks:
-            hooks.emit(RequestSent(method=method, path=log_path, attempt=number, origin=origin))
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-
-        def answered(status: int, request_id: str | None) -> None:
-            if hooks:
-                elapsed = loop.time() - started
-                hooks.emit(
-                    ResponseReceived(
-                        method=method,
-                        path=log_path,
-                        status=status,
-                        request_id=request_id,
-                        elapsed=elapsed,
-                        origin=origin,
-                    )
-                )
-
-        try:
-            answer = await self._transport.send(session, method, url, log_path, data, timeout)
-        except APIStatusError as error:
-            answered(error.status_code, error.request_id)
-            if error.status_code == 429:
-                retry_after = parse_retry_after(error.headers)
-                # Every 429 is reported, once, retried or not and with or without a limiter.
-                if hooks:
-                    hooks.emit(
-                        RateLimited(
-                            method=method, path=log_path, retry_after=retry_after, origin=origin
-                        )
-                    )
-                if self._limiter is not None:
-                    self._limiter.on_rate_limited(retry_after)
-            raise
-        answered(answer.status, answer.request_id)
-        if hooks:
-            ticks = _cost_of(answer.body)
-            if ticks is not None:
-                hooks.emit(
-                    CostReported(
-                        method=method,
-                        path=log_path,
-                        cost_in_usd_ticks=ticks,
-                        request_id=answer.request_id,
-                        origin=origin,
-                    )
-                )
-        return answer

@@ -1,4 +1,4 @@
-"""Response models: frozen attrs classes, built from JSON by one private cattrs converter.
+"""Response models: frozen attrs classes, built from JSON by the one converter (``_convert.py``).
 
 Parsing is lenient where the server is in charge (unknown fields are ignored, ``null`` is
 accepted wherever a value is optional, server-controlled values such as ``mime_type`` and
@@ -15,12 +15,12 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
-import cattrs
 
 from .._errors import APIResponseError, ConfigurationError, ImageBlockedError
 from .._results._files import safe_component
 from .._units import TICKS_PER_USD, format_usd
 from .._wire._b64stream import PAYLOAD_KEY
+from ._convert import structure
 
 if TYPE_CHECKING:
     import os
@@ -415,60 +415,6 @@ class _WireBody:
     created: int | None = None
 
 
-def _make_converter() -> cattrs.Converter:
-    converter = cattrs.Converter()
-
-    def structure_bool(value: Any, _type: type) -> bool:
-        # bool("false") is True; the server may send a flag as a string.
-        if isinstance(value, str):
-            return value.strip().lower() in ("true", "1", "yes")
-        return bool(value)
-
-    def structure_optional_int(value: Any, _type: Any) -> int | None:
-        # A counter or timestamp in an unexpected form must not make the images unreadable.
-        if value is None or isinstance(value, bool):
-            return None
-        try:
-            return int(value)
-        except (TypeError, ValueError, OverflowError):
-            return None
-
-    def structure_text(value: Any) -> str | None:
-        if value is None or isinstance(value, (dict, list)):
-            return None
-        return value if isinstance(value, str) else str(value)
-
-    def structure_file_output(value: Any, _type: type) -> FileOutput | None:
-        # Lenient: a field of an unexpected type is dropped, never the whole answer.
-        if not isinstance(value, Mapping):
-            return None
-
-        def stamp(key: str) -> int | str | None:
-            raw = value.get(key)
-            if isinstance(raw, bool) or not isinstance(raw, (int, str)):
-                return None
-            return raw
-
-        return FileOutput(
-            file_id=structure_text(value.get("file_id")),
-            filename=structure_text(value.get("filename")),
-            expires_at=stamp("expires_at"),
-            public_url=structure_text(value.get("public_url")),
-            public_url_error=structure_text(value.get("public_url_error")),
-            public_url_expires_at=stamp("public_url_expires_at"),
-        )
-
-    converter.register_structure_hook(bool, structure_bool)
-    converter.register_structure_hook_func(
-        lambda t: t == (FileOutput | None), structure_file_output
-    )
-    converter.register_structure_hook_func(lambda t: t == (int | None), structure_optional_int)
-    return converter
-
-
-_CONVERTER = _make_converter()
-
-
 def _storage_error(raw: Any) -> str | None:
     """The image's ``storage_error`` as text: a string, or the message of an error object."""
     if raw is None or raw == "":
@@ -553,10 +499,7 @@ def parse_images_response(
                 f"{where}: data[{index}] is a {type(item).__name__}, not an image object",
                 **located,
             )
-    try:
-        wire = _CONVERTER.structure(body, _WireBody)
-    except (cattrs.BaseValidationError, ValueError, TypeError) as exc:
-        raise APIResponseError(f"{where}: unexpected shape: {exc}") from exc
+    wire = structure(body, _WireBody, where, "shape")
     images = tuple(
         GeneratedImage(
             url=item.url or None,

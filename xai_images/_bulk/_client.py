@@ -23,7 +23,40 @@ __all__ = ["AsyncClient"]
 
 
 class AsyncClient(CoreClient):
-    __doc__ = CoreClient.__doc__
+    """Async client for the xAI image API. Use it as ``async with AsyncClient() as client:``.
+
+    Args:
+        api_key: the key; else ``XAI_API_KEY``. Never shown in reprs, errors or logs.
+        base_url: the API root; else ``XAI_BASE_URL``; else ``https://api.x.ai/v1``.
+        timeout: per-attempt limits: a `Timeout`, or a number of seconds for
+            ``Timeout.request``. Default ``Timeout(request=600, connect=10)``. Calls may override.
+        max_retries: retries after the first attempt (default 2, so 3 attempts). Calls may
+            override.
+        retry: the full `RetryPolicy` (``max_retries`` then sets its attempts).
+        session: an ``aiohttp.ClientSession`` to use instead of creating one. The client never
+            closes a session it did not create. It must not carry an ``Authorization`` default
+            header (it would be sent to the image host too).
+        max_connections: connection pool size of the session the client creates (0: no limit).
+        rate_limit: requests per second for API requests of this client (``None``: unlimited;
+            the live API allows about 5). Shared by every call, spaced with no burst.
+        shared_limit: a Redis URL (``redis://HOST:PORT/DB``): ``rate_limit`` then holds for
+            every process and machine on this API key together (`SharedRateLimiter`;
+            needs ``xai-images[shared]``). Redis unreachable at entry raises
+            `SharedLimitError`.
+        max_concurrent_requests: API requests in flight at once (``None``: unlimited).
+        download: options for saving and streaming images (``DownloadOptions``).
+        event_hooks: callbacks called with every event of this client (request sent, answer,
+            retry, 429, download retry, cost); see `add_event_hook`.
+        max_answer_bytes: the largest API answer read, counted after decompression (default
+            128 MiB, above ten 2k images as base64); a larger one raises ``APIResponseError``
+            without being held in memory.
+
+    Raises:
+        ConfigurationError: no API key anywhere, a key with characters an HTTP header cannot
+            carry (control or non-latin-1 characters), a session with an ``Authorization`` default
+            header, or any argument of the wrong type or out of range (the message names the
+            argument and what it must be).
+    """
 
     def bulk(
         self,

@@ -171,5 +171,8 @@ class Client:
         return self
 
     bulk = bridge_plain(AsyncClient.bulk, SyncBatchRun)
+    """Run a bulk job (arguments: ``AsyncClient.bulk``); iterate the `SyncBatchRun` it returns."""
     add_event_hook = bridge_plain(AsyncClient.add_event_hook, keep)
+    """Call ``hook`` with every event of this client (see ``AsyncClient.add_event_hook``)."""
     remove_event_hook = bridge_plain(AsyncClient.remove_event_hook, keep)
+    """Stop calling ``hook`` (one registration of it)."""
