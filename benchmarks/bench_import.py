@@ -3,7 +3,9 @@
 Each statement runs in a fresh interpreter (``python -P -X importtime -c ...``) ``--repeat``
 times, statements taking turns; the figure is the median of the cumulative import time that
 ``-X importtime`` reports for the top-level modules of the statement (microseconds summed over
-the lines of nesting level 0), so interpreter start-up and ``site`` are not counted. With
+the lines of nesting level 0), so interpreter start-up and ``site`` are not counted, and the
+CPU time of the statement (``time.process_time`` around it), which the load of other processes
+on a shared machine inflates much less than the wall clock. With
 ``--baseline DIR`` the same statements run with the package found in ``DIR`` too (before and
 after in one run). Standard library only.
 
@@ -26,14 +28,23 @@ STATEMENTS = {
 }
 
 
-def import_ms(statement: str, path: str | None) -> float:
-    """Milliseconds of imports done by ``statement`` in a fresh interpreter."""
+_TIMED = """\
+import time
+_t = time.process_time()
+{statement}
+print((time.process_time() - _t) * 1000)
+"""
+
+
+def import_ms(statement: str, path: str | None) -> tuple[float, float]:
+    """Milliseconds of imports done by ``statement`` in a fresh interpreter: wall (by
+    ``-X importtime``) and CPU."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
     if path:
         env["PYTHONPATH"] = path
     done = subprocess.run(
-        [sys.executable, "-P", "-X", "importtime", "-c", statement],
+        [sys.executable, "-P", "-X", "importtime", "-c", _TIMED.format(statement=statement)],
         env=env,
         capture_output=True,
         text=True,
@@ -48,7 +59,7 @@ def import_ms(statement: str, path: str | None) -> float:
         # " name": nesting level 0 (nested imports are indented further).
         if not name.startswith("  ") and name.strip() not in skip:
             total += int(cumulative)
-    return total / 1000
+    return total / 1000, float(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -59,21 +70,27 @@ def main() -> None:
     rows: list[tuple[str, str | None]] = [(label, None) for label in STATEMENTS]
     if args.baseline:
         rows += [(label, args.baseline) for label in STATEMENTS if label.startswith("xai")]
-    samples: dict[tuple[str, str | None], list[float]] = {row: [] for row in rows}
+    wall: dict[tuple[str, str | None], list[float]] = {row: [] for row in rows}
+    cpu: dict[tuple[str, str | None], list[float]] = {row: [] for row in rows}
     for _ in range(args.repeat):
         for row in rows:
-            samples[row].append(import_ms(STATEMENTS[row[0]], row[1]))
-    floor = statistics.median(samples[("aiohttp", None)])
-    print(f"repeat={args.repeat}, {sys.version.split()[0]}; median ms (min-max); vs aiohttp")
-    print("| statement | package | median ms | min-max | minus aiohttp ms |")
-    print("| --- | --- | --: | --: | --: |")
+            ms, cpu_ms = import_ms(STATEMENTS[row[0]], row[1])
+            wall[row].append(ms)
+            cpu[row].append(cpu_ms)
+    floor = statistics.median(wall[("aiohttp", None)])
+    cpu_floor = statistics.median(cpu[("aiohttp", None)])
+    print(f"repeat={args.repeat}, {sys.version.split()[0]}; medians, ms (min-max)")
+    print("| statement | package | importtime ms | min-max | - aiohttp | CPU ms | - aiohttp |")
+    print("| --- | --- | --: | --: | --: | --: | --: |")
     for row in rows:
-        values = samples[row]
+        values = wall[row]
         median = statistics.median(values)
+        cpu_median = statistics.median(cpu[row])
         package = "-" if row[0] == "aiohttp" else ("before" if row[1] else "after")
         print(
             f"| `{STATEMENTS[row[0]]}` | {package} | {median:.0f} | "
-            f"{min(values):.0f}-{max(values):.0f} | {median - floor:+.0f} |"
+            f"{min(values):.0f}-{max(values):.0f} | {median - floor:+.0f} | "
+            f"{cpu_median:.0f} | {cpu_median - cpu_floor:+.0f} |"
         )
 
 
