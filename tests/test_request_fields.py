@@ -20,11 +20,18 @@ from xai_images import EditRequest, GenerateRequest
 from xai_images._api._requests import FieldSpec, api_fields, field_spec
 from xai_images._ui._cli import EXIT_OK, main
 from xai_images.bulk import load_jobs
-from xai_images.testing import FakeXAIServer, sample_image
+from xai_images.testing import FakeModel, FakeSettings, FakeXAIServer, sample_image
 
 PROMPT = "a lighthouse"
 # A JSON field the SDK does not model: it must travel through the mapping of extra fields.
 EXTRA = {"storage_options": {"region": "test"}}
+
+
+@pytest.fixture
+def fake_xai_server_options() -> dict[str, Any]:
+    """The fake also lists the model named by the samples below (it refuses unknown models)."""
+    return {"models": (*FakeSettings().models, FakeModel("sample-text", {("medium", "1k"): 1}))}
+
 
 CASES = [
     pytest.param(cls, f.name, id=f"{cls.kind}-{f.name}")
@@ -40,6 +47,8 @@ def spec_of(cls: type[Any], name: str) -> FieldSpec:
 
 def sample(spec: FieldSpec) -> Any:
     """A valid value that differs from the server's default, made from the field's spec."""
+    if spec.example is not None:
+        return spec.example
     if spec.choices is not None:
         return spec.choices[1]
     if spec.cli_type is int:

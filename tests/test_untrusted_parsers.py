@@ -16,7 +16,7 @@ from hypothesis import strategies as st  # noqa: E402
 from xai_images import ValidationError  # noqa: E402
 from xai_images._api._models import GeneratedImage  # noqa: E402
 from xai_images._results._transfers import _format_name  # noqa: E402
-from xai_images._wire._transport import _error_message  # noqa: E402
+from xai_images._wire._transport import error_fields  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -35,7 +35,7 @@ JSON = st.recursive(
 @given(JSON)
 def test_any_json_error_body_gives_text_or_none(body: Any) -> None:
     """Any JSON error body yields (message, code) as str or None, never an exception."""
-    message, code = _error_message(body, json.dumps(body))
+    message, code, *_ = error_fields(body, json.dumps(body))
     assert message is None or isinstance(message, str)
     assert code is None or isinstance(code, str)
 
@@ -43,7 +43,7 @@ def test_any_json_error_body_gives_text_or_none(body: Any) -> None:
 @given(st.text(max_size=2000))
 def test_any_text_error_body_is_shown_short(text: str) -> None:
     """A non-JSON error body is shown stripped and cut to 500 characters."""
-    message, code = _error_message(None, text)
+    message, code, *_ = error_fields(None, text)
     assert code is None
     assert message is None or len(message) <= 500
 

@@ -1,7 +1,8 @@
 """xai-images: an async-first SDK for the xAI image API.
 
 Start with ``async with xai_images.AsyncClient() as client:`` and ``client.images.generate()``;
-see the README for saving, bulk jobs, errors and retries. Bulk-job and manifest names are in
+the guide pages (Client, Saving images, Bulk jobs, Errors and retries) show how the names below
+fit together. Bulk-job and manifest names are in
 `xai_images.bulk`, event hooks in `xai_images.hooks`, type aliases in
 `xai_images.types`.
 """
@@ -18,6 +19,7 @@ from ._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    BatchTimeoutError,
     ClientClosedError,
     ConfigurationError,
     DeferredError,
@@ -53,9 +55,9 @@ if TYPE_CHECKING:
         FileOutput,
         GeneratedImage,
         ImagesResponse,
-        Usage,
     )
     from ._api._requests import EditRequest, GenerateRequest
+    from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
     from ._bulk._client import AsyncClient
     from ._bulk._remote_state import BatchRequestError
     from ._results._files import SavedImage
@@ -73,6 +75,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "BatchRequestError",
+    "BatchTimeoutError",
     "Client",
     "ClientClosedError",
     "ConfigurationError",
@@ -91,10 +94,12 @@ __all__ = [
     "ImageBlockedError",
     "ImageExpiredError",
     "ImagesResponse",
+    "InputTokensDetails",
     "IntegrityError",
     "InternalServerError",
     "NotFoundError",
     "OutcomeUnknownError",
+    "OutputTokensDetails",
     "PermissionDeniedError",
     "RateLimitError",
     "RateLimiter",
@@ -126,10 +131,12 @@ _LAZY = {
     "GenerateRequest": "._api._requests",
     "GeneratedImage": "._api._models",
     "ImagesResponse": "._api._models",
+    "InputTokensDetails": "._api._usage",
+    "OutputTokensDetails": "._api._usage",
     "RateLimiter": "._wire._ratelimit",
     "SavedImage": "._results._files",
     "SharedRateLimiter": "._wire._shared_limit",
-    "Usage": "._api._models",
+    "Usage": "._api._usage",
 }
 # The public submodules, also imported on first use (``xai_images.bulk`` works unchanged).
 _SUBMODULES = frozenset({"bulk", "hooks", "types"})

@@ -13,6 +13,7 @@ This module is at the bottom of the package: it imports nothing from it.
 from __future__ import annotations
 
 import math
+import os
 import random
 from collections.abc import Callable
 from typing import Any
@@ -24,13 +25,18 @@ from ._errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_MAX_ANSWER_BYTES",
+    "FAKE_SERVER_PORT",
     "DownloadOptions",
     "RetryPolicy",
     "Timeout",
     "check_base_url",
     "coerce_timeout",
+    "connect_hint",
+    "find_api_key",
     "int_at_least",
+    "missing_key_error",
     "non_negative",
+    "not_found_hint",
     "positive_number",
     "valid_count",
     "valid_non_negative",
@@ -46,6 +52,49 @@ PNG; as base64 (4/3 of the bytes) ten of those are 10 x 8 MB x 4/3 = 107 MB, plu
 JSON. 128 MiB (134 MB) stays above that with room to spare, while a compression bomb or a
 runaway answer is stopped long before it can exhaust memory.
 """
+
+
+FAKE_SERVER_PORT = 8000
+"""The port ``python -m xai_images.testing`` listens on unless told otherwise."""
+
+
+def find_api_key(api_key: str | None) -> str | None:
+    """The API key to use: ``api_key``, else ``$XAI_API_KEY``; ``None`` when neither holds one
+    (blank counts as none)."""
+    key = api_key if api_key is not None else os.environ.get("XAI_API_KEY")
+    return key.strip() if key and key.strip() else None
+
+
+def missing_key_error(owner: str) -> ConfigurationError:
+    """The error for a client built without a key, naming the class the caller built."""
+    return ConfigurationError(
+        f"no API key: pass api_key= to {owner} or set the XAI_API_KEY environment variable "
+        "(for the local fake server any non-empty key works)"
+    )
+
+
+def not_found_hint(base_url: str, path: str | None) -> str:
+    """Advice for a 404 on one of the API's own paths when the base URL lacks ``/v1``."""
+    root = URL(base_url)
+    if path is None or "v1" in root.path.split("/") or path.startswith("/v1/"):
+        return ""
+    fixed = str(root.with_path(root.path.rstrip("/") + "/v1"))
+    return (
+        f". The base URL {base_url} has no /v1, where the xAI API's paths start: "
+        f"try base_url={fixed!r} (XAI_BASE_URL={fixed})"
+    )
+
+
+def connect_hint(base_url: str) -> str:
+    """Advice for a refused connection to the local fake server's usual address."""
+    root = URL(base_url)
+    if root.host not in ("127.0.0.1", "localhost", "::1") or root.port != FAKE_SERVER_PORT:
+        return ""
+    return (
+        f". Nothing listens on port {FAKE_SERVER_PORT}: to use the local fake API, start it "
+        f"in another terminal with .venv/bin/python -m xai_images.testing --port "
+        f"{FAKE_SERVER_PORT}"
+    )
 
 
 def positive_number(value: object) -> bool:

@@ -22,6 +22,7 @@ Every error the SDK raises on purpose derives from `XAIImagesError`::
     │   ├── OutcomeUnknownError       sent, but the answer was lost: the image may be billed
     │   └── APIResponseError          the server answered 2xx with a body we cannot read
     ├── DeferredError                 a deferred request failed, expired or did not finish in time
+    ├── BatchTimeoutError             batches.wait() timed out (also a TimeoutError)
     ├── ImageBlockedError             the image was withheld by moderation
     └── DownloadError                 fetching or decoding an image failed
         ├── ImageExpiredError         the image URL answered 403/404: it expired
@@ -50,6 +51,7 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchTimeoutError",
     "ClientClosedError",
     "ConfigurationError",
     "DeferredError",
@@ -133,8 +135,11 @@ class APIStatusError(APIError):
 
     Attributes:
         status_code: the HTTP status.
-        message: the server's message, from either error-body shape.
-        code: the server's error code string, when it sent one.
+        message: the server's message, from any error-body form.
+        code: the server's error code as text (``"team-blocked"``, ``"invalid_argument"``, a
+            number as text), when it sent one.
+        type: the error's ``type`` (``"invalid_request_error"``, ...), when the body has one.
+        param: the request field the error is about, when the body names one.
         request_id: the ``x-request-id`` of the answer, for support tickets.
         headers: the response headers.
         body: the decoded error body (``dict``), or its text.
@@ -147,6 +152,8 @@ class APIStatusError(APIError):
         status_code: int,
         request_id: str | None = None,
         code: str | None = None,
+        type: str | None = None,
+        param: str | None = None,
         headers: Mapping[str, str] | None = None,
         body: Any = None,
         method: str | None = None,
@@ -155,6 +162,8 @@ class APIStatusError(APIError):
         self.status_code = status_code
         self.request_id = request_id
         self.code = code
+        self.type = type
+        self.param = param
         # Case-insensitive, like HTTP header names: headers["retry-after"] always works.
         self.headers: Mapping[str, str] = CIMultiDict(headers or {})
         self.body = body
@@ -181,7 +190,7 @@ class AuthenticationError(APIStatusError):
     """401: the Authorization header is missing or malformed."""
 
     def _hint(self) -> str:
-        return ". Set XAI_API_KEY or pass api_key= to AsyncClient."
+        return ". Set XAI_API_KEY or pass api_key= to the client."
 
 
 class PermissionDeniedError(APIStatusError):
@@ -255,7 +264,27 @@ class OutcomeUnknownError(APIError):
 
 
 class APIResponseError(APIError):
-    """The server answered 2xx but the body could not be read as the documented JSON."""
+    """The server answered 2xx but the body could not be read as the documented JSON.
+
+    Attributes:
+        request_id: the ``x-request-id`` of that answer, for support tickets (``None`` when the
+            server sent none).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.request_id = request_id
+        super().__init__(message, method=method, path=path)
+
+    def __str__(self) -> str:
+        rid = f" (request id {self.request_id})" if self.request_id else ""
+        return f"{self.message}{rid}"
 
 
 class DeferredError(XAIImagesError):
@@ -270,6 +299,22 @@ class DeferredError(XAIImagesError):
     def __init__(self, message: str, *, request_id: str, status: str) -> None:
         self.request_id = request_id
         self.status = status
+        super().__init__(message)
+
+
+class BatchTimeoutError(XAIImagesError, TimeoutError):
+    """``batches.wait`` gave up: the batch was still running at its ``timeout``.
+
+    The batch keeps running on the server; wait again, or read the results so far.
+
+    Attributes:
+        batch: the last `Batch` seen (its counters say how far it got).
+        timeout: the seconds waited.
+    """
+
+    def __init__(self, message: str, *, batch: Any, timeout: float) -> None:
+        self.batch = batch
+        self.timeout = timeout
         super().__init__(message)
 
 

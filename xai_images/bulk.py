@@ -1,16 +1,19 @@
 """Bulk jobs: run many requests as one resumable job, and read what it left behind.
 
 Start a job with ``client.bulk(...)`` (it returns a `BatchRun`); iterate it for one
-`Outcome` per item. A JSONL job file is read with `load_jobs`; the job's manifest
+`Outcome` per item. A JSONL job file is read with `load_jobs` (which raises `JobFileError`
+listing every bad line when told to stop on them); the job's manifest
 (one `ManifestRecord` per finished item) with `load_manifest`; its gallery page is
-written by `write_gallery`. `Progress` and `ProgressEvent` are what
+written by `write_gallery`. `estimate` prices a job before it runs
+(see ``docs/cost.md``). `Progress` and `ProgressEvent` are what
 ``on_event`` callbacks receive.
 
 Through xAI's Batch API (``client.bulk(..., via="batch-api")``, or ``via=BatchAPI(...)`` with
 :class:`BatchAPI` options) the job is a
 :class:`RemoteBatchRun` with :class:`RemoteProgress`; ``client.batches`` answers with
 :class:`Batch`, :class:`BatchRequestState`, :class:`ResultsPage` of :class:`BatchResult`, and
-``client.files`` with :class:`FileObject`; :class:`BatchLimits` sets the local pacing.
+``client.files`` with :class:`FileObject`, :class:`DeletedFile` and :class:`FilePublicUrl`;
+:class:`BatchLimits` sets the local pacing.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from ._api._batch_models import (
     ResultsPage,
 )
 from ._api._batches import BatchLimits
+from ._api._files import DeletedFile, FilePublicUrl
 from ._bulk._batch import BatchRun, Outcome
+from ._bulk._estimate import estimate_job as estimate
 from ._bulk._gallery import write_gallery
-from ._bulk._jobs import InvalidJob, load_jobs
+from ._bulk._jobs import InvalidJob, JobFileError, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
 from ._bulk._progress import Progress, ProgressEvent
 from ._bulk._remote_state import RemoteProgress
@@ -43,9 +48,12 @@ __all__ = [
     "BatchResult",
     "BatchRun",
     "BatchState",
+    "DeletedFile",
     "FileObject",
+    "FilePublicUrl",
     "FileRecord",
     "InvalidJob",
+    "JobFileError",
     "ManifestRecord",
     "Outcome",
     "Progress",
@@ -53,6 +61,7 @@ __all__ = [
     "RemoteBatchRun",
     "RemoteProgress",
     "ResultsPage",
+    "estimate",
     "load_jobs",
     "load_manifest",
     "write_gallery",

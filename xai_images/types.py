@@ -5,9 +5,26 @@
   object, or a `xai_images.FileId`.
 - ``OnExists``: what saving does when the target file exists: ``"overwrite"``, ``"skip"``
   (keep an identical file) or ``"fail"``.
+- ``ImageModel``, ``PriceTier``: what ``client.images.models`` answers (a model and one row of
+  its price table).
+- ``Estimate``, ``EstimateRow``, ``ItemPrice``: what ``client.images.estimate`` and
+  ``xai_images.bulk.estimate`` answer (see ``docs/cost.md``).
 """
 
+from ._api._image_models import ImageModel, PriceTier
 from ._api._inputs import ImageInput
+from ._api._pricing import Estimate, EstimateRow, ItemPrice
+from ._public import publish
 from ._results._files import OnExists
 
-__all__ = ["ImageInput", "OnExists"]
+__all__ = [
+    "Estimate",
+    "EstimateRow",
+    "ImageInput",
+    "ImageModel",
+    "ItemPrice",
+    "OnExists",
+    "PriceTier",
+]
+
+publish(__name__, globals())

@@ -74,6 +74,8 @@ class Batch:
     create_api_key_id: str | None = None
     input_file_id: str | None = None
     state: BatchState = BatchState()
+    request_id: str | None = attrs.field(default=None, eq=False)
+    """The ``x-request-id`` of the answer this came from (for support tickets)."""
 
     @property
     def cancelled(self) -> bool:
@@ -164,6 +166,8 @@ class ResultsPage:
     results: tuple[BatchResult, ...]
     next_page_token: str | None
     page_token: str | None = None
+    request_id: str | None = attrs.field(default=None, eq=False)
+    """The ``x-request-id`` of the answer this page came from."""
 
 
 @attrs.frozen
@@ -175,6 +179,8 @@ class FileObject:
         bytes: its size.
         filename: the name it was uploaded with.
         created_at, expires_at: UTC times (``expires_at`` is ``None`` for no expiry).
+        purpose: the purpose given at upload, as the API stores it (often ``""``).
+        object: the object type the API names (``"file"``).
     """
 
     id: str
@@ -183,6 +189,9 @@ class FileObject:
     created_at: datetime.datetime | None = None
     expires_at: datetime.datetime | None = None
     purpose: str | None = None
+    object: str | None = None
+    request_id: str | None = attrs.field(default=None, eq=False)
+    """The ``x-request-id`` of the answer this came from."""
 
 
 # -- parsing --------------------------------------------------------------------------------------
@@ -191,16 +200,34 @@ class FileObject:
 _T = TypeVar("_T")
 
 
-def _structure(data: Any, cls: type[_T], what: str, where: str, id_key: str, owner: str) -> _T:
+def _structure(
+    data: Any,
+    cls: type[_T],
+    what: str,
+    where: str,
+    id_key: str,
+    owner: str,
+    request_id: str | None = None,
+) -> _T:
     # ``owner`` names the object in the error when it lacks its ``id_key``.
     if isinstance(data, Mapping) and not data.get(id_key):
-        raise APIResponseError(f"{where}: {owner} has no {id_key}")
+        raise APIResponseError(f"{where}: {owner} has no {id_key}", request_id=request_id)
     if not isinstance(data, Mapping):
-        raise APIResponseError(f"{where}: {what} is a {type(data).__name__}, not an object")
-    return structure(data, cls, where, what)
+        raise APIResponseError(
+            f"{where}: {what} is a {type(data).__name__}, not an object", request_id=request_id
+        )
+    fields = dict(data)
+    if "request_id" in attrs.fields_dict(cls):  # type: ignore[arg-type]
+        # The answer's x-request-id, never a body field of the same name.
+        fields["request_id"] = request_id
+    try:
+        return structure(fields, cls, where, what)
+    except APIResponseError as exc:
+        exc.request_id = request_id
+        raise
 
 
-def parse_batch(data: Any, where: str = "batch") -> Batch:
+def parse_batch(data: Any, where: str = "batch", *, request_id: str | None = None) -> Batch:
     """A :class:`Batch` from the API's JSON (``expires_at`` is read as ``expire_time``).
 
     Raises:
@@ -210,7 +237,7 @@ def parse_batch(data: Any, where: str = "batch") -> Batch:
         data = {**data, "expire_time": data["expires_at"]}
     if isinstance(data, Mapping) and not isinstance(data.get("state"), Mapping):
         data = {k: v for k, v in data.items() if k != "state"}
-    return _structure(data, Batch, "batch", where, "batch_id", "the batch")
+    return _structure(data, Batch, "batch", where, "batch_id", "the batch", request_id)
 
 
 def parse_request_state(data: Any, where: str = "batch_request_metadata") -> BatchRequestState:
@@ -222,13 +249,13 @@ def parse_request_state(data: Any, where: str = "batch_request_metadata") -> Bat
     return _structure(data, BatchRequestState, "request", where, "batch_request_id", "an entry")
 
 
-def parse_file(data: Any, where: str = "file") -> FileObject:
+def parse_file(data: Any, where: str = "file", *, request_id: str | None = None) -> FileObject:
     """A :class:`FileObject` from the API's JSON.
 
     Raises:
         APIResponseError: not an object, or no ``id``.
     """
-    return _structure(data, FileObject, "file", where, "id", "the file")
+    return _structure(data, FileObject, "file", where, "id", "the file", request_id)
 
 
 def _error_of(entry: Mapping[str, Any]) -> tuple[int | str | None, str | None, bool]:

@@ -1,4 +1,4 @@
-"""``client.batches`` and ``client.files``: xAI's Batch API and, as far as batches need it, Files.
+"""``client.batches``: xAI's Batch API.
 
 Reads (``get``, ``list``, ``list_requests``, ``results``) and ``cancel`` are retried freely: they
 change nothing, or nothing twice. ``create`` and ``add`` are never resent blindly once their body
@@ -14,48 +14,45 @@ import collections
 import datetime
 import json
 import logging
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
 
 import attrs
 
+from .._config import positive_number
 from .._errors import (
     APIResponseError,
     APIStatusError,
     BadRequestError,
+    BatchTimeoutError,
     OutcomeUnknownError,
     ValidationError,
 )
+from .._wire._paths import segment
+from .._wire._retry import sleep
 from ._batch_models import (
     Batch,
     BatchRequestState,
-    FileObject,
     ResultsPage,
     parse_batch,
-    parse_file,
     parse_request_state,
     parse_result,
 )
-from ._images import Resource
 from ._inputs import resolve_image
+from ._paging import next_token, pages, query
 from ._requests import EditRequest, GenerateRequest, Request, derive_id
 
 if TYPE_CHECKING:
     from ._requester import Requester
 
-__all__ = ["BatchLimits", "Batches", "Files", "encode_entry"]
+__all__ = ["BatchLimits", "Batches", "encode_entry"]
 
 _logger = logging.getLogger("xai_images")
 _MB = 1024 * 1024
 # Bytes of ``{"batch_requests":[`` ... ``]}`` around the entries, with room to spare.
 _CALL_OVERHEAD = 64
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-_MAX_PAGES = 100_000  # a token that loops forever must not hang the caller
 
 
 def _positive_number(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -204,7 +201,8 @@ class Batches:
                     return found
                 # Not listed: the create never ran, so sending it again creates one batch.
                 continue
-            return parse_batch(answer.body, "POST /batches")
+            with answer.reading():
+                return parse_batch(answer.body, "POST /batches", request_id=answer.request_id)
         raise OutcomeUnknownError(
             f"creating batch {name!r}: the answer was lost three times and no batch of that "
             "name is listed",
@@ -232,22 +230,28 @@ class Batches:
         Raises:
             NotFoundError: no such batch.
         """
-        path = f"/batches/{_segment(batch_id)}"
+        path = f"/batches/{segment(batch_id, 'batch_id')}"
         answer = await self._requester.send("GET", path, idempotent=True)
-        return parse_batch(answer.body, f"GET {path}")
+        return parse_batch(answer.body, f"GET {path}", request_id=answer.request_id)
 
     async def list(self, *, page_size: int | None = None) -> AsyncIterator[Batch]:
         """Every batch of the team, page by page."""
-        async for item in self._pages("/batches", "batches", page_size):
-            yield parse_batch(item, "GET /batches")
+        limit = {"limit": page_size or self._limits.page_size}
+        async for items, answer in pages(self._requester, "/batches", "batches", limit):
+            for item in items:
+                yield parse_batch(item, "GET /batches", request_id=answer.request_id)
 
     async def list_requests(
         self, batch_id: str, *, page_size: int | None = None
     ) -> AsyncIterator[BatchRequestState]:
         """Every request of a batch and its state, page by page (in the server's order)."""
-        path = f"/batches/{_segment(batch_id)}/requests"
-        async for item in self._pages(path, "batch_request_metadata", page_size):
-            yield parse_request_state(item, f"GET {path}")
+        path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
+        limit = {"limit": page_size or self._limits.page_size}
+        async for items, answer in pages(self._requester, path, "batch_request_metadata", limit):
+            with answer.reading():
+                states = [parse_request_state(item, f"GET {path}") for item in items]
+            for state in states:
+                yield state
 
     async def request_ids(self, batch_id: str) -> set[str]:
         """The ids of every request the batch holds (to reconcile lost adds)."""
@@ -265,32 +269,74 @@ class Batches:
         Raises:
             NotFoundError: no such batch, or it expired (its results are gone).
         """
-        path = f"/batches/{_segment(batch_id)}/results"
-        answer = await self._requester.send(
-            "GET", path + _query(page_size or self._limits.page_size, page_token), idempotent=True
-        )
+        path = f"/batches/{segment(batch_id, 'batch_id')}/results"
+        params = {"limit": page_size or self._limits.page_size, "pagination_token": page_token}
+        answer = await self._requester.send("GET", path + query(params), idempotent=True)
         body = answer.body
         entries = body.get("results") if isinstance(body, Mapping) else None
         if entries is None:
             entries = []
-        if not isinstance(entries, list):
-            raise APIResponseError(f"GET {path}: results is not a list")
-        results = tuple(
-            parse_result(
-                e, answer.payloads, transfers=self._requester.transfers, where=f"GET {path}"
+        with answer.reading():
+            if not isinstance(entries, list):
+                raise APIResponseError(f"GET {path}: results is not a list")
+            results = tuple(
+                parse_result(
+                    e, answer.payloads, transfers=self._requester.transfers, where=f"GET {path}"
+                )
+                for e in entries
             )
-            for e in entries
-        )
-        return ResultsPage(results, _next_token(body), page_token)
+        return ResultsPage(results, next_token(body), page_token, request_id=answer.request_id)
 
     async def cancel(self, batch_id: str) -> Batch:
         """Cancel a batch: pending requests are dropped, finished results stay readable.
 
         Cancelling twice changes nothing, so this is retried freely.
         """
-        path = f"/batches/{_segment(batch_id)}:cancel"
-        answer = await self._requester.send("POST", path, body={}, idempotent=True)
-        return parse_batch(answer.body, f"POST {path}")
+        path = f"/batches/{segment(batch_id, 'batch_id')}:cancel"
+        # No body, as xAI's own SDK sends it.
+        answer = await self._requester.send("POST", path, idempotent=True)
+        return parse_batch(answer.body, f"POST {path}", request_id=answer.request_id)
+
+    async def wait(
+        self, batch_id: str, *, poll_interval: float = 5.0, timeout: float | None = 86_400.0
+    ) -> Batch:
+        """Poll `get` until nothing is left to do; return the last `Batch` seen.
+
+        Returns once the batch has requests and none is pending, or once it was cancelled (by
+        the caller or by xAI: see `Batch.cancel_by_xai_message`) or has expired. A batch
+        created from a file has no requests while its file is validated: that is not done.
+
+        Args:
+            poll_interval: seconds between polls (default 5).
+            timeout: overall seconds to wait, on a monotonic clock (default a day; ``None``:
+                no limit). The batch keeps running on the server after a timeout.
+
+        Raises:
+            BatchTimeoutError: still running after ``timeout`` (``.batch`` is the last seen).
+            APIStatusError: a poll failed (404 unknown batch, 401, ...): raised at once.
+            ValidationError: a bad ``batch_id``, ``poll_interval`` or ``timeout``.
+        """
+        segment(batch_id, "batch_id")
+        if not positive_number(poll_interval):
+            raise ValidationError("poll_interval", poll_interval, "a positive number of seconds")
+        if timeout is not None and not positive_number(timeout):
+            raise ValidationError("timeout", timeout, "a positive number of seconds or None")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            batch = await self.get(batch_id)
+            if batch.done or batch.expired():
+                return batch
+            now = time.monotonic()
+            if deadline is not None and timeout is not None and now >= deadline:
+                raise BatchTimeoutError(
+                    f"batch {batch_id} did not finish within {timeout:g} s "
+                    f"({batch.state.num_pending} of {batch.state.num_requests} request(s) "
+                    "pending); it keeps running on the server",
+                    batch=batch,
+                    timeout=timeout,
+                )
+            wait = poll_interval if deadline is None else min(poll_interval, deadline - now)
+            await sleep(wait)
 
     # -- adding ----------------------------------------------------------------------------------
 
@@ -382,7 +428,7 @@ class Batches:
             APIStatusError: the API refused the call (nothing of it was added).
             OutcomeUnknownError: answers were lost three times in a row.
         """
-        path = f"/batches/{_segment(batch_id)}/requests"
+        path = f"/batches/{segment(batch_id, 'batch_id')}/requests"
         todo = list(chunk)
         for attempt in range(3):
             await self._add_pacer.acquire()
@@ -430,131 +476,3 @@ class Batches:
             "add to %s: no answer; %d of %d requests still missing", batch_id, len(missing), total
         )
         return missing
-
-    # -- paging ----------------------------------------------------------------------------------
-
-    async def _pages(self, path: str, key: str, page_size: int | None) -> AsyncIterator[Any]:
-        token: str | None = None
-        seen: set[str] = set()
-        for _ in range(_MAX_PAGES):
-            answer = await self._requester.send(
-                "GET", path + _query(page_size or self._limits.page_size, token), idempotent=True
-            )
-            body = answer.body
-            items = body.get(key) if isinstance(body, Mapping) else None
-            if items is None:
-                items = body.get("data") if isinstance(body, Mapping) else None
-            if not isinstance(items, list):
-                raise APIResponseError(f"GET {path}: {key} is not a list")
-            for item in items:
-                yield item
-            token = _next_token(body)
-            if token is None or token in seen or not items:
-                return
-            seen.add(token)
-
-
-def _next_token(body: Any) -> str | None:
-    """The next page's token; ``null``, ``""`` or no token all mean the last page."""
-    if not isinstance(body, Mapping):
-        return None
-    token = body.get("pagination_token", body.get("next_page_token"))
-    if not isinstance(token, str) or not token:
-        return None
-    return token
-
-
-def _query(limit: int, token: str | None) -> str:
-    params: dict[str, str] = {"limit": str(limit)}
-    if token:
-        params["pagination_token"] = token
-    return "?" + urlencode(params)
-
-
-def _segment(value: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValidationError("batch_id", value, "a non-empty string")
-    return quote(value, safe="")
-
-
-class Files(Resource):
-    """The Files API as far as batches need it: upload a JSONL file, look at it, delete it."""
-
-    _label = "Files"
-
-    async def upload(
-        self,
-        file: str | os.PathLike[str] | bytes,
-        *,
-        filename: str | None = None,
-        expires_after: int | None = 86_400,
-    ) -> FileObject:
-        """Upload a file (a path, or its bytes) for ``batches.create(input_file_id=...)``.
-
-        Args:
-            filename: the name stored (default: the path's name, or ``batch.jsonl``).
-            expires_after: seconds (3600 to 2592000) after which xAI deletes it, so that an
-                upload whose answer was lost cleans itself up; ``None`` keeps it.
-
-        Raises:
-            ValidationError: ``expires_after`` out of range.
-            APIStatusError: e.g. 413 over 50 MB.
-            OutcomeUnknownError: the answer was lost (not resent: it may be stored).
-        """
-        if expires_after is not None and (
-            isinstance(expires_after, bool)
-            or not isinstance(expires_after, int)
-            or not 3600 <= expires_after <= 2_592_000
-        ):
-            raise ValidationError("expires_after", expires_after, "seconds from 3600 to 2592000")
-        if isinstance(file, (bytes, bytearray)):
-            data, name = bytes(file), filename or "batch.jsonl"
-        else:
-            path = Path(file)
-            data = await asyncio.to_thread(path.read_bytes)
-            name = filename or path.name
-        boundary = "xai-images-" + secrets.token_hex(12)
-        parts: list[bytes] = []
-        if expires_after is not None:
-            # The API refuses expires_after after the file part (400).
-            parts.append(_form_field(boundary, "expires_after", str(expires_after).encode()))
-        safe_name = name.replace('"', "_").replace("\r", "_").replace("\n", "_")
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
-            f'filename="{safe_name}"\r\nContent-Type: application/jsonl\r\n\r\n'.encode()
-            + data
-            + b"\r\n"
-        )
-        parts.append(f"--{boundary}--\r\n".encode())
-        content = (b"".join(parts), f"multipart/form-data; boundary={boundary}")
-        answer = await self._requester.send("POST", "/files", content=content, reconciled=True)
-        return parse_file(answer.body, "POST /files")
-
-    async def get(self, file_id: str) -> FileObject:
-        """The file's metadata.
-
-        Raises:
-            NotFoundError: no such file (deleted or expired).
-        """
-        path = f"/files/{_segment(file_id)}"
-        answer = await self._requester.send("GET", path, idempotent=True)
-        return parse_file(answer.body, f"GET {path}")
-
-    async def delete(self, file_id: str) -> bool:
-        """Delete a file; ``True`` when the API confirms it.
-
-        Raises:
-            NotFoundError: no such file.
-        """
-        path = f"/files/{_segment(file_id)}"
-        answer = await self._requester.send("DELETE", path, idempotent=True)
-        body = answer.body
-        return bool(body.get("deleted")) if isinstance(body, Mapping) else False
-
-
-def _form_field(boundary: str, name: str, value: bytes) -> bytes:
-    return (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-        + value
-        + b"\r\n"
-    )

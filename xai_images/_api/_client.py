@@ -24,7 +24,9 @@ from .._config import (
     Timeout,
     check_base_url,
     coerce_timeout,
+    find_api_key,
     int_at_least,
+    missing_key_error,
     positive_number,
 )
 from .._errors import (
@@ -46,7 +48,8 @@ from ._images import Images
 from ._requester import Requester
 
 if TYPE_CHECKING:
-    from ._batches import Batches, Files
+    from ._batches import Batches
+    from ._files import Files
 
 __all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
 
@@ -91,13 +94,9 @@ class CoreClient:
         if api_key is not None and not isinstance(api_key, str):
             # The value is not shown: it may be the key in the wrong type.
             raise ConfigurationError(f"api_key must be a str, not {type(api_key).__name__}")
-        key = api_key if api_key is not None else os.environ.get("XAI_API_KEY")
-        if not key or not key.strip():
-            raise ConfigurationError(
-                "no API key: pass api_key= to AsyncClient or set the XAI_API_KEY environment "
-                "variable"
-            )
-        key = key.strip()
+        key = find_api_key(api_key)
+        if key is None:
+            raise missing_key_error("AsyncClient")
         if any(ord(char) < 0x20 or ord(char) == 0x7F or ord(char) > 0xFF for char in key):
             # Caught here, not as a confusing error at the first request; the key (or where the
             # bad character is) is not shown.
@@ -161,6 +160,7 @@ class CoreClient:
         self._session: aiohttp.ClientSession | None = session
         self._owns_session = session is None
         self._closed = False
+        self._shared_limit_url = shared_limit  # bulk budgets are shared there too
         if shared_limit is not None and rate_limit is None:
             raise ConfigurationError("shared_limit needs rate_limit (requests per second)")
         self._limiter: RateLimiter | SharedRateLimiter | None = (
@@ -220,8 +220,8 @@ class CoreClient:
 
     @functools.cached_property
     def files(self) -> Files:
-        """The Files API, as far as batches need it."""
-        from ._batches import Files
+        """The Files API."""
+        from ._files import Files
 
         return Files(self._requester)
 

@@ -11,21 +11,26 @@ type checkers see them, build the request object, and send it. Two more argument
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from .._config import Timeout, int_at_least, positive_number
 from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
+from .._wire._paths import segment
 from .._wire._retry import sleep
+from ._image_models import ImageModels
 from ._inputs import ImageInput, resolve_image
 from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_images_response
+from ._pricing import Estimate, PriceTable
 from ._requests import EditRequest, GenerateRequest, Request
+from ._resource import Resource
 
 if TYPE_CHECKING:
+    from .._wire._transport import Answer
     from ._requester import Requester
 
-__all__ = ["Images", "Resource"]
+__all__ = ["Images"]
 
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
@@ -48,6 +53,13 @@ def _check_call_options(timeout: object, max_retries: object) -> None:
         raise ValidationError("max_retries", max_retries, "an int >= 0 or None")
 
 
+def _text(value: Any) -> str | None:
+    """A server value as text (``None`` for absent, empty or structured values)."""
+    if value is None or isinstance(value, (Mapping, list)):
+        return None
+    return str(value) or None
+
+
 def _message_of(value: Any) -> str | None:
     if value is None:
         return None
@@ -57,18 +69,6 @@ def _message_of(value: Any) -> str | None:
     return str(value)
 
 
-class Resource:
-    """A group of endpoints of a client (``client.images``, ``client.files``)."""
-
-    _label = "Resource"  # what the repr says before the client
-
-    def __init__(self, requester: Requester) -> None:
-        self._requester = requester
-
-    def __repr__(self) -> str:
-        return f"<{self._label} {self._requester!r}>"
-
-
 class Images(Resource):
     """The image endpoints of a client (``client.images``).
 
@@ -76,6 +76,31 @@ class Images(Resource):
     """
 
     _label = "Images of"
+
+    def __init__(self, requester: Requester) -> None:
+        super().__init__(requester)
+        self.models = ImageModels(requester)
+        """The image models and their prices (`ImageModels`)."""
+
+    async def estimate(self, request: Request | Sequence[Request]) -> Estimate:
+        """Price a request (or several) from the API's price table, sending no generation.
+
+        Reads ``GET /image-generation-models`` once. Where the request leaves the tier to the
+        server (``quality`` unset or ``"auto"``, no ``resolution``, no ``model``) the price is
+        the dearest tier it could pick and the estimate says ``worst_case``.
+
+        Raises:
+            ValidationError: a request is invalid, or names a model the API does not list
+                (field ``model``).
+            APIStatusError, APIConnectionError, APIResponseError: reading the listing failed.
+        """
+        requests = [request] if isinstance(request, (GenerateRequest, EditRequest)) else request
+        for one in requests:
+            if not isinstance(one, (GenerateRequest, EditRequest)):
+                raise ValidationError("request", one, "a GenerateRequest or EditRequest")
+            one.validate()
+        table = PriceTable(await self.models.list())
+        return Estimate.of(table.price(one) for one in requests)
 
     async def generate(
         self,
@@ -88,6 +113,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -113,6 +140,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send(request, timeout=timeout, max_retries=max_retries)
@@ -128,6 +157,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -152,6 +183,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
@@ -169,6 +202,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -198,6 +233,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send(request, timeout=timeout, max_retries=max_retries)
@@ -215,6 +252,8 @@ class Images(Resource):
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         user: str | None = None,
+        output: Mapping[str, Any] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
         extra_body: Mapping[str, Any] | None = None,
         timeout: Timeout | float | None = None,
         max_retries: int | None = None,
@@ -239,6 +278,8 @@ class Images(Resource):
             aspect_ratio=aspect_ratio,
             resolution=resolution,
             user=user,
+            output=output,
+            storage_options=storage_options,
             extra_body=extra_body,
         )
         return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
@@ -265,14 +306,15 @@ class Images(Resource):
         path, body, answer = await self._post(
             request, timeout, max_retries, deferred=False, origin=origin
         )
-        return parse_images_response(
-            answer.body,
-            answer.payloads,
-            request_id=answer.request_id,
-            requested=_requested(body),
-            transfers=self._requester.transfers,
-            where=f"POST {path}",
-        )
+        with answer.reading():
+            return parse_images_response(
+                answer.body,
+                answer.payloads,
+                request_id=answer.request_id,
+                requested=_requested(body),
+                transfers=self._requester.transfers,
+                where=f"POST {path}",
+            )
 
     async def send_deferred(
         self,
@@ -287,8 +329,9 @@ class Images(Resource):
         ``origin``: as `send`.
 
         Raises:
-            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError,
-                APIResponseError: as `generate_deferred`.
+            ValidationError: as `generate_deferred` (nothing was sent).
+            APIError: as `generate_deferred` (``APIStatusError``, ``APIConnectionError``,
+                ``OutcomeUnknownError``, ``APIResponseError``).
         """
         path, _body, answer = await self._post(
             request, timeout, max_retries, deferred=True, origin=origin
@@ -299,8 +342,9 @@ class Images(Resource):
                 f"the answer to a deferred POST {path} has no request_id",
                 method="POST",
                 path=path,
+                request_id=answer.request_id,
             )
-        return DeferredRequest(request_id, images=self)
+        return DeferredRequest(request_id, x_request_id=answer.request_id, images=self)
 
     async def _post(
         self,
@@ -343,7 +387,8 @@ class Images(Resource):
     ) -> DeferredStatus:
         """Poll a deferred request once (``GET /images/{request_id}``).
 
-        Returns the status: ``"pending"`` (the API answered 202, or a still-running status
+        Returns the status: ``"pending"`` (the API answered 202, with any body or none, or a
+        still-running status
         such as ``queued``, ``processing``, ``running``, ``in_progress``; the value as sent is
         in ``raw_status``), ``"done"`` with the response (the images may be at the top level or
         under ``response``), ``"failed"`` with the server's error, ``"expired"`` (404: unknown
@@ -354,49 +399,76 @@ class Images(Resource):
         Raises:
             ValidationError: ``request_id`` is empty, or a bad ``timeout``/``max_retries``.
             APIStatusError, APIConnectionError, OutcomeUnknownError: the poll itself failed.
-            APIResponseError: the answer says ``done`` but carries no images.
+            APIResponseError: a 200 answer that is not a status object (``null``, an array, a
+                string), or one that says ``done`` (or nothing) but carries no images.
         """
-        if not isinstance(request_id, str) or not request_id.strip():
-            raise ValidationError("request_id", request_id, "a non-empty string")
+        path = "/images/" + segment(request_id, "request_id")
         _check_call_options(timeout, max_retries)
-        path = "/images/" + quote(request_id, safe="")
         try:
             answer = await self._requester.send(
                 "GET", path, timeout=timeout, max_retries=max_retries, idempotent=True
             )
         except NotFoundError as exc:
-            return DeferredStatus("expired", error=exc.message)
-        body = answer.body if isinstance(answer.body, Mapping) else {}
-        raw = body.get("status")
-        raw_status = str(raw) if raw is not None else None
+            return DeferredStatus(
+                "expired", error=exc.message, request_id=request_id, x_request_id=exc.request_id
+            )
+        with answer.reading():
+            return self._read_deferred(answer, request_id, path)
+
+    def _read_deferred(self, answer: Answer, asked: str, path: str) -> DeferredStatus:
+        """The `DeferredStatus` an answer to a poll says (see `get_deferred`)."""
+        body = answer.body
+        if answer.status == 202:
+            # Accepted: still running, whatever the body (none, text, or a JSON status).
+            body = body if isinstance(body, Mapping) else {}
+            return DeferredStatus(
+                "pending",
+                raw_status=_text(body.get("status")),
+                request_id=_text(body.get("request_id")) or asked,
+                x_request_id=answer.request_id,
+            )
+        if not isinstance(body, Mapping):
+            shown = "null" if body is None else type(body).__name__
+            raise APIResponseError(
+                f"the answer to GET {path} is {shown}, not a deferred status object",
+                method="GET",
+                path=path,
+            )
+        # Two ids: the deferred request's own (the body's, else the one polled) and the poll
+        # answer's x-request-id.
+        status_of = functools.partial(
+            DeferredStatus,
+            request_id=_text(body.get("request_id")) or asked,
+            x_request_id=answer.request_id,
+        )
+        raw_status = _text(body.get("status"))
         status = (raw_status.strip().lower() or None) if raw_status is not None else None
-        if answer.status == 202 or status in _PENDING:
-            return DeferredStatus("pending", raw_status=raw_status)
+        if status in _PENDING:
+            return status_of("pending", raw_status=raw_status)
         if status in ("failed", "error", "expired"):
             message = _message_of(body.get("error")) or "failed"
-            return DeferredStatus(status, error=message, raw_status=raw_status)
+            return status_of(status, error=message, raw_status=raw_status)
         nested = body.get("response")
         source = nested if isinstance(nested, Mapping) and "data" in nested else body
         if "data" not in source:
-            if status is None:
-                return DeferredStatus("pending")
-            if status == "done":
+            if status is None or status == "done":
+                what = "says done" if status else "has no status"
                 raise APIResponseError(
-                    f"the answer to GET {path} says done but has no images (no data field)",
+                    f"the answer to GET {path} {what} but has no images (no data field)",
                     method="GET",
                     path=path,
                 )
             # A status this SDK does not know (e.g. "cancelled"): passed on; wait() fails on it.
             unknown_error = _message_of(body.get("error"))
-            return DeferredStatus(status, error=unknown_error, raw_status=raw_status)
+            return status_of(status, error=unknown_error, raw_status=raw_status)
         response = parse_images_response(
             source,
             answer.payloads,
-            request_id=request_id,
+            request_id=_text(body.get("request_id")) or asked,
             transfers=self._requester.transfers,
             where=f"GET {path}",
         )
-        return DeferredStatus("done", response=response, raw_status=raw_status)
+        return status_of("done", response=response, raw_status=raw_status)
 
     async def wait_deferred(
         self,

@@ -11,7 +11,6 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -21,6 +20,7 @@ from .._results._files import safe_component
 from .._units import TICKS_PER_USD, format_usd
 from .._wire._b64stream import PAYLOAD_KEY
 from ._convert import structure
+from ._usage import InputTokensDetails, OutputTokensDetails, Usage
 
 if TYPE_CHECKING:
     import os
@@ -37,29 +37,13 @@ __all__ = [
     "FileOutput",
     "GeneratedImage",
     "ImagesResponse",
+    "InputTokensDetails",
+    "OutputTokensDetails",
     "Usage",
     "image_bundle",
     "parse_images_response",
     "response_bundle",
 ]
-
-
-@attrs.frozen
-class Usage:
-    """What a request cost.
-
-    Attributes:
-        cost_in_usd_ticks: the cost as the API reports it (1 USD = 10**10 ticks), or ``None``.
-    """
-
-    cost_in_usd_ticks: int | None = None
-
-    @property
-    def cost_usd(self) -> Decimal | None:
-        """The cost in US dollars, exact (``Decimal``), or ``None`` when not reported."""
-        if self.cost_in_usd_ticks is None:
-            return None
-        return Decimal(self.cost_in_usd_ticks) / TICKS_PER_USD
 
 
 def _no_client() -> ConfigurationError:
@@ -211,7 +195,9 @@ class ImagesResponse:
     Attributes:
         data: the images, in order. Blocked images stay in place (see `blocked`).
         usage: the cost, when the server reported it.
-        request_id: the API request id (``x-request-id``), for support tickets.
+        request_id: the API request id (``x-request-id``), for support tickets; for the images
+            of a deferred request, the deferred request's id (the poll's ``x-request-id`` is on
+            `DeferredStatus.x_request_id`).
         model: the model that answered, when the server said.
         created: the server's Unix timestamp, when present.
         requested: how many images were asked for (``n``, default 1). When moderation drops
@@ -292,12 +278,18 @@ class DeferredStatus:
             another final status, when the server sent one).
         raw_status: the ``status`` field exactly as the server sent it (``None`` when absent),
             e.g. ``"queued"`` where `status` says ``"pending"``.
+        request_id: the deferred request's id: the answer's ``request_id``, or the id that was
+            polled when the answer has none (a 202 usually has no body).
+        x_request_id: the ``x-request-id`` header of this poll's answer: the id of the poll
+            itself, for support tickets; it differs from `request_id`.
     """
 
     status: str
     response: ImagesResponse | None = None
     error: str | None = None
     raw_status: str | None = None
+    request_id: str | None = None
+    x_request_id: str | None = attrs.field(default=None, eq=False)
 
 
 class _Poller(Protocol):
@@ -317,9 +309,16 @@ class _Poller(Protocol):
 
 @attrs.frozen
 class DeferredRequest:
-    """A deferred generation or edit, started with ``deferred=True``; poll it or wait for it."""
+    """A deferred generation or edit, started with ``deferred=True``; poll it or wait for it.
+
+    Attributes:
+        request_id: the deferred request's id (the body's ``request_id``), which polls use.
+        x_request_id: the ``x-request-id`` header of the answer that started it (the id of that
+            HTTP exchange, for support tickets).
+    """
 
     request_id: str
+    x_request_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
     _images: _Poller | None = attrs.field(default=None, eq=False, repr=False, alias="images")
 
     def _attached(self) -> _Poller:

@@ -44,10 +44,11 @@ from .._hooks import (
 )
 from .._results._transfers import Transfers
 from .._wire._gate import budgets
+from .._wire._paths import api_url
 from .._wire._ratelimit import RateLimiter
 from .._wire._retry import Attempts, RetryPolicy, parse_retry_after
 from .._wire._shared_limit import SharedRateLimiter
-from .._wire._transport import Answer, Transport, dumps
+from .._wire._transport import Answer, Consume, Transport, dumps
 
 __all__ = ["Requester"]
 
@@ -86,8 +87,6 @@ class Requester:
     transfers: Transfers = attrs.field(kw_only=True)
     hooks: Hooks = attrs.field(kw_only=True)
     _owner: object = attrs.field(default=None, kw_only=True)
-    # Request paths as logged, parsed once per endpoint (a request start is on the caller's loop).
-    _log_paths: dict[str, str] = attrs.field(factory=dict, init=False)
     _semaphore: asyncio.Semaphore | None = attrs.field(init=False)
 
     @_semaphore.default
@@ -109,12 +108,16 @@ class Requester:
         origin: object = None,
         content: tuple[bytes, str] | None = None,
         reconciled: bool = False,
+        consume: Consume | None = None,
     ) -> Answer:
         """Send one API request with retries; return the 2xx answer.
 
         ``idempotent`` requests (polls) are also retried when the answer was lost after
         sending; paid ones only with ``RetryPolicy(retry_unknown_outcome=True)``; ``reconciled``
         ones never, nor after a 5xx (their caller checks). ``content``: a raw body and its type.
+        ``consume``: reads a binary 2xx answer instead of JSON (a file's content, streamed to
+        its target); its result is the answer's ``body``; called again on a retry. Ids in
+        ``path`` are encoded once by ``segment`` (``_wire/_paths.py``); the path is sent as is.
 
         Raises:
             APIStatusError: (a subclass per status) an error status, after retries for 429/5xx.
@@ -128,13 +131,9 @@ class Requester:
             policy = self._retry.with_attempts(max_retries)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        url = self._base_url + path
-        log_path = self._log_paths.get(path)
-        if log_path is None:
-            # Parsed once per endpoint, not per call (a request start is on the caller's loop).
-            if len(self._log_paths) >= 256:  # ids in paths (deferred polls): stay bounded
-                self._log_paths.clear()
-            log_path = self._log_paths[path] = URL(url).path
+        # Taken as encoded: yarl would decode an id's %3A back to ":" otherwise.
+        url = api_url(self._base_url, path)
+        log_path = url.raw_path
         data = content or (await dumps(body) if body is not None else None)
         hooks = self.hooks
 
@@ -148,7 +147,14 @@ class Requester:
             try:
                 async with self._slot():
                     return await self._attempt(
-                        method, url, log_path, data, attempt_timeout, attempt.number, origin
+                        method,
+                        url,
+                        log_path,
+                        data,
+                        attempt_timeout,
+                        attempt.number,
+                        origin,
+                        consume,
                     )
             except APIError as error:
                 retry_after: float | None = None
@@ -174,12 +180,13 @@ class Requester:
     async def _attempt(
         self,
         method: str,
-        url: str,
+        url: URL,
         log_path: str,
         data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
         number: int,
         origin: object,
+        consume: Consume | None = None,
     ) -> Answer:
         session = self._session()
         if self._limiter is not None:
@@ -209,7 +216,9 @@ class Requester:
                 )
 
         try:
-            answer = await self._transport.send(session, method, url, log_path, data, timeout)
+            answer = await self._transport.send(
+                session, method, url, log_path, data, timeout, consume
+            )
         except APIStatusError as error:
             answered(error.status_code, error.request_id)
             if error.status_code == 429:

@@ -41,12 +41,15 @@ from ._rules import (
     check_id,
     check_images,
     check_n,
+    check_output,
     check_prompt,
+    check_storage_options,
     check_str,
     check_text,
     check_upload_urls,
     check_utf8,
     one_of,
+    redact_output,
 )
 
 __all__ = [
@@ -89,6 +92,7 @@ class FieldSpec:
         choices: the allowed values, offered by the CLI.
         metavar: the CLI's name for the value.
         gallery: shown on the gallery card of a finished item.
+        example: a valid value, for help texts and tests (JSON-object fields).
     """
 
     help: str
@@ -100,6 +104,7 @@ class FieldSpec:
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
     gallery: bool = False
+    example: Any = None
 
 
 def field_spec(field: attrs.Attribute[Any]) -> FieldSpec:
@@ -182,6 +187,29 @@ class _Request:
     user: str | None = _field(
         FieldSpec("an end-user id for abuse monitoring", check_str, cli=("--user",))
     )
+    output: Mapping[str, Any] | None = _field(
+        FieldSpec(
+            'where xAI uploads the images: {"upload_urls": [one signed URL per image]} (PUT '
+            "with Content-Type = the image's mime_type; url format only)",
+            check_output,
+            cli=("--output-json",),
+            cli_type=dict,
+            metavar="JSON",
+            example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
+        ),
+        repr=lambda value: repr(redact_output(value)),
+    )
+    storage_options: Mapping[str, Any] | None = _field(
+        FieldSpec(
+            'keep the images in xAI\'s Files store: {"filename", "expires_after"?, '
+            '"public_url"?: true or {"expires_after"}}; each image then has file_output',
+            check_storage_options,
+            cli=("--storage-options",),
+            cli_type=dict,
+            metavar="JSON",
+            example={"filename": "sample.jpg", "expires_after": 86400},
+        )
+    )
     extra_body: Mapping[str, Any] | None = _field(
         FieldSpec(
             "extra fields sent as given and merged last (a key that collides with a field wins; "
@@ -212,7 +240,7 @@ class _Request:
 
     def to_json(self) -> dict[str, Any]:
         """The request as recorded in the manifest (and hashed for its id)."""
-        return {"prompt": self.prompt, **_jsonable(self.options())}
+        return {"prompt": self.prompt, **_recorded(self.options())}
 
     def check(self, *, deferred: bool = False) -> None:
         """Check every API field, without reading or sending anything.
@@ -229,6 +257,12 @@ class _Request:
             # A required field (the prompt) is checked even when None was passed for it.
             if spec.check is not None and (value is not None or f.default is attrs.NOTHING):
                 spec.check(f.name, value)
+        if self.output is not None and self.response_format == "b64_json":
+            raise ValidationError(
+                "response_format",
+                self.response_format,
+                '"url" (or unset) with output.upload_urls: xAI uploads URL-format images only',
+            )
         if deferred and self.response_format == "b64_json":
             raise ValidationError(
                 "response_format",
@@ -264,7 +298,7 @@ class _Request:
             # Merged last on purpose: a key that collides with a field wins, so callers can
             # send a value this SDK would reject (a new quality, say) without a release.
             body.update(self.extra_body)
-            check_upload_urls(body)
+        check_upload_urls(body)
         return body
 
 
@@ -334,7 +368,7 @@ class EditRequest(_Request):
             out["image"] = _input_json(self.image)
         if self.images is not None:
             out["images"] = [_input_json(i) for i in self.images]
-        out.update(_jsonable(self.options()))
+        out.update(_recorded(self.options()))
         return out
 
     def check(self, *, deferred: bool = False) -> None:
@@ -484,6 +518,14 @@ def _image_object(name: str, value: object) -> dict[str, str]:
         if key in ("url", "file_id") and isinstance(item, str) and item:
             return {key: item}
     raise ValidationError(name, value, 'an image object: {"url": ...} or {"file_id": ...}')
+
+
+def _recorded(options: Mapping[str, Any]) -> Any:
+    """The options as the manifest keeps them: JSON values, signed URLs left out (their count
+    stays, so a job resumed with fresh URLs keeps its item ids)."""
+    if "output" in options:
+        options = {**options, "output": redact_output(options["output"])}
+    return _jsonable(options)
 
 
 def _jsonable(value: Any) -> Any:

@@ -18,6 +18,8 @@ __all__ = [
     "MAX_EXTRA_DEPTH",
     "MAX_N",
     "MAX_PROMPT_CHARS",
+    "MAX_STORE_SECONDS",
+    "MIN_STORE_SECONDS",
     "QUALITIES",
     "RESOLUTIONS",
     "RESPONSE_FORMATS",
@@ -25,12 +27,16 @@ __all__ = [
     "check_id",
     "check_images",
     "check_n",
+    "check_output",
     "check_prompt",
+    "check_seconds",
+    "check_storage_options",
     "check_str",
     "check_text",
     "check_upload_urls",
     "check_utf8",
     "one_of",
+    "redact_output",
 ]
 
 MAX_PROMPT_CHARS = 10_000
@@ -50,6 +56,10 @@ ASPECT_RATIOS = (
 )
 # fmt: on
 RESOLUTIONS = ("1k", "1.5k", "2k")
+MAX_STORE_SECONDS = 2_592_000
+"""Longest ``storage_options.expires_after`` (and public URL lifetime), in seconds (30 days)."""
+MIN_STORE_SECONDS = 3600
+"""Shortest lifetime the Files store takes for an uploaded file and for a public URL."""
 
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
@@ -177,5 +187,64 @@ def check_upload_urls(body: Mapping[str, Any]) -> None:
     n = body.get("n", 1)
     if not isinstance(urls, list) or len(urls) != n:
         raise ValidationError(
-            "output.upload_urls", urls, f"a list of exactly n ({n}) signed URLs, one per image"
+            "output.upload_urls",
+            redact_output(output).get("upload_urls"),
+            f"a list of exactly n ({n}) signed URLs, one per image",
+        )
+
+
+def redact_output(value: Any) -> Any:
+    """``output`` as it may be shown or recorded: signed upload URLs are secrets, so only
+    their count is kept (``{"upload_urls": "<2 signed URLs>"}``)."""
+    if not isinstance(value, Mapping) or "upload_urls" not in value:
+        return value
+    urls = value["upload_urls"]
+    count = len(urls) if isinstance(urls, (list, tuple)) else "?"
+    return {**value, "upload_urls": f"<{count} signed URLs>"}
+
+
+def check_seconds(name: str, value: Any, low: int, high: int) -> None:
+    """Whole seconds from ``low`` to ``high`` (a lifetime in the Files store)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValidationError(name, value, f"whole seconds from {low} to {high}")
+
+
+def check_output(name: str, value: Any) -> None:
+    """``output``: ``{"upload_urls": [...]}``, each an http(s) URL xAI PUTs one image to (the
+    count is checked against ``n`` with the whole body: `check_upload_urls`). Other keys are
+    sent as given."""
+    check_extra(name, value)
+    urls = value.get("upload_urls")
+    if urls is None:
+        raise ValidationError(name, value, 'an object with "upload_urls": a list of signed URLs')
+    if isinstance(urls, (str, bytes)) or not isinstance(urls, Sequence) or not urls:
+        raise ValidationError(f"{name}.upload_urls", urls, "a non-empty list of signed URLs")
+    for index, url in enumerate(urls):
+        if not isinstance(url, str) or not url[:8].lower().startswith(("http://", "https://")):
+            # The URL is signed: not shown in the error.
+            raise ValidationError(f"{name}.upload_urls[{index}]", "<url>", "an http(s) URL")
+
+
+def check_storage_options(name: str, value: Any) -> None:
+    """``storage_options``: ``{filename, expires_after?, public_url?}`` to keep the images in
+    xAI's Files store: ``filename`` required, ``expires_after`` up to ``MAX_STORE_SECONDS``,
+    ``public_url`` a bool or ``{expires_after}`` of ``MIN_STORE_SECONDS`` to
+    ``MAX_STORE_SECONDS``. Other keys are sent as given."""
+    check_extra(name, value)
+    filename = value.get("filename")
+    if not isinstance(filename, str) or not filename.strip():
+        raise ValidationError(f"{name}.filename", filename, "a non-empty string (required)")
+    if "expires_after" in value:
+        check_seconds(f"{name}.expires_after", value["expires_after"], 1, MAX_STORE_SECONDS)
+    public = value.get("public_url")
+    if public is None or isinstance(public, bool):
+        return
+    if not isinstance(public, Mapping):
+        raise ValidationError(f"{name}.public_url", public, "a bool or {expires_after: seconds}")
+    if "expires_after" in public:
+        check_seconds(
+            f"{name}.public_url.expires_after",
+            public["expires_after"],
+            MIN_STORE_SECONDS,
+            MAX_STORE_SECONDS,
         )

@@ -29,6 +29,7 @@ from .._api._requests import EditRequest, GenerateRequest, Request
 from .._errors import (
     APIConnectionError,
     APIError,
+    APIResponseError,
     ImageBlockedError,
     ImageExpiredError,
     OutcomeUnknownError,
@@ -36,6 +37,7 @@ from .._errors import (
     XAIImagesError,
 )
 from .._results._files import safe_component
+from ._budget import Budget, Reservation, open_budget, parse_max_cost
 from ._bulkcommon import (
     RunControl,
     check_run_options,
@@ -99,9 +101,14 @@ class BatchRun(RunControl):
         on_event: Callable[[ProgressEvent], None] | None = None,
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
+        max_cost: object = None,
+        budget_name: str | None = None,
     ) -> None:
         check_run_options(concurrency, on_exists)
+        limit = None if max_cost is None else parse_max_cost(max_cost)
         super().__init__()
+        self._max_cost = max_cost
+        self._budget_name = budget_name
         self._client = client
         self._requests = requests
         self.output_dir, self.manifest_path = run_paths(output_dir, manifest)
@@ -111,6 +118,8 @@ class BatchRun(RunControl):
         self._verify = verify_sha256
         self._tally = Tally(on_event)
         self.progress = self._tally.progress
+        self.progress.max_cost_ticks = limit
+        self._budget: Budget | None = None
 
     def __repr__(self) -> str:
         return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
@@ -119,6 +128,16 @@ class BatchRun(RunControl):
 
     async def _run(self) -> AsyncIterator[Outcome]:
         prior = await asyncio.to_thread(load_manifest, self.manifest_path)
+        shared = None
+        if self.progress.max_cost_ticks is not None:
+            self._budget, shared = await open_budget(
+                self._client,
+                self._max_cost,
+                self.progress.max_cost_ticks,
+                prior.values(),
+                name=self._budget_name or self.output_dir.name,
+            )
+            self.progress.spent_in_usd_ticks = await self._budget.spent()
         await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
         writer = ManifestWriter(self.manifest_path)
         await writer.open()
@@ -142,6 +161,10 @@ class BatchRun(RunControl):
                 producer.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._tally.on_client_event)
             await writer.aclose()
+            if self._budget is not None:
+                self.progress.spent_in_usd_ticks = await self._budget.spent()
+            if shared is not None:
+                await shared.aclose()
             self.progress.finish()
             self._tally.emit("finished", None)
 
@@ -283,23 +306,51 @@ class BatchRun(RunControl):
             if self._stop.is_set() and not item.download_only:
                 # Stopped while waiting for a request slot: not started, so not recorded.
                 raise _NotStarted
+            budget = self._budget
+            reservation: Reservation | None = None
+            if budget is not None:
+                try:
+                    reservation = await budget.reserve(item.request)
+                except ValidationError as exc:  # a model the price table does not list
+                    return self._finish(item, "failed", error=exc)
+                if reservation is None:
+                    # It could take the spend past max_cost: not sent, not recorded (resumable).
+                    self.progress.budget_reached = True
+                    self._stop.set()  # no new item starts; not an interruption
+                    raise _NotStarted
             self.progress.started += 1
             self._tally.emit("started", item.id, line=item.request.line)
             try:
                 response = await self._send(item)
             except OutcomeUnknownError as exc:
+                if budget is not None and reservation is not None:
+                    await budget.settle(reservation, None)  # maybe billed: count it
                 return self._finish(item, "unknown", error=exc)
             except (APIError, ValidationError, XAIImagesError) as exc:
+                if budget is not None and reservation is not None:
+                    if isinstance(exc, APIResponseError):  # answered 2xx: maybe billed
+                        await budget.settle(reservation, None)
+                    else:  # refused, or never reached the server
+                        await budget.release(reservation)
                 if isinstance(exc, APIConnectionError) and self.progress.generated == 0:
                     # Nothing got through yet: the API is unreachable, stop instead of failing
                     # every item one by one. The others are not recorded, so a re-run resumes.
                     logger.error("xai-images batch: stopping, the API is unreachable: %s", exc)
                     self.stop()
                 return self._finish(item, "failed", error=exc)
+            except BaseException:
+                if budget is not None and reservation is not None:
+                    await asyncio.shield(budget.settle(reservation, None))  # maybe sent
+                raise
         item.response = response
         self.progress.generated += 1
         ticks = response.usage.cost_in_usd_ticks if response.usage else None
         self.progress.cost_in_usd_ticks += ticks or 0
+        if budget is not None and reservation is not None:
+            if item.request.model is None:
+                budget.learn_default_model(response.model)
+            await budget.settle(reservation, ticks)
+            self.progress.spent_in_usd_ticks = await budget.spent()
         images = response.images
         self._tally.emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:

@@ -41,6 +41,7 @@ from .._errors import (
 )
 from .._hooks import RateLimited, RetryScheduled
 from ._batch import BatchRun, Outcome, name_job
+from ._budget import Budget, Reservation, open_budget, parse_max_cost
 from ._bulkcommon import (
     EventEmitter,
     RunControl,
@@ -153,8 +154,11 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         poll_interval: float = 2.0,
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
+        max_cost: object = None,
+        budget_name: str | None = None,
     ) -> None:
         check_run_options(concurrency, on_exists)
+        limit = None if max_cost is None else parse_max_cost(max_cost)
         for name, value in (
             ("poll_interval", poll_interval),
             ("max_poll_interval", max_poll_interval),
@@ -176,6 +180,11 @@ class RemoteBatchRun(ResultsMixin, RunControl):
         self._poll = (float(poll_interval), float(max(poll_interval, max_poll_interval)))
         self._on_poll = on_poll
         self.progress = RemoteProgress()
+        self.progress.max_cost_ticks = limit
+        self._max_cost = max_cost
+        self._budget_name = budget_name
+        self._budget: Budget | None = None
+        self._reservations: dict[str, Reservation] = {}
         self._emit = EventEmitter(on_event, self.progress).emit
         self.run_id: str | None = None
         self.batch_id: str | None = None
@@ -203,6 +212,16 @@ class RemoteBatchRun(ResultsMixin, RunControl):
 
     async def _run(self) -> AsyncIterator[Outcome]:
         state = await asyncio.to_thread(load_job_state, self.manifest_path)
+        shared = None
+        if self.progress.max_cost_ticks is not None:
+            self._budget, shared = await open_budget(
+                self._client,
+                self._max_cost,
+                self.progress.max_cost_ticks,
+                (record for _line, record in state.items.values()),
+                name=self._budget_name or self.output_dir.name,
+            )
+            self.progress.spent_in_usd_ticks = await self._budget.spent()
         await asyncio.to_thread(self.output_dir.mkdir, parents=True, exist_ok=True)
         writer = self._writer = ManifestWriter(self.manifest_path)
         await writer.open()
@@ -228,6 +247,13 @@ class RemoteBatchRun(ResultsMixin, RunControl):
                     task.exception()  # retrieved; raised above by next_outcome when relevant
             self._client.remove_event_hook(self._on_client_event)
             await writer.aclose()
+            if self._budget is not None:
+                for reservation in self._reservations.values():  # no result read: maybe billed
+                    await self._budget.settle(reservation, None)
+                self._reservations.clear()
+                self.progress.spent_in_usd_ticks = await self._budget.spent()
+            if shared is not None:
+                await shared.aclose()
             self.progress.finish()
             self._emit("finished", None)
 
@@ -450,12 +476,34 @@ class RemoteBatchRun(ResultsMixin, RunControl):
     ) -> None:
         batches = self._client.batches
         entries: list[tuple[str, bytes]] = []
+        items = await self._within_budget(items)
         by_id = {item.id: item for item in items}
         for item in items:
             entry = item.entry or await batches.checked_entry(item.request, item.id)
             entries.append((item.id, entry))
         for chunk in batches.chunks(entries):
             await self._add_chunk(run, chunk, by_id, attached)
+
+    async def _within_budget(self, items: Sequence[Item]) -> Sequence[Item]:
+        """The items whose worst-case price fits ``max_cost``, each reserved; the rest are not
+        submitted (the run ends as "budget reached"); an unlisted model fails its item."""
+        budget = self._budget
+        if budget is None:
+            return items
+        kept: list[Item] = []
+        for item in items:
+            try:
+                reservation = await budget.reserve(item.request, wait=False)
+            except ValidationError as exc:
+                record, outcome = self._finish(item, "failed", error=exc)
+                await self._settle(record, outcome)
+                continue
+            if reservation is None:
+                self.progress.budget_reached = True
+                break
+            self._reservations[item.id] = reservation
+            kept.append(item)
+        return kept
 
     async def _add_chunk(
         self,
@@ -477,6 +525,9 @@ class RemoteBatchRun(ResultsMixin, RunControl):
             await self._record("refused", batch_id=run.batch_id, ids=ids)
             run.intended.difference_update(ids)
             if len(chunk) == 1:
+                reservation = self._reservations.pop(ids[0], None)
+                if self._budget is not None and reservation is not None:
+                    await self._budget.release(reservation)
                 record, outcome = self._finish(by_id[ids[0]], "failed", error=exc)
                 await self._settle(record, outcome)
                 return

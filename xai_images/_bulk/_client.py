@@ -71,6 +71,8 @@ class AsyncClient(CoreClient):
         on_exists: OnExists = "overwrite",
         verify_sha256: bool = False,
         via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
+        max_cost: object = None,
+        budget_name: str | None = None,
     ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
@@ -116,9 +118,20 @@ class AsyncClient(CoreClient):
                 their sizes.
             via: ``"batch-api"`` (or a ``BatchAPI`` with detach/wait/cancel) runs the job as
                 one xAI batch and returns a ``RemoteBatchRun``: see ``docs/batch-api.md``.
+            max_cost: the job's budget in US dollars (``Decimal``, ``int``, ``float`` or a
+                numeric string). Each request's worst-case price (from
+                ``client.images.models``) is reserved before it is sent, and becomes its
+                reported cost when the answer comes; a request that could take the spend past
+                ``max_cost`` is not sent and the run ends with ``progress.budget_reached``
+                (resumable; a rerun with a higher budget does what is left). The spend of
+                earlier runs is read from the manifest. See ``docs/cost.md``.
+            budget_name: with the client's ``shared_limit`` (Redis), processes whose budgets
+                have the same name (default: the output directory's name) and API key share
+                one spend.
 
         Raises:
-            ValidationError: ``concurrency`` or ``on_exists`` is invalid (at once). Problems
+            ValidationError: ``concurrency``, ``on_exists`` or ``max_cost`` is invalid (at
+                once; ``max_cost`` smaller than one image when the run starts). Problems
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
@@ -135,4 +148,6 @@ class AsyncClient(CoreClient):
             on_event=on_event,
             on_exists=on_exists,
             verify_sha256=verify_sha256,
+            max_cost=max_cost,
+            budget_name=budget_name,
         )

@@ -7,9 +7,10 @@ added in ``_requests.py`` is accepted here without a change.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence, Sized
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,15 @@ from .._api._requests import EditRequest, GenerateRequest, Request, field_spec
 from .._api._requests import derive_id as derive_id
 from .._errors import ValidationError
 
-__all__ = ["InvalidJob", "derive_id", "load_jobs", "parse_job"]
+__all__ = [
+    "InvalidJob",
+    "JobFileError",
+    "count_items",
+    "count_jobs",
+    "derive_id",
+    "load_jobs",
+    "parse_job",
+]
 
 # Keys a job line may carry: the fields of either request, except the bookkeeping that the
 # reader sets itself (the line number, the directory relative paths resolve against).
@@ -49,6 +58,37 @@ class InvalidJob:
     line: int | None
     error: ValidationError
     text: str = ""
+
+
+SHOWN_BAD_LINES = 20
+"""At most this many bad lines are listed in a `JobFileError`'s message; the rest are counted."""
+
+
+class JobFileError(ValidationError):
+    """A job file has bad lines (``load_jobs(..., on_error="stop")``); nothing was sent.
+
+    Its ``field``, ``value`` and ``limit`` are those of the first bad line; its message lists
+    the first 20 bad lines and counts the others.
+
+    Attributes:
+        invalid: every bad line, in file order.
+    """
+
+    def __init__(self, invalid: Sequence[InvalidJob]) -> None:
+        first = invalid[0].error
+        super().__init__(first.field, first.value, first.limit)
+        self.invalid = tuple(invalid)
+        shown = [f"  {job.error}" for job in self.invalid[:SHOWN_BAD_LINES]]
+        rest = len(self.invalid) - len(shown)
+        if rest > 0:
+            shown.append(f"  ... and {rest} more bad line(s)")
+        noun = "bad line" if len(self.invalid) == 1 else "bad lines"
+        self.args = (f"{len(self.invalid)} {noun}, nothing was sent:\n" + "\n".join(shown),)
+
+
+def _did_you_mean(key: str) -> str:
+    close = difflib.get_close_matches(key, _EDIT_FIELDS, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
 
 
 def _job_input(value: Any, name: str) -> ImageInput:
@@ -96,8 +136,11 @@ def parse_job(
     try:
         unknown = sorted(set(data) - set(_EDIT_FIELDS))
         if unknown:
+            hint = _did_you_mean(unknown[0])
             raise ValidationError(
-                unknown[0], data[unknown[0]], f"a known field (put others in {_EXTRA_KEY})"
+                unknown[0],
+                data[unknown[0]],
+                f"a known field ({hint}put fields this SDK does not know in {_EXTRA_KEY})",
             )
         if "prompt" not in data:
             raise ValidationError("prompt", None, "given")
@@ -139,14 +182,16 @@ def load_jobs(
 
     Args:
         on_error: ``"report"`` turns a bad line into an `InvalidJob` (the batch reports
-            it as a failed item with its line number and runs the rest); ``"stop"`` raises.
+            it as a failed item with its line number and runs the rest); ``"stop"`` reads the
+            whole file, then raises `JobFileError` listing every bad line.
 
     A line that is not UTF-8, not JSON, not an object, nested too deep for the parser, has a
     number too large to convert, or fails a field's check never stops the reading: it becomes an
     `InvalidJob` with its line number (or, with ``on_error="stop"``, the error).
 
     Raises:
-        ValidationError: (``on_error="stop"``) the first bad line, with its number.
+        JobFileError: (``on_error="stop"``) every bad line, with its number (a
+            `ValidationError` whose field is the first one's).
         OSError: the file cannot be read.
     """
     source = Path(path)
@@ -183,7 +228,44 @@ def load_jobs(
                 raise ValidationError(f"line {number}", text[:60], "a JSON object")
             jobs.append(parse_job(data, line=number, base_dir=base_dir))
         except ValidationError as exc:
-            if on_error == "stop":
-                raise
             jobs.append(InvalidJob(number, exc, text[:200]))
+    if on_error == "stop":
+        invalid = [job for job in jobs if isinstance(job, InvalidJob)]
+        if invalid:
+            raise JobFileError(invalid)
     return jobs
+
+
+def count_jobs(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> int:
+    """How many items a job file holds: its lines that are not blank, counted chunk by chunk
+    (memory bounded by ``chunk_size``, whatever the file's size). Call it in a thread.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    count = 0
+    blank = True  # the current line holds nothing but whitespace so far
+    first = True
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            if first:
+                chunk, first = chunk.removeprefix(b"\xef\xbb\xbf"), False  # a UTF-8 BOM
+            # bytes.splitlines() splits where load_jobs does (\n, \r, \r\n).
+            for line in chunk.splitlines(keepends=True):
+                if blank and line.strip():
+                    blank = False
+                if line.endswith((b"\n", b"\r")):
+                    count += 0 if blank else 1
+                    blank = True
+    return count + (0 if blank else 1)
+
+
+def count_items(source: object) -> int | None:
+    """How many items a bulk job's source holds, found cheaply before the run: a job file's
+    items are counted (`count_jobs`: call this in a thread), a list's are its length; ``None``
+    for an iterator or an async source, whose end is known only when it comes."""
+    if isinstance(source, (str, os.PathLike)):
+        return count_jobs(source)
+    if isinstance(source, Sized):
+        return len(source)
+    return None

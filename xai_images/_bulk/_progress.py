@@ -46,7 +46,9 @@ class Progress:
     """Running counters of a bulk job, updated by the batch engine before each event.
 
     Attributes:
-        total: items known so far (grows while requests are read).
+        total: items read so far (grows while the job is read).
+        expected: the items the job holds, when counted before the run (a job file's lines
+            are counted first, cheaply); ``None``: not counted, see `job_size`.
         ok, failed, blocked, unknown: items finished with that status in this run.
         skipped: items not run because an earlier run settled them.
         started: items whose API request was sent at least once.
@@ -57,6 +59,11 @@ class Progress:
         rate_limited: 429 answers the API sent (each one, whether retried or not).
         retries: retried API requests and retried image downloads.
         interrupted: the run was asked to stop before every item was done.
+        max_cost_ticks: the job's budget (``max_cost``) in USD ticks, or ``None``.
+        budget_reached: a request was not sent because it could take the spend past
+            ``max_cost``; the run stopped there (resumable).
+        spent_in_usd_ticks: with ``max_cost``: the job's spend counted against it (earlier
+            runs included; a request without a reported cost counts its worst-case price).
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -64,10 +71,14 @@ class Progress:
         self.started_at = clock()
         self.finished_at: float | None = None
         # Every counter starts at zero: items by outcome, then work done, then API trouble.
+        self.expected: int | None = None
         self.total = self.ok = self.failed = self.blocked = self.unknown = self.skipped = 0
         self.started = self.generated = self.images = self.bytes = self.cost_in_usd_ticks = 0
         self.rate_limited = self.retries = 0
         self.interrupted = False
+        self.max_cost_ticks: int | None = None
+        self.budget_reached = False
+        self.spent_in_usd_ticks = 0
 
     def __repr__(self) -> str:
         return (
@@ -76,6 +87,14 @@ class Progress:
             f"images={self.images}, bytes={self.bytes}, cost_usd={self.cost_usd:.4f}, "
             f"rate_limited={self.rate_limited}, retries={self.retries})"
         )
+
+    @property
+    def job_size(self) -> int | None:
+        """How many items the whole job holds, when known from the start (`expected`, or
+        `total` if more were read); ``None`` while the job is still being read and counted."""
+        if self.expected is None:
+            return None
+        return max(self.expected, self.total)
 
     @property
     def done(self) -> int:

@@ -25,6 +25,7 @@ from .._errors import (
     XAIImagesError,
 )
 from ._batch import Outcome, outcome_of
+from ._budget import Budget, Reservation
 from ._bulkcommon import pending_images, sort_saves
 from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage
 from ._records import Answer, build_record
@@ -59,6 +60,8 @@ class ResultsMixin:
     _out: Callable[[Any], None]
     _settled: set[str]
     _emit: Callable[..., None]
+    _budget: Budget | None
+    _reservations: dict[str, Reservation]
 
     async def _record(self, kind: str, **fields: Any) -> None:
         raise NotImplementedError
@@ -214,6 +217,14 @@ class ResultsMixin:
         self, item: Item, result: BatchResult, seen: float
     ) -> tuple[ManifestRecord, Outcome]:
         response = result.response
+        reservation = self._reservations.pop(item.id, None)
+        if self._budget is not None and reservation is not None:
+            if result.status == "failed":
+                await self._budget.release(reservation)
+            else:
+                usage = response.usage if response is not None else None
+                await self._budget.settle(reservation, usage.cost_in_usd_ticks if usage else None)
+            self.progress.spent_in_usd_ticks = await self._budget.spent()
         if result.status == "failed":
             error = BatchRequestError(result.error_message or "failed", code=result.error_code)
             return self._finish(item, "failed", error=error)
@@ -239,7 +250,11 @@ class ResultsMixin:
             )
         self.progress.result_waits.append(now - finished)
         self.progress.seen_waits.append(now - seen)
-        return self._finish(item, "ok", files=saved, billed=True, cost=cost)
+        # The model that answered and the prompts it revised, as a real-time item records them.
+        revised = {image.index: image.revised_prompt for image in response.images}
+        return self._finish(
+            item, "ok", files=saved, billed=True, cost=cost, model=response.model, revised=revised
+        )
 
     async def _save_images(
         self, item_id: str, images: Sequence[GeneratedImage]
@@ -336,8 +351,10 @@ class ResultsMixin:
     def _finish(
         self, item: Item, status: ItemStatus, *, cost: int | None = None, **fields: Any
     ) -> tuple[ManifestRecord, Outcome]:
-        # ``fields``: build_record's keywords (error, files, pending, billed, keep).
-        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, item.request.model)
+        # ``fields``: build_record's keywords (error, files, pending, billed, keep, revised), and
+        # the model that answered when known.
+        model = fields.pop("model", None) or item.request.model
+        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, model)
         request, files = item.request, fields.pop("files", ())
         record = build_record(item.id, request, status, answer, self.output_dir, files, **fields)
         return record, outcome_of(record, request, status, fields.get("error"), self.output_dir)

@@ -14,9 +14,12 @@ import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
-from .._api._batches import Batches, Files
+from .._api._batches import Batches
+from .._api._files import Files
+from .._api._image_models import ImageModels
 from .._api._images import Images
 from .._bulk._client import AsyncClient
+from .._config import find_api_key, missing_key_error
 from .._errors import ClientClosedError, ConfigurationError
 from .._readonly import ReadOnly
 from ._bridge import SyncResource, bridge, bridge_iter, bridge_plain, call_plain, keep
@@ -29,7 +32,7 @@ if TYPE_CHECKING:
     from .._config import Timeout
     from .._wire._retry import RetryPolicy
 
-__all__ = ["Client", "SyncBatches", "SyncFiles", "SyncImages"]
+__all__ = ["Client", "SyncBatches", "SyncFiles", "SyncImageModels", "SyncImages"]
 
 _P = ParamSpec("_P")
 
@@ -46,11 +49,27 @@ def _page(client: Any, value: Any) -> SyncResultsPage:
     return SyncResultsPage(client, value)
 
 
+class SyncImageModels(SyncResource[ImageModels], core=ImageModels):
+    """``client.images.models`` of a sync ``Client``: blocking ``list`` and ``get``."""
+
+    __slots__ = ()
+
+    list = bridge(ImageModels.list, keep)
+    get = bridge(ImageModels.get, keep)
+
+
 class SyncImages(SyncResource[Images], core=Images):
     """``client.images`` of a sync ``Client``: the methods of ``AsyncClient.images``,
     blocking, with the same parameters (field meanings: the ``Images`` docstring)."""
 
     __slots__ = ()
+
+    @property
+    def models(self) -> SyncImageModels:
+        """The image models and their prices (blocking ``list`` / ``get``)."""
+        return SyncImageModels(self._client, self._target.models)
+
+    estimate = bridge(Images.estimate, keep)
 
     generate = bridge(Images.generate, response)
     edit = bridge(Images.edit, response)
@@ -76,17 +95,24 @@ class SyncBatches(SyncResource[Batches], core=Batches):
     request_ids = bridge(Batches.request_ids, keep)
     results = bridge(Batches.results, _page)
     cancel = bridge(Batches.cancel, keep)
+    wait = bridge(Batches.wait, keep)
     add = bridge(Batches.add, keep)
 
 
 class SyncFiles(SyncResource[Files], core=Files):
-    """``client.files`` of a sync ``Client``: the Files API, blocking (see ``Files``)."""
+    """``client.files`` of a sync ``Client``: the Files API, blocking (see ``Files``); ``list``
+    is a plain iterator."""
 
     __slots__ = ()
 
     upload = bridge(Files.upload, keep)
+    list = bridge_iter(Files.list)
     get = bridge(Files.get, keep)
     delete = bridge(Files.delete, keep)
+    download = bridge(Files.download, keep)
+    read = bridge(Files.read, keep)
+    create_public_url = bridge(Files.create_public_url, keep)
+    revoke_public_url = bridge(Files.revoke_public_url, keep)
 
 
 def _same_arguments(
@@ -123,6 +149,10 @@ class Client:
                 "Client does not take session=: an aiohttp session belongs to one event loop, "
                 "and Client runs its own; use AsyncClient to bring your own session"
             )
+        given = args[0] if args else kwargs.get("api_key")
+        if (given is None or isinstance(given, str)) and find_api_key(given) is None:
+            # Checked here as well, so that the error names the class the caller built.
+            raise missing_key_error("Client")
         self._loop = LoopThread("xai-images-client")
         try:
             # Built on the loop thread, so whatever it creates belongs to that loop.
@@ -136,7 +166,7 @@ class Client:
         self.batches = SyncBatches(self, self._async.batches)
         """xAI's Batch API, blocking (``bulk(..., via="batch-api")`` runs whole jobs)."""
         self.files = SyncFiles(self, self._async.files)
-        """The Files API, as far as batches need it, blocking."""
+        """The Files API, blocking."""
         # Closes the loop thread when the client is garbage collected or the interpreter exits
         # without close(); the finalizer holds no reference to the client itself.
         self._finalizer = weakref.finalize(self, self._loop.close, self._async.aclose)

@@ -162,6 +162,8 @@ class SyncDeferredStatus(Proxy[DeferredStatus]):
     status = Field[str]()
     error = Field[str | None]()
     raw_status = Field[str | None]()
+    request_id = Field[str | None]()
+    x_request_id = Field[str | None]()
 
     @property
     def response(self) -> SyncImagesResponse | None:
@@ -185,6 +187,7 @@ class SyncDeferredRequest(Proxy[DeferredRequest]):
     __slots__ = ()
 
     request_id = Field[str]()
+    x_request_id = Field[str | None]()
 
     status = bridge(DeferredRequest.status, _status)
     wait = bridge(DeferredRequest.wait, response)
@@ -216,6 +219,7 @@ class SyncResultsPage(Proxy[ResultsPage]):
 
     next_page_token = Field[str | None]()
     page_token = Field[str | None]()
+    request_id = Field[str | None]()
 
     @property
     def results(self) -> tuple[SyncBatchResult, ...]:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,7 +20,9 @@ from typing import IO, Any
 
 import attrs
 
+from .._api._inputs import FileId
 from .._api._requests import EditRequest, GenerateRequest, Request, api_fields, field_spec
+from .._config import connect_hint
 from .._errors import ConfigurationError, ValidationError, XAIImagesError
 from .._version import __version__
 
@@ -37,6 +41,36 @@ class _UsageError(Exception):
 
 
 # -- argument parsing ----------------------------------------------------------------------------
+
+_INVALID_CHOICE = re.compile(r"invalid choice: '?([^' ]*)'? \(choose from (.*)\)")
+
+
+def _suggest(word: str, known: Sequence[str]) -> str:
+    """``" (did you mean --rps?)"`` when ``word`` is close to one of ``known``, else ``""``."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a "did you mean" for a mistyped choice or subcommand, on every Python
+    (argparse suggests by itself only from 3.14, and only when asked)."""
+
+    def error(self, message: str) -> Any:  # argparse's signature: NoReturn
+        found = _INVALID_CHOICE.search(message)
+        if found and "did you mean" not in message:
+            choices = [c.strip().strip("'") for c in found.group(2).split(",")]
+            message += _suggest(found.group(1), choices)
+        super().error(message)
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, extras: Sequence[str]) -> None:
+    """Exit 2 naming the arguments ``parser`` does not know, with a suggestion for each."""
+    known = [o for action in parser._actions for o in action.option_strings]
+    shown = [
+        extra + (_suggest(extra.split("=", 1)[0], known) if extra.startswith("-") else "")
+        for extra in extras
+    ]
+    parser.error(f"unrecognized arguments: {' '.join(shown)}")
 
 
 def _positive_float(text: str) -> float:
@@ -72,6 +106,20 @@ def _json_object(text: str) -> dict[str, Any]:
     return value
 
 
+_FILE_ID_PREFIX = "file_id:"
+_INPUT_HELP = (
+    "an input image: a local path, an http(s) URL, a data URI, or "
+    f"{_FILE_ID_PREFIX}ID for an image in the xAI Files store; repeat to combine several"
+)
+
+
+def _cli_input(text: str) -> str | FileId:
+    """``--image`` value: ``file_id:ID`` is a Files-store id, anything else a path or URL."""
+    if text.startswith(_FILE_ID_PREFIX):
+        return FileId(text[len(_FILE_ID_PREFIX) :])
+    return text
+
+
 def _flagged(cls: type[Any]) -> list[attrs.Attribute[Any]]:
     return [f for f in api_fields(cls) if field_spec(f).cli]
 
@@ -96,9 +144,10 @@ def _add_field_flags(group: Any, fields: list[attrs.Attribute[Any]]) -> None:
             continue
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": spec.help}
         if spec.role == "input":
-            # One input flag; repeated, its values go to the field that holds several.
-            kwargs.update(action="append", required=True)
-            kwargs["help"] += "; repeat to combine several"
+            # One input flag; repeated, its values go to the field that holds several. Its help
+            # says what a command line can give (no bytes, no Python objects).
+            kwargs.update(action="append", required=True, type=_cli_input)
+            kwargs["help"] = _INPUT_HELP
         else:
             kwargs["type"] = _json_object if spec.cli_type is dict else spec.cli_type
         if spec.choices is not None:
@@ -125,7 +174,7 @@ def _request_from(args: argparse.Namespace) -> Request:
 
 
 def _parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     group = connection.add_argument_group("connection")
     group.add_argument("--api-key", help="API key (default: $XAI_API_KEY)")
     group.add_argument("--base-url", help="API root (default: $XAI_BASE_URL or the live API)")
@@ -139,17 +188,17 @@ def _parser() -> argparse.ArgumentParser:
         "(redis://HOST:PORT/DB; needs xai-images[shared])",
     )
 
-    display = argparse.ArgumentParser(add_help=False)
+    display = _Parser(add_help=False)
     display.add_argument(
         "--plain", action="store_true", help="plain log lines instead of progress bars"
     )
 
-    image_options = argparse.ArgumentParser(add_help=False)
+    image_options = _Parser(add_help=False)
     opts = image_options.add_argument_group("image options")
     _add_field_flags(opts, _cli_fields(GenerateRequest))
     opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="xai-images",
         description="Generate and edit images with the xAI API; run resumable bulk jobs.",
         epilog="Try it without a key: xai-images demo",
@@ -205,9 +254,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
+    from ._cli_cost import add_budget_flags, add_cost_commands
     from ._cli_remote import add_via_flags
 
     add_via_flags(batch, _positive_float)
+    add_budget_flags(batch)
+    add_cost_commands(sub, connection)
 
     demo = sub.add_parser(
         "demo", parents=[display], help="run a bulk job on the built-in fake server (no key)"
@@ -216,7 +268,18 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
-    demo.add_argument("--via", choices=("realtime", "batch-api"), default="realtime")
+    demo.add_argument(
+        "--via",
+        choices=("realtime", "batch-api"),
+        default="realtime",
+        help="real-time calls (default) or one batch through the fake's Batch API",
+    )
+    demo.add_argument(
+        "--simulate-faults",
+        action="store_true",
+        help="let the fake server make up faults (429s, 500s, failed downloads, failed batch "
+        "requests), each labelled simulated; some items may then fail (exit code 1)",
+    )
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
@@ -253,7 +316,8 @@ async def _probe(base_url: str, timeout: float = 5.0) -> None:
         _reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     except (OSError, asyncio.TimeoutError) as exc:
         reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else str(exc)
-        raise _UsageError(f"cannot reach the API at {base_url}: {reason}") from None
+        hint = connect_hint(base_url) if isinstance(exc, ConnectionRefusedError) else ""
+        raise _UsageError(f"cannot reach the API at {base_url}: {reason}{hint}") from None
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
@@ -297,12 +361,14 @@ async def _single(args: argparse.Namespace) -> int:
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
+    from ._cli_safe import save_or_recover
+
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
         # Before anything is billed: a directory that cannot be written fails the command now.
         await LocalDirectory(output_dir).check_writable()
         response = await client.images.send(request)
-        saved = await response.save(output_dir, on_exists="overwrite")
+        saved = await save_or_recover(response, output_dir, _print)
         for item in saved:
             _print(str(item.path))
         if response.blocked_count:
@@ -349,6 +415,11 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
         width = max(len(k) for k, _ in rows)
         for key, value in rows:
             _print(f"  {key:<{width}}  {value}")
+    from ._cli_cost import budget_line
+
+    budget = budget_line(p)
+    if budget is not None:
+        _print(budget)
     if outcomes_failed:
         _print(f"not ok ({len(outcomes_failed)}):")
         for outcome in outcomes_failed[:20]:
@@ -362,11 +433,13 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
     from .._bulk._batch import run_batch
+    from .._bulk._jobs import count_items
     from ._cli_remote import drive, write_run_paths
     from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
     run = run_batch(client, source, on_event=renderer, **options)
+    run.progress.expected = await asyncio.to_thread(count_items, source)
     not_ok, cancelled = await drive(
         run, renderer, "no new items; waiting for the ones in flight (Ctrl-C again to abort them)"
     )
@@ -378,17 +451,23 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
         if remaining > 0:
             _print(f"({remaining} item(s) not finished)")
         return EXIT_INTERRUPTED
+    if run.progress.budget_reached:
+        from ._cli_cost import EXIT_BUDGET
+
+        return EXIT_BUDGET
     return EXIT_FAILED if not_ok else EXIT_OK
 
 
 async def _batch(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
-    from .._bulk._jobs import load_jobs
+    from .._bulk._jobs import JobFileError, load_jobs
 
     output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
     try:
         jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
+    except JobFileError as exc:
+        raise _UsageError(f"{args.jobs}: {exc}") from None
     except ValidationError as exc:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
@@ -407,6 +486,9 @@ async def _batch(args: argparse.Namespace) -> int:
             "plain": args.plain,
             "gallery": not args.no_gallery,
         }
+        if args.max_cost is not None:
+            options["max_cost"] = args.max_cost
+            options["budget_name"] = args.budget_name
         if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
             from ._cli_remote import run_remote_job
 
@@ -427,7 +509,7 @@ async def _batch(args: argparse.Namespace) -> int:
 
 async def _demo(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
-    from ._demo import DEMO_RPS, demo_server, write_demo_job
+    from ._demo import DEMO_RPS, SIMULATED, demo_server, write_demo_job
 
     output_dir = _output_dir(args.output_dir)
     job_file = await asyncio.to_thread(write_demo_job, output_dir, count=args.count)
@@ -435,8 +517,13 @@ async def _demo(args: argparse.Namespace) -> int:
         f"demo: starting a fake xAI API on 127.0.0.1 (limit {DEMO_RPS:g} requests/s, no key "
         f"needed); job file {job_file}\n"
     )
+    if args.simulate_faults:
+        sys.stderr.write(
+            "demo: simulated faults are on: the fake server makes up errors, and every one it "
+            f"makes up says so{SIMULATED}\n"
+        )
     async with (
-        demo_server(via=args.via) as server,
+        demo_server(via=args.via, faults=args.simulate_faults) as server,
         AsyncClient(
             api_key=server.api_key, base_url=server.base_url, rate_limit=DEMO_RPS, max_retries=5
         ) as client,
@@ -475,6 +562,10 @@ async def _dispatch(args: argparse.Namespace) -> int:
         return await _batch(args)
     if args.command == "demo":
         return await _demo(args)
+    if args.command in ("models", "estimate"):
+        from ._cli_cost import run_cost
+
+        return await run_cost(args, _client_kwargs(args), _print)
     return _gallery(args)
 
 
@@ -485,7 +576,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv: the arguments without the program name (default ``sys.argv[1:]``).
     """
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        (sub,) = (a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        _refuse_unknown(sub.choices.get(args.command, parser), extras)
     try:
         if args.command == "gallery":
             return _gallery(args)

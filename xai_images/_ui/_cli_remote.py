@@ -138,6 +138,7 @@ async def run_remote_job(
 ) -> int:
     """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
     from .._bulk._batch_remote import RemoteBatchRun
+    from .._bulk._jobs import count_items
     from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)
@@ -164,6 +165,7 @@ async def run_remote_job(
         on_poll=on_poll,
         **options,
     )
+    run.progress.expected = await asyncio.to_thread(count_items, source)
     not_ok, cancelled = await drive(
         run,
         renderer,
@@ -202,6 +204,10 @@ async def run_remote_job(
         )
     if cancelled or p.interrupted:
         return EXIT_INTERRUPTED
+    if p.budget_reached:
+        from ._cli_cost import EXIT_BUDGET
+
+        return EXIT_BUDGET
     return EXIT_FAILED if not_ok else EXIT_OK
 
 

@@ -14,12 +14,22 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DEMO_BATCH_SECONDS", "DEMO_RPS", "demo_prompts", "demo_server", "write_demo_job"]
+__all__ = [
+    "DEMO_BATCH_SECONDS",
+    "DEMO_RPS",
+    "SIMULATED",
+    "demo_prompts",
+    "demo_server",
+    "write_demo_job",
+]
 
 DEMO_RPS = 5.0
 """Requests per second of the demo: the live API's limit, enforced by the fake without burst."""
 DEMO_BATCH_SECONDS = 5.0
 """Mean processing time of a batch request in ``xai-images demo --via batch-api``."""
+
+SIMULATED = " (simulated: xai-images demo --simulate-faults)"
+"""Appended by the demo's fake server to the message of every fault it makes up."""
 
 _EDITS = (
     ("Turn this picture into a stained-glass window", "inputs/photo-a.png", None),
@@ -69,23 +79,32 @@ def write_demo_job(directory: str | os.PathLike[str], *, count: int | None = Non
     return target
 
 
-def demo_server(*, via: str = "realtime") -> Any:
+def demo_server(*, via: str = "realtime", faults: bool = False) -> Any:
     """A ``FakeXAIServer`` configured for the demo (not started: use ``async with``).
 
     Args:
         via: ``"batch-api"`` makes its Batch API take a few seconds per request (about
-            :data:`DEMO_BATCH_SECONDS` on average, in random order) and fail a few of them, so
-            the demo shows results arriving and being saved while the batch runs.
+            :data:`DEMO_BATCH_SECONDS` on average, in random order), so the demo shows results
+            arriving and being saved while the batch runs.
+        faults: make up faults, each labelled with :data:`SIMULATED`: real-time requests
+            answer 429 or 500 now and then and downloads fail (retried), and about one batch
+            request in twenty fails (not retried: the item ends failed).
     """
     from ..testing import FakeXAIServer
 
-    batch: dict[str, Any] = {}
+    settings: dict[str, Any] = {}
     if via == "batch-api":
-        batch = {"batch_processing_seconds": DEMO_BATCH_SECONDS, "batch_failure_rate": 0.05}
+        settings["batch_processing_seconds"] = DEMO_BATCH_SECONDS
+    if faults:
+        settings.update(fault_label=SIMULATED, fault_seed=7)
+        if via == "batch-api":
+            settings["batch_failure_rate"] = 0.05
+        else:
+            settings.update(generation_fault_rate=0.1, download_fault_rate=0.05)
     return FakeXAIServer(
         image_bytes=6 * 1024,
         generation_latency=0.6,
         download_latency=0.05,
         rps_limit=DEMO_RPS,
-        **batch,
+        **settings,
     )

@@ -76,7 +76,10 @@ class PlainRenderer:
     def __call__(self, event: ProgressEvent) -> None:
         """Print the event if it is one worth a line."""
         p = event.progress
-        count = f"[{p.done}/{p.total}]"
+        # The job's size when it was counted before the run (the CLI always counts it), else
+        # the items read so far.
+        size = p.job_size
+        count = f"[{p.done}/{p.total if size is None else size}]"
         where = f" (line {event.line})" if event.line is not None else ""
         if event.kind == "saved":
             self._write(
@@ -155,12 +158,14 @@ class RichRenderer:
     def __call__(self, event: ProgressEvent) -> None:
         """Update the bars from the event's counters; print a line for each failed item."""
         p = event.progress
-        total = p.total or None
+        # An unknown size leaves the bars without an end ("?") rather than one that moves.
+        total = p.job_size or None
         self._bars.update(self._overall, total=total, completed=p.done)
         self._bars.update(self._generated, total=total, completed=p.generated + p.skipped)
         self._bars.update(self._saved, total=total, completed=p.ok + p.skipped)
+        counting = "" if p.job_size is not None else f"{p.total} read so far, still reading  "
         self._status.text = (
-            f"{p.images} img {format_bytes(p.bytes)}  {p.images_per_second:.2f} img/s  "
+            f"{counting}{p.images} img {format_bytes(p.bytes)}  {p.images_per_second:.2f} img/s  "
             f"{format_usd(p.cost_in_usd_ticks)}  {p.in_flight} in flight  "
             f"[red]{p.errors} err[/red]  {p.rate_limited}x429  {p.retries} retries"
         )

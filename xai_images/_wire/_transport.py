@@ -10,17 +10,19 @@ each API request, and is redacted from every message built from server text.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import attrs
 from multidict import CIMultiDict
+from yarl import URL
 
-from .._config import DEFAULT_MAX_ANSWER_BYTES, Timeout
+from .._config import DEFAULT_MAX_ANSWER_BYTES, Timeout, connect_hint, not_found_hint
 from .._errors import (
     APIConnectionError,
     APIError,
@@ -28,6 +30,7 @@ from .._errors import (
     APIStatusError,
     APITimeoutError,
     ConfigurationError,
+    NotFoundError,
     OutcomeUnknownError,
     RateLimitError,
     status_error_class,
@@ -38,14 +41,28 @@ from ._b64stream import B64ResponseScanner
 from ._gate import budgets
 from ._retry import parse_retry_after
 
-__all__ = ["Answer", "Secret", "Transport", "dumps", "trace_config"]
+__all__ = [
+    "Answer",
+    "Consume",
+    "ErrorFields",
+    "Secret",
+    "Transport",
+    "dumps",
+    "error_fields",
+    "trace_config",
+]
 
 
 _logger = logging.getLogger("xai_images")
 _READ_CHUNK = 256 * 1024
+_NO_BODY_TYPE = ("Content-Type",)
 _MAX_ERROR_BODY = 64 * 1024
 # Request bodies above this (edit data URIs) are encoded off the event loop.
 _LARGE_JSON = 512 * 1024
+
+
+Consume = Callable[[aiohttp.ClientResponse], Awaitable[Any]]
+"""Reads a binary 2xx answer (see `Transport.send`)."""
 
 
 class Secret:
@@ -127,23 +144,56 @@ class Answer:
     body: Any
     payloads: list[bytes]
 
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Give an `APIResponseError` raised while this answer is read its ``request_id``."""
+        try:
+            yield
+        except APIResponseError as exc:
+            if exc.request_id is None:
+                exc.request_id = self.request_id
+            raise
 
-def _error_message(body: Any, text: str) -> tuple[str | None, str | None]:
-    """The server's message and code from either error-body shape."""
+
+class ErrorFields(NamedTuple):
+    """What an error body says, from any of the forms the API uses (each ``None`` when absent).
+
+    The forms: ``{"error": {"message", "type", "code", "param"}}`` (OpenAI style),
+    ``{"code": ..., "error": "message"}`` (xAI), a flat ``{"message" or "detail", "code",
+    "type", "param"}``, or plain text. A numeric ``code`` is given as text.
+    """
+
+    message: str | None
+    code: str | None
+    type: str | None
+    param: str | None
+
+
+def _text_of(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return None
+    text = str(value)
+    return text or None
+
+
+def error_fields(body: Any, text: str) -> ErrorFields:
+    """The server's message, code, type and param from any error-body form."""
     if isinstance(body, Mapping):
         error = body.get("error")
-        if isinstance(error, Mapping):  # OpenAI style
-            message = error.get("message")
-            code = error.get("code") or error.get("type")
-            return (str(message) if message else None, str(code) if code else None)
-        code = body.get("code")
-        if isinstance(error, str):  # xAI style
-            return error, str(code) if code else None
-        message = body.get("message") or body.get("detail")
-        if message:
-            return str(message), str(code) if code else None
+        # The details sit under "error" (OpenAI style) or beside it (xAI, flat forms).
+        details: Mapping[str, Any] = error if isinstance(error, Mapping) else body
+        message = details.get("message")
+        if not isinstance(message, str) or not message:
+            message = error if isinstance(error, str) and error else details.get("detail")
+        code = _text_of(details.get("code"))
+        if code is None and details is not body:
+            code = _text_of(body.get("code"))
+        kind, param = _text_of(details.get("type")), _text_of(details.get("param"))
+        if message or code or kind:
+            shown = str(message) if message and isinstance(message, (str, int, float)) else None
+            return ErrorFields(shown, code, kind, param)
     text = text.strip()
-    return (text[:500] or None), None
+    return ErrorFields(text[:500] or None, None, None, None)
 
 
 class Transport:
@@ -177,6 +227,7 @@ class Transport:
             "User-Agent": f"xai-images/{__version__}",
         }
         self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._binary_headers = {**self._headers, "Accept": "*/*"}
         self._timeouts: dict[Timeout, aiohttp.ClientTimeout] = {}
 
     def _client_timeout(self, timeout: Timeout) -> aiohttp.ClientTimeout:
@@ -193,13 +244,18 @@ class Transport:
         self,
         session: aiohttp.ClientSession,
         method: str,
-        url: str,
+        url: str | URL,
         log_path: str,
         data: bytes | tuple[bytes, str] | None,
         timeout: Timeout,
+        consume: Consume | None = None,
     ) -> Answer:
         """Send one attempt and return its 2xx answer. ``data`` is a JSON body, or a raw body
         and its content type (a multipart upload).
+
+        ``consume`` reads a binary answer instead (a file's content, streamed to its target):
+        it is awaited with the 2xx response, and what it returns is the answer's ``body``; its
+        ``aiohttp`` errors count as a lost answer, as for a JSON one.
 
         Raises:
             APIStatusError: (a subclass per status) any non-2xx answer.
@@ -210,6 +266,8 @@ class Transport:
             ConfigurationError: the URL is invalid.
         """
         headers = self._json_headers if data is not None else self._headers
+        if consume is not None:
+            headers = self._binary_headers
         if isinstance(data, tuple):
             raw, content_type = data
             data, headers = raw, {**self._headers, "Content-Type": content_type}
@@ -225,6 +283,8 @@ class Transport:
                 data=data,
                 headers=headers,
                 timeout=self._client_timeout(timeout),
+                # No invented Content-Type on a POST without a body (aiohttp would add one).
+                skip_auto_headers=_NO_BODY_TYPE if data is None else None,
                 allow_redirects=False,  # a redirect must never carry the key elsewhere
                 raise_for_status=False,
                 trace_request_ctx=state,
@@ -236,6 +296,11 @@ class Transport:
                     error = await self._status_error(resp, method, log_path, request_id)
                     _log_exchange(method, log_path, str(status), started, request_id)
                     raise error
+                if consume is not None:
+                    consumed = await consume(resp)
+                    answer_headers = self._key.redact_headers(resp.headers)
+                    _log_exchange(method, log_path, str(status), started, request_id)
+                    return Answer(status, answer_headers, request_id, consumed, [])
                 self._check_announced_size(resp, method, log_path)
                 scanner = B64ResponseScanner()
                 received = 0
@@ -262,6 +327,7 @@ class Transport:
                         self._key.redact(f"the answer to {method} {log_path} is not valid: {exc}"),
                         method=method,
                         path=log_path,
+                        request_id=request_id,
                     ) from exc
                 answer_headers = self._key.redact_headers(resp.headers)
         except APIError:
@@ -273,7 +339,15 @@ class Transport:
         _log_exchange(method, log_path, str(status), started, request_id)
         # The key echoed in the answer (a revised prompt, a URL) must not reach the manifest.
         skeleton = self._key.redact_bytes(skeleton)
-        body = await _loads(skeleton, method, log_path) if skeleton.strip() else None
+        body = None
+        if skeleton.strip():
+            try:
+                body = await _loads(skeleton, method, log_path, request_id)
+            except APIResponseError:
+                # 202 Accepted promises no body: text there (a proxy's "Accepted") still
+                # means accepted; its reader decides from the status.
+                if status != 202:
+                    raise
         return Answer(status, answer_headers, request_id, body, payloads)
 
     def _check_announced_size(
@@ -307,6 +381,7 @@ class Transport:
             "AsyncClient(max_answer_bytes=...) if answers this large are expected",
             method=method,
             path=log_path,
+            request_id=request_id,
         )
 
     def _transport_error(
@@ -336,8 +411,9 @@ class Transport:
                     method=method,
                     path=log_path,
                 )
+            hint = connect_hint(self._base_url)
             return APIConnectionError(
-                self._key.redact(f"{where}: could not connect to {self._base_url}: {exc}"),
+                self._key.redact(f"{where}: could not connect to {self._base_url}: {exc}{hint}"),
                 method=method,
                 path=log_path,
             )
@@ -374,7 +450,8 @@ class Transport:
             parsed = json.loads(text) if text else None
         except ValueError:
             parsed = None
-        message, code = _error_message(parsed, text)
+        fields = error_fields(parsed, text)
+        message = fields.message
         headers = self._key.redact_headers(resp.headers)
         if 300 <= status < 400:
             message = (
@@ -383,10 +460,14 @@ class Transport:
             )
         message = message or self._key.redact(resp.reason or "") or "no message"
         cls = status_error_class(status)
+        if cls is NotFoundError:
+            message += not_found_hint(self._base_url, log_path)
         kwargs: dict[str, Any] = {
             "status_code": status,
             "request_id": request_id,
-            "code": code,
+            "code": fields.code,
+            "type": fields.type,
+            "param": fields.param,
             "headers": headers,
             "body": parsed if parsed is not None else text,
             "method": method,
@@ -455,11 +536,14 @@ def _approx_large(body: Mapping[str, Any]) -> bool:
     return total > _LARGE_JSON
 
 
-async def _loads(skeleton: bytes, method: str, log_path: str) -> Any:
+async def _loads(skeleton: bytes, method: str, log_path: str, request_id: str | None) -> Any:
     try:
         # In slices: json.loads keeps the GIL, so even a thread would stall the event loop.
         return await jsonslice.loads(skeleton)
     except (ValueError, RecursionError) as exc:
         raise APIResponseError(
-            f"the answer to {method} {log_path} is not JSON: {exc}", method=method, path=log_path
+            f"the answer to {method} {log_path} is not JSON: {exc}",
+            method=method,
+            path=log_path,
+            request_id=request_id,
         ) from exc

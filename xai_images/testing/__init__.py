@@ -12,6 +12,7 @@ from .._public import publish
 from .._wire._retry import instant_retries
 from ._imagegen import sample_image
 from ._ledger import Ledger, RecordedRequest
+from ._prices import FakeModel
 from ._replies import Reply
 from ._server import FakeXAIServer
 from ._settings import DEFAULT_API_KEY, FakeClock, FakeSettings
@@ -19,6 +20,7 @@ from ._settings import DEFAULT_API_KEY, FakeClock, FakeSettings
 __all__ = [
     "DEFAULT_API_KEY",
     "FakeClock",
+    "FakeModel",
     "FakeSettings",
     "FakeXAIServer",
     "Ledger",

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import attrs
 
+from .._config import FAKE_SERVER_PORT
 from ._imagegen import FORMATS
 from ._server import FakeXAIServer
 from ._settings import FakeSettings, check_loopback
@@ -31,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
         description="Run a local fake of the xAI image API (loopback only).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    parser.add_argument("--port", type=int, default=8000, help="TCP port (0: any free port)")
+    parser.add_argument(
+        "--port", type=int, default=FAKE_SERVER_PORT, help="TCP port (0: any free port)"
+    )
     parser.add_argument(
         "--api-key", default=None, help="require this key (default: any non-empty token)"
     )

@@ -20,13 +20,15 @@ import itertools
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 
 from ._core import ServerCore
 from ._files import FilesAPI
-from ._images_api import deliverable, ticks_for
+from ._images_api import deliverable, model_refusal, ticks_for
+from ._prices import FakeModel
 from ._settings import DEFAULT_MODEL
 from ._validation import Problem, validate_body
 
@@ -94,7 +96,9 @@ class Batch:
         return self.input_file_id is not None
 
 
-def check_item(kind: str, body: Any) -> tuple[Problem | None, str | None]:
+def check_item(
+    kind: str, body: Any, models: Sequence[FakeModel]
+) -> tuple[Problem | None, str | None]:
     """Check a request body: (a problem that refuses it outright, or one it will fail with).
 
     Returns ``(refusal, None)`` when the body does not deserialize (a 422 for a real-time
@@ -105,7 +109,8 @@ def check_item(kind: str, body: Any) -> tuple[Problem | None, str | None]:
         return (400, f"{kind}: the body must be a JSON object."), None
     problem = validate_body(body, edit=KINDS[kind], batch=True)
     if problem is None:
-        return None, None
+        # A model the fake does not list fails that request alone, unbilled.
+        return None, model_refusal(body, models)
     status, message = problem
     if status == 422:
         return problem, None
@@ -302,7 +307,7 @@ class BatchStore:
             if not isinstance(parsed, str):
                 custom_id, kind, body = parsed
                 model = body.get("model") or DEFAULT_MODEL
-                refusal, failure = check_item(kind, body)
+                refusal, failure = check_item(kind, body, settings.models)
                 if custom_id in seen:
                     problem = f"custom_id {custom_id!r} is not unique in the file."
                 elif model in settings.batch_unsupported_models:
@@ -334,7 +339,8 @@ class BatchStore:
         batch.finished.append(request)
         failure_rate = settings.batch_failure_rate
         if request.problem is None and failure_rate and core.random() < failure_rate:
-            request.problem = (CODE_INTERNAL, "Image generation failed: internal error.")
+            message = "Image generation failed: internal error." + settings.fault_label
+            request.problem = (CODE_INTERNAL, message)
         if request.problem is not None:
             request.state = "failed"
             request.error = request.problem
@@ -358,7 +364,7 @@ class BatchStore:
             expires_at=when + settings.batch_url_ttl,
             blocked=blocked,
         )
-        ticks = ticks_for(body, edit=KINDS[request.kind])
+        ticks = ticks_for(body, edit=KINDS[request.kind], models=settings.models)
         core.bill(prompt, n, ticks)
         ledger.batch_images_billed += n
         request.response = {

@@ -338,7 +338,7 @@ class BatchAPI:
                 return core.error(
                     400, f"{where}.batch_request: kind {kind!r} is not served by this fake."
                 )
-            refusal, failure = check_item(kind, request_body)
+            refusal, failure = check_item(kind, request_body, core.settings.models)
             if refusal is not None:
                 return core.error(400, f"{where}: {refusal[1]}")
             model = request_body.get("model") or DEFAULT_MODEL

@@ -8,7 +8,13 @@
 - ``GET /v1/files/{id}`` (404 once deleted or expired), ``DELETE /v1/files/{id}`` ->
   ``{id, deleted: true}``, ``GET /v1/files/{id}/content`` (the bytes, octet-stream).
 - ``GET /v1/files?limit&pagination_token&order&sort_by`` -> ``{data, pagination_token}``: a
-  token is always given; the list ends when ``data`` is shorter than ``limit``.
+  token is always given; the list ends when ``data`` is shorter than ``limit``. ``sort_by``
+  takes ``created_at``, ``filename``, ``bytes`` or ``size``.
+- ``POST /v1/files/{id}/public-url`` (JSON ``{expires_after?}``) -> ``{public_url, expires_at}``;
+  the URL (on the fake's own origin, no key needed) serves the content until it expires or
+  ``POST /v1/files/{id}/public-url/revoke`` (no body) -> ``{id, revoked, public_url?}``.
+- Metadata parts (``expires_after``, ``purpose``) after the file part get 400: the API reads
+  the parts in order.
 
 Expiry follows ``settings.clock``.
 """
@@ -27,7 +33,8 @@ __all__ = ["FilesAPI", "StoredFile"]
 
 _MIN_EXPIRES_AFTER = 3600
 _MAX_EXPIRES_AFTER = 2_592_000
-_SORT_KEYS = ("created_at", "filename", "bytes")
+_SORT_KEYS = ("created_at", "filename", "bytes", "size")
+_DEFAULT_PUBLIC_SECONDS = 3600
 
 
 @attrs.define
@@ -39,6 +46,8 @@ class StoredFile:
     data: bytes
     created_at: float
     expires_at: float | None
+    public_token: str | None = None
+    public_expires_at: float | None = None
 
     def to_json(self) -> dict[str, object]:
         """The file object the API answers."""
@@ -70,6 +79,9 @@ class FilesAPI:
             web.get(one, self._get, allow_head=False),
             web.delete(one, self._delete),
             web.get(content, self._content, allow_head=False),
+            web.post(one + "/public-url", self._public_url),
+            web.post(one + "/public-url/revoke", self._revoke),
+            web.get("/files-public/{token}", self._public, allow_head=False),
         ]
 
     def live(self, file_id: str) -> StoredFile | None:
@@ -99,6 +111,7 @@ class FilesAPI:
         limit = core.settings.files_max_bytes
         reader = await request.multipart()
         expires_after: int | None = None
+        purpose: str | None = None
         filename = ""
         data: bytearray | None = None
         problem: tuple[int, str] | None = None
@@ -119,6 +132,10 @@ class FilesAPI:
                         await _drain(part)
                         break
                     data += chunk
+            elif name == "purpose":
+                purpose = (await part.read()).decode("utf-8", "replace")
+                if data is not None:
+                    problem = problem or (400, "purpose must come before the file part.")
             elif name == "expires_after":
                 text = (await part.read()).decode("utf-8", "replace").strip()
                 if data is not None:
@@ -139,6 +156,7 @@ class FilesAPI:
             "filename": filename,
             "bytes": 0 if data is None else len(data),
             "expires_after": expires_after,
+            "purpose": purpose,
         }
         if problem is not None:
             return core.error(*problem)
@@ -181,9 +199,60 @@ class FilesAPI:
             stored = self.live(file_id)
             if stored is None:
                 return self._missing(file_id)
-            return web.Response(body=stored.data, content_type="application/octet-stream")
+            return _content_answer(stored)
 
         return await run_scripted(self._core, request, "content", run)
+
+    async def _public_url(self, request: web.Request) -> web.StreamResponse:
+        async def run() -> web.StreamResponse:
+            file_id = request.match_info["file_id"]
+            body = await self._core.read_json(request)
+            if isinstance(body, web.Response):
+                return body
+            stored = self.live(file_id)
+            if stored is None:
+                return self._missing(file_id)
+            seconds = body.get("expires_after", _DEFAULT_PUBLIC_SECONDS)
+            if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+                return self._core.error(422, "expires_after: must be whole seconds.")
+            stored.public_token = stored.public_token or uuid.uuid4().hex
+            stored.public_expires_at = self._core.now() + seconds
+            return json_answer(
+                {
+                    "public_url": self._public_address(stored),
+                    "expires_at": int(stored.public_expires_at),
+                }
+            )
+
+        return await run_scripted(self._core, request, "public-url", run)
+
+    async def _revoke(self, request: web.Request) -> web.StreamResponse:
+        async def run() -> web.StreamResponse:
+            file_id = request.match_info["file_id"]
+            await request.read()
+            stored = self.live(file_id)
+            if stored is None:
+                return self._missing(file_id)
+            if stored.public_token is None:
+                return json_answer({"id": file_id, "revoked": False})
+            address = self._public_address(stored)
+            stored.public_token = stored.public_expires_at = None
+            return json_answer({"id": file_id, "revoked": True, "public_url": address})
+
+        return await run_scripted(self._core, request, "revoke", run)
+
+    async def _public(self, request: web.Request) -> web.StreamResponse:
+        token = request.match_info["token"]
+        for stored in list(self._files.values()):
+            live = stored.public_token == token and self.live(stored.id) is not None
+            if live and (
+                stored.public_expires_at is None or self._core.now() < stored.public_expires_at
+            ):
+                return _content_answer(stored)
+        return web.Response(status=404, text="Not found")
+
+    def _public_address(self, stored: StoredFile) -> str:
+        return f"{self._core.origin}/files-public/{stored.public_token}"
 
     async def _list(self, request: web.Request) -> web.StreamResponse:
         async def run() -> web.StreamResponse:
@@ -207,7 +276,10 @@ class FilesAPI:
             return core.error(400, "pagination_token: not a token this list gave out.")
         live = [f for f in list(self._files.values()) if self.live(f.id) is not None]
         live.sort(
-            key=lambda f: (getattr(f, sort_by) if sort_by != "bytes" else len(f.data), f.id),
+            key=lambda f: (
+                len(f.data) if sort_by in ("bytes", "size") else getattr(f, sort_by),
+                f.id,
+            ),
             reverse=order == "desc",
         )
         page = live[start : start + limit]
@@ -217,6 +289,14 @@ class FilesAPI:
             "pagination_token": encode_token("files", start + len(page)),
         }
         return json_answer(body)
+
+
+def _content_answer(stored: StoredFile) -> web.Response:
+    return web.Response(
+        body=stored.data,
+        content_type="application/octet-stream",
+        headers={"x-request-id": str(uuid.uuid4())},
+    )
 
 
 async def _drain(part: BodyPartReader) -> None:

@@ -1,20 +1,23 @@
-"""``POST /v1/images/generations``, ``/v1/images/edits`` and the deferred poll route."""
+"""``POST /v1/images/generations``, ``/v1/images/edits``, the deferred poll route and the
+image-model listing (``GET /v1/image-generation-models``, priced from ``FakeSettings.models``)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
 from aiohttp import web
 
 from ._core import ServerCore, send_json, send_padded
-from ._settings import DEFAULT_MODEL, TICKS_PER_IMAGE, TICKS_PER_INPUT_IMAGE
+from ._prices import FakeModel, find_model, unknown_model_message
+from ._settings import DEFAULT_MODEL, TICKS_PER_INPUT_IMAGE
 from ._validation import validate_body
 
-__all__ = ["ImageAPI", "deliverable", "ticks_for"]
+__all__ = ["ImageAPI", "deliverable", "model_refusal", "ticks_for"]
 
 
 @attrs.define
@@ -56,11 +59,22 @@ def _store(images: list[dict[str, Any]], options: Any) -> None:
         image["file_output"] = output
 
 
-def ticks_for(body: dict[str, Any], *, edit: bool) -> int:
-    """What a generate or edit body costs, in USD ticks."""
+def ticks_for(body: dict[str, Any], *, edit: bool, models: Sequence[FakeModel]) -> int:
+    """What a generate or edit body costs, in USD ticks: each image at the price of the tier
+    served (``models``), and each input image of an edit."""
     n: int = body.get("n") or 1
     inputs = (1 if body.get("image") is not None else len(body.get("images") or ())) if edit else 0
-    return TICKS_PER_IMAGE * n + TICKS_PER_INPUT_IMAGE * inputs
+    model = find_model(models, body.get("model") or DEFAULT_MODEL)
+    per_image = model.ticks_per_image(body, edit=edit) if model is not None else 0
+    return per_image * n + TICKS_PER_INPUT_IMAGE * inputs
+
+
+def model_refusal(body: dict[str, Any], models: Sequence[FakeModel]) -> str | None:
+    """The refusal of a body naming a model the fake does not list, or ``None``."""
+    name = body.get("model")
+    if name is None or find_model(models, name) is not None:
+        return None
+    return unknown_model_message(name)
 
 
 class ImageAPI:
@@ -76,7 +90,28 @@ class ImageAPI:
             web.post("/v1/images/generations", self._generations),
             web.post("/v1/images/edits", self._edits),
             web.get("/v1/images/{request_id}", self._poll, allow_head=False),
+            web.get("/v1/image-generation-models", self._models, allow_head=False),
+            web.get("/v1/image-generation-models/{model_id:.+}", self._model, allow_head=False),
         ]
+
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        core = self._core
+        refusal = core.check_auth(request) or core.check_rate()
+        if refusal is not None:
+            return refusal
+        models = [model.to_json() for model in core.settings.models]
+        return web.json_response({"models": models}, headers={"x-request-id": str(uuid.uuid4())})
+
+    async def _model(self, request: web.Request) -> web.StreamResponse:
+        core = self._core
+        refusal = core.check_auth(request) or core.check_rate()
+        if refusal is not None:
+            return refusal
+        name = request.match_info["model_id"]
+        model = find_model(core.settings.models, name)
+        if model is None:
+            return core.error(404, unknown_model_message(name))
+        return web.json_response(model.to_json(), headers={"x-request-id": str(uuid.uuid4())})
 
     async def _generations(self, request: web.Request) -> web.StreamResponse:
         return await self._create(request, edit=False)
@@ -101,16 +136,20 @@ class ImageAPI:
         if problem is not None:
             return core.error(*problem)
         settings = core.settings
+        unknown = model_refusal(body, settings.models)
+        if unknown is not None:
+            core.ledger.unknown_model_refusals += 1
+            return core.error(404, unknown)
         if settings.generation_fault_rate and core.random() < settings.generation_fault_rate:
             if core.random() < 0.5:
-                return core.error(429, "Random fault: rate limited.")
-            return core.error(500, "Random fault: internal error.")
+                return core.error(429, "Random fault: rate limited." + settings.fault_label)
+            return core.error(500, "Random fault: internal error." + settings.fault_label)
         if settings.generation_latency > 0:
             await asyncio.sleep(settings.generation_latency)
 
         n: int = body.get("n") or 1
         prompt: str = body["prompt"]
-        ticks = ticks_for(body, edit=edit)
+        ticks = ticks_for(body, edit=edit, models=settings.models)
         core.bill(prompt, n, ticks)
         usage = {"cost_in_usd_ticks": ticks}
         model = body.get("model") or DEFAULT_MODEL

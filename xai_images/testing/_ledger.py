@@ -33,6 +33,8 @@ class RecordedRequest:
             case-insensitively if unsure). Shown redacted in the repr.
         body: the parsed JSON body, or ``None`` (no body, or not JSON).
         status: the status answered; 0 when the connection was dropped without an answer.
+        raw_path: the path as sent, percent-encoding kept (``/v1/batches/a%2Fb%3A1:cancel``
+            where `path` reads ``/v1/batches/a/b:1:cancel``), with its query string.
     """
 
     method: str
@@ -40,6 +42,7 @@ class RecordedRequest:
     headers: dict[str, str] = attrs.field(repr=_redact_headers)
     body: Any = attrs.field(repr=_short_body)
     status: int
+    raw_path: str = attrs.field(default="", eq=False)
 
     def header(self, name: str) -> str | None:
         """Return a header's value, looked up case-insensitively, or ``None``."""
@@ -63,6 +66,8 @@ class Ledger:
         rate_limited: 429 answers of any origin (limit, script, random fault).
         billed_prompts: images billed per prompt.
         cost_in_usd_ticks: total billed, as the API counts it.
+        unknown_model_refusals: generate/edit requests refused (404, unbilled) because they name
+            a model the fake does not list.
         requests_started: requests received so far (counted on arrival, unlike ``requests``).
         peak_api_concurrency: most API requests handled at the same time.
         peak_download_concurrency: most downloads served at the same time.
@@ -86,6 +91,7 @@ class Ledger:
     rate_limited: int = 0
     billed_prompts: collections.Counter[str] = attrs.Factory(collections.Counter)
     cost_in_usd_ticks: int = 0
+    unknown_model_refusals: int = 0
     requests_started: int = 0
     peak_api_concurrency: int = 0
     peak_download_concurrency: int = 0

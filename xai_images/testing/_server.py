@@ -303,6 +303,7 @@ class FakeXAIServer(ServerCore):
                     dict(request.headers),
                     holder[0],
                     status,
+                    request.raw_path,
                 )
             )
             self.wake_waiters()

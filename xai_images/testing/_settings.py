@@ -27,6 +27,7 @@ from collections.abc import Callable
 import attrs
 
 from ._imagegen import FORMATS
+from ._prices import DEFAULT_MODELS, FakeModel
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -34,7 +35,6 @@ __all__ = [
     "MAX_INPUT_IMAGES",
     "MAX_INPUT_IMAGE_BYTES",
     "MAX_PROMPT_CHARS",
-    "TICKS_PER_IMAGE",
     "TICKS_PER_INPUT_IMAGE",
     "FakeClock",
     "FakeSettings",
@@ -43,7 +43,6 @@ __all__ = [
 
 DEFAULT_API_KEY = "xai-fake-key"
 
-TICKS_PER_IMAGE = 200_000_000
 TICKS_PER_INPUT_IMAGE = 20_000_000
 MAX_PROMPT_CHARS = 10_000
 MAX_INPUT_IMAGES = 5
@@ -123,6 +122,8 @@ class FakeSettings:
         deferred_fail: deferred requests end as ``status: failed``.
         error_shape: ``"xai"`` (``{"code", "error"}``) or ``"openai"`` (``{"error": {...}}``).
         fault_seed: seed of the random faults, so runs repeat.
+        fault_label: text appended to the message of every random fault (the ``*_rate``
+            settings below), e.g. ``" (simulated)"``, so that a demo's faults say what they are.
         generation_fault_rate: probability that a generate/edit answers 429 or 500 (half each,
             not billed).
         download_fault_rate: probability that a download answers 500 or is truncated.
@@ -157,6 +158,8 @@ class FakeSettings:
         batch_file_max_requests: most lines in a batch's JSONL file.
         batch_unsupported_models: models refused for batch processing.
         files_max_bytes: the largest file ``POST /v1/files`` accepts (413 above).
+        models: the image models listed at ``/v1/image-generation-models``, with the prices
+            billed in ``usage``; a request naming another model is refused with 404, unbilled.
     """
 
     generation_latency: float = 0.0
@@ -176,6 +179,7 @@ class FakeSettings:
     deferred_fail: bool = False
     error_shape: str = attrs.field(default="xai", validator=attrs.validators.in_(("xai", "openai")))
     fault_seed: int = 0
+    fault_label: str = ""
     generation_fault_rate: float = 0.0
     download_fault_rate: float = 0.0
     download_truncate_rate: float = 0.0
@@ -212,3 +216,4 @@ class FakeSettings:
     batch_file_max_requests: int = 50_000
     batch_unsupported_models: tuple[str, ...] = ()
     files_max_bytes: int = 50 * 1024 * 1024
+    models: tuple[FakeModel, ...] = attrs.field(default=DEFAULT_MODELS, converter=tuple)
