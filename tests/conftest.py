@@ -137,3 +137,60 @@ def redis_server() -> Iterator[RedisServer]:
 
 
 # --- end of the redis-server block ------------------------------------------------------------
+
+
+# --- A real S3 API: moto's server ---------------------------------------------------------------
+# Self-contained block: `moto_endpoint` runs moto's S3 server on a loopback port for a module;
+# `s3_target` creates a fresh bucket, points obstore's standard environment at the server (with
+# dummy keys) and gives the bucket's URL. Moto accepts any signature.
+S3_SECRET_KEY = "dummy-secret-key-never-shown"
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """The URL of a running moto S3 server on 127.0.0.1; stopped after the module."""
+    import logging
+
+    moto_server = pytest.importorskip("moto.server")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3_target(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``s3://<new bucket>`` on the moto server, with the AWS environment pointing there."""
+    import secrets
+    import urllib.request
+
+    bucket = f"test-{secrets.token_hex(4)}"
+    request = urllib.request.Request(f"{moto_endpoint}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request) as answer:  # create the bucket
+        assert answer.status == 200
+    for name, value in {
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "dummy-key-id",
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
+        "AWS_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return f"s3://{bucket}"
+
+
+def open_multipart_uploads(endpoint: str, bucket: str) -> list[str]:
+    """The keys of the multipart uploads still open in ``bucket`` (orphaned parts)."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{endpoint}/{bucket}?uploads") as answer:
+        body = answer.read().decode()
+    return re.findall(r"<Upload>.*?<Key>(.*?)</Key>", body, flags=re.S)
+
+
+# --- end of the moto block ------------------------------------------------------------------

@@ -360,16 +360,24 @@ async def test_check_writable_names_the_target(tmp_path: Path) -> None:
 # -- bad targets fail before anything is fetched or sent ---------------------------------------
 
 
-@pytest.mark.parametrize("target", ["s3://bucket/prefix", "gs://b/p", "memory://x"])
+@pytest.mark.parametrize("scheme", ["s3", "gs"])
 async def test_store_url_is_a_typed_error_before_any_download(
     client: AsyncClient,
     server: FakeXAIServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    target: str,
+    request: pytest.FixtureRequest,
+    scheme: str,
 ) -> None:
-    """An object-store URL is a ConfigurationError naming it, and never a local folder."""
+    """An object-store URL that cannot be written (no bucket, no credentials) is a
+    ConfigurationError naming it, before any download, and never a local folder."""
+    pytest.importorskip("obstore")
     monkeypatch.chdir(tmp_path)
+    if scheme == "s3":  # moto's S3 on loopback, a bucket that does not exist
+        target = request.getfixturevalue("s3_target") + "-missing/prefix"
+    else:  # credentials that cannot be read: no request leaves the machine
+        monkeypatch.setenv("GOOGLE_SERVICE_ACCOUNT", str(tmp_path / "missing" / "sa.json"))
+        target = "gs://b/p"
     resp = await generate(client)
     with pytest.raises(ConfigurationError, match=target.split("://")[0] + "://"):
         await resp.save(target)

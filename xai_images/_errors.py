@@ -5,7 +5,9 @@ Every error the SDK raises on purpose derives from `XAIImagesError`::
     XAIImagesError
     ├── ConfigurationError            no API key, bad base URL, client closed
     │   ├── ClientClosedError         used after aclose() (also a RuntimeError)
-    │   └── SharedLimitError          the shared rate limit's Redis is unreachable at start
+    │   ├── SharedLimitError          the shared rate limit's Redis is unreachable at start
+    │   └── StoreUnavailableError     an object-store target cannot be used (extra missing,
+    │                                 no credentials, no bucket, access denied)
     ├── ValidationError               bad input, caught before any request is sent (also ValueError)
     ├── APIError                      something went wrong talking to the API host
     │   ├── APIStatusError            the API answered with an error status
@@ -29,7 +31,9 @@ Every error the SDK raises on purpose derives from `XAIImagesError`::
         ├── DownloadStalledError      no progress for too long, after retries
         ├── IntegrityError            truncated body or bytes that are not an image
         └── SaveError                 the file could not be written (disk full, permissions,
-            └── FileCollisionError    a file already exists under that name)
+            ├── FileCollisionError    a file already exists under that name)
+            └── StoreError            an object store refused or lost a write
+                └── UploadFailedError xAI could not PUT the image to its signed URL (billed)
 
 Transport exceptions from aiohttp and asyncio are wrapped and chained (``__cause__``); they never
 reach callers. Programming errors (``TypeError``, ``AttributeError``, ...) are not wrapped.
@@ -68,8 +72,11 @@ __all__ = [
     "RateLimitError",
     "SaveError",
     "SharedLimitError",
+    "StoreError",
+    "StoreUnavailableError",
     "UnprocessableEntityError",
     "UnsupportedMediaTypeError",
+    "UploadFailedError",
     "ValidationError",
     "XAIImagesError",
 ]
@@ -91,6 +98,20 @@ class ClientClosedError(ConfigurationError, RuntimeError):
 class SharedLimitError(ConfigurationError):
     """The Redis server of ``shared_limit`` could not be reached when the client started (no
     request was sent). During a run, requests wait for Redis to come back instead."""
+
+
+class StoreUnavailableError(ConfigurationError):
+    """An object-store target cannot be used: the ``storage`` extra is not installed, there are
+    no credentials, the bucket does not exist or access is denied. Raised before anything is
+    billed. The message names the target and never holds a credential or a signed URL.
+
+    Attributes:
+        target: the target URL (``s3://bucket/prefix``), without credentials or query.
+    """
+
+    def __init__(self, message: str, *, target: str) -> None:
+        self.target = target
+        super().__init__(message)
 
 
 class ValidationError(XAIImagesError, ValueError):
@@ -364,6 +385,35 @@ class FileCollisionError(SaveError):
     Raised for ``"fail"`` (even when the existing file is identical; the message says which) and
     for ``"skip"`` when the existing file differs.
     """
+
+
+class StoreError(SaveError):
+    """An object store refused or lost a write (or a read while verifying); nothing is visible
+    under the final key.
+
+    Attributes:
+        location: the object's URL (``s3://bucket/prefix/key``), without credentials or query.
+        key: the object's key, relative to the target.
+        path: the key, as a relative path.
+    """
+
+    def __init__(self, message: str, *, location: str, key: str, url: str | None = None) -> None:
+        self.location = location
+        self.key = key
+        super().__init__(message, path=Path(key), url=url)
+
+
+class UploadFailedError(StoreError):
+    """xAI could not upload an image to the signed URL it was given (``output.upload_urls``):
+    the image was billed but is not stored. The signed URL is never part of the error.
+
+    Attributes:
+        reason: what the API said about the failed upload, if anything.
+    """
+
+    def __init__(self, message: str, *, location: str, key: str, reason: str | None = None):
+        self.reason = reason
+        super().__init__(message, location=location, key=key)
 
 
 _STATUS_TABLE: dict[int, type[APIStatusError]] = {

@@ -15,6 +15,8 @@ import functools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from .._config import Timeout, int_at_least, positive_number
 from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
 from .._wire._paths import segment
@@ -25,8 +27,12 @@ from ._models import DeferredRequest, DeferredStatus, ImagesResponse, parse_imag
 from ._pricing import Estimate, PriceTable
 from ._requests import EditRequest, GenerateRequest, Request
 from ._resource import Resource
+from ._uploads import StoreUploads, collect_uploads, plan_uploads
 
 if TYPE_CHECKING:
+    import datetime
+
+    from .._results._objstore import StoreOutput
     from .._wire._transport import Answer
     from ._requester import Requester
 
@@ -345,6 +351,67 @@ class Images(Resource):
                 request_id=answer.request_id,
             )
         return DeferredRequest(request_id, x_request_id=answer.request_id, images=self)
+
+    async def send_to_store(
+        self,
+        request: Request,
+        target: str | StoreOutput,
+        *,
+        name: str | None = None,
+        deferred: bool = False,
+        expires_in: datetime.timedelta | float | None = None,
+        timeout: Timeout | float | None = None,
+        max_retries: int | None = None,
+        wait_timeout: float | None = 600.0,
+    ) -> StoreUploads:
+        """Send ``request`` with signed upload URLs: xAI PUTs each image straight into
+        ``target`` (``s3://bucket/prefix``, ``gs://...``, or a `StoreOutput`); the image bytes
+        never pass through this client.
+
+        Keys are ``{name}-{index}.jpg`` (``name``: the request's ``id``, else random); a
+        taken key is refused before anything is billed. The URLs are signed for PUT without
+        a Content-Type, valid for ``expires_in`` (default 15 minutes; 2 hours when
+        ``deferred``, which then waits up to ``wait_timeout`` seconds for the images). After
+        the answer the objects are confirmed (one listing: size, etag); see `StoreUploads`.
+
+        Raises:
+            ValidationError: a bad field, ``response_format="b64_json"``, or ``expires_in``.
+            StoreUnavailableError: the store cannot be written or signed for (Azure: refused,
+                as SAS URLs cannot carry ``x-ms-blob-type``); nothing was sent.
+            FileCollisionError: a key is taken; nothing was sent.
+            APIStatusError, APIConnectionError, OutcomeUnknownError, DeferredError: as
+                `generate` and `wait_deferred`.
+        """
+        plan = await plan_uploads(
+            target, request, name=name, expires_in=expires_in, deferred=deferred
+        )
+        # The signed URLs live only in this copy of the request: events name the original.
+        signed = attrs.evolve(request, output={"upload_urls": list(plan.urls)})
+        if deferred:
+            path, _body, answer = await self._post(
+                signed, timeout, max_retries, deferred=True, origin=request
+            )
+            request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
+            if not isinstance(request_id, str) or not request_id:
+                raise APIResponseError(
+                    f"the answer to a deferred POST {path} has no request_id",
+                    method="POST",
+                    path=path,
+                )
+            response = await self.wait_deferred(request_id, timeout=wait_timeout)
+        else:
+            path, body, answer = await self._post(
+                signed, timeout, max_retries, deferred=False, origin=request
+            )
+            response = parse_images_response(
+                answer.body,
+                answer.payloads,
+                request_id=answer.request_id,
+                requested=_requested(body),
+                transfers=None,
+                where=f"POST {path}",
+            )
+        return await collect_uploads(plan, response)
 
     async def _post(
         self,

@@ -186,6 +186,7 @@ def check_upload_urls(body: Mapping[str, Any]) -> None:
     urls = output["upload_urls"]
     n = body.get("n", 1)
     if not isinstance(urls, list) or len(urls) != n:
+        # Signed URLs are secrets: the error shows how many there were, never the URLs.
         raise ValidationError(
             "output.upload_urls",
             redact_output(output).get("upload_urls"),

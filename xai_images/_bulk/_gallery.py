@@ -10,7 +10,7 @@ import html
 import os
 import stat
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +19,9 @@ import attrs
 
 from .._api._requests import EditRequest, field_spec
 from .._results._safefs import atomic_write
-from ._manifest import ManifestRecord, load_manifest
+from ._manifest import ManifestRecord
 from ._progress import format_bytes, format_usd
+from ._shard import load_manifests
 
 __all__ = ["image_dimensions", "render_gallery", "write_gallery"]
 
@@ -236,14 +237,15 @@ def render_gallery(
 def write_gallery(
     directory: str | os.PathLike[str],
     *,
-    manifest: str | os.PathLike[str] | None = None,
+    manifest: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | None = None,
     title: str = "xai-images gallery",
 ) -> Path:
     """Write ``index.html`` into ``directory`` from the job's manifest; return its path.
 
     Args:
         directory: the job's output directory (image paths in the manifest are relative to it).
-        manifest: the manifest file (default ``directory/manifest.jsonl``).
+        manifest: the manifest file (default ``directory/manifest.jsonl``), or several (the
+            shards of one job, ``--shard K/N``), read as one.
 
     The page is written to a temporary file with a random name and moved over ``index.html``,
     so a symbolic link planted at either name is never written through.
@@ -253,9 +255,12 @@ def write_gallery(
         SaveError: the manifest is a symbolic link, or the page cannot be written.
     """
     base = Path(directory)
-    source = Path(manifest) if manifest is not None else base / "manifest.jsonl"
-    if not source.is_file():
-        raise FileNotFoundError(f"no manifest at {source}")
-    page = render_gallery(load_manifest(source).values(), base, title=title)
+    if manifest is None:
+        sources: list[str | os.PathLike[str]] = [base / "manifest.jsonl"]
+    elif isinstance(manifest, (str, os.PathLike)):
+        sources = [manifest]
+    else:
+        sources = list(manifest)
+    page = render_gallery(load_manifests(sources).values(), base, title=title)
     # Never written through a link planted at index.html: a fresh file replaces the name.
     return atomic_write(base / "index.html", page.encode("utf-8", "xmlcharrefreplace"))

@@ -2,10 +2,10 @@
 
 - a plain path (``str`` or ``os.PathLike``) or a ``file://`` URL: a `LocalDirectory`;
 - an object that implements `Output`: used as it is;
-- an object-store URL (``s3://``, ``gs://``, ``az://``, ...): `store_output`, the one hook
-  point for object storage. Until a store implementation is plugged in there, such a URL is a
-  `ConfigurationError` naming the target, raised before any request is sent (a path like
-  ``s3://bucket`` never becomes a local folder named ``s3:``);
+- an object-store URL (``s3://``, ``gs://``, ``az://``, ``memory://``): a `StoreOutput`
+  through obstore (``_objstore.py``); without the ``storage`` extra a `StoreUnavailableError`
+  naming the target, raised before any request is sent (a path like ``s3://bucket`` never
+  becomes a local folder named ``s3:``);
 - any other ``scheme://``: a `ValidationError`.
 """
 
@@ -16,9 +16,11 @@ import re
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
-from .._errors import ConfigurationError, ValidationError
+from .._errors import ValidationError
 from ._files import WriterPool
 from ._local import BATCH_BYTES, IDLE_FLUSH, LocalDirectory
+from ._objstore import STORE_SCHEMES, shown_target
+from ._objstore import store_output as _store_output
 from ._output import Output
 
 __all__ = [
@@ -30,22 +32,9 @@ __all__ = [
     "store_output",
 ]
 
-STORE_SCHEMES = frozenset({"s3", "s3a", "gs", "az", "azure", "abfs", "abfss", "memory"})
-"""URL schemes that name an object store."""
 
 # "scheme://": anything else (C:\dir, ./s3:, a:b) is a path.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
-
-
-def shown_target(url: str) -> str:
-    """``url`` as errors and logs may show it: no user info, query or fragment (where signed
-    URLs and inline credentials live)."""
-    match = _SCHEME.match(url)
-    if match is None:
-        return url
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def is_url(target: str | os.PathLike[str]) -> bool:
@@ -60,15 +49,13 @@ def is_output(target: object) -> bool:
 
 
 def store_output(url: str) -> Output:
-    """The `Output` for an object-store URL: the hook point of ``_objstore.py``.
+    """The `Output` for an object-store URL: a `StoreOutput` (``_objstore.py``).
 
     Raises:
-        ConfigurationError: object-store targets are not available (names the target).
+        StoreUnavailableError: the ``storage`` extra is not installed (the message says how to
+            install it), or the URL cannot be turned into a store (names the target).
     """
-    raise ConfigurationError(
-        f"cannot write to {shown_target(url)}: object-store targets are not supported by this "
-        "version of xai-images; use a local directory or a file:// URL"
-    )
+    return _store_output(url)
 
 
 def _local_path(url: str, field: str) -> str:
@@ -97,7 +84,8 @@ def output_for(
         fsync, writers, batch, idle: settings of a `LocalDirectory` made here.
 
     Raises:
-        ConfigurationError: an object-store URL, while object stores are not available.
+        StoreUnavailableError: an object-store URL without the ``storage`` extra (a
+            `ConfigurationError`).
         ValidationError: another URL scheme, a malformed ``file://`` URL, or a value that is
             neither a path, a URL nor an `Output`.
     """

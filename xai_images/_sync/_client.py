@@ -79,6 +79,7 @@ class SyncImages(SyncResource[Images], core=Images):
     send_deferred = bridge(Images.send_deferred, _deferred)
     get_deferred = bridge(Images.get_deferred, _status)
     wait_deferred = bridge(Images.wait_deferred, response)
+    send_to_store = bridge(Images.send_to_store, keep)
 
 
 class SyncBatches(SyncResource[Batches], core=Batches):

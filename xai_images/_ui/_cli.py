@@ -196,7 +196,16 @@ def _parser() -> argparse.ArgumentParser:
     image_options = _Parser(add_help=False)
     opts = image_options.add_argument_group("image options")
     _add_field_flags(opts, _cli_fields(GenerateRequest))
-    opts.add_argument("-o", "--output-dir", default=".", help="where to save (default: .)")
+    opts.add_argument(
+        "-o",
+        "--output-dir",
+        default=".",
+        help="where to save: a directory, file:// or an object store, s3://bucket/prefix, "
+        "gs://..., az://... (needs xai-images[storage]) (default: .)",
+    )
+    from ._cli_storage import add_shard_flag, add_upload_flags
+
+    add_upload_flags(opts, _positive_float)
 
     parser = _Parser(
         prog="xai-images",
@@ -253,6 +262,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a malformed job line: report it and run the rest, or stop before sending",
     )
     batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
+    add_shard_flag(batch)
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_cost import add_budget_flags, add_cost_commands
     from ._cli_remote import add_via_flags
@@ -283,7 +293,12 @@ def _parser() -> argparse.ArgumentParser:
 
     gallery = sub.add_parser("gallery", help="write index.html for a job's output directory")
     gallery.add_argument("directory")
-    gallery.add_argument("--manifest", default=None, help="default: DIRECTORY/manifest.jsonl")
+    gallery.add_argument(
+        "--manifest",
+        action="append",
+        default=None,
+        help="default: DIRECTORY/manifest.jsonl; repeat it to show the shards of one job as one",
+    )
     return parser
 
 
@@ -355,9 +370,14 @@ def _output_dir(value: str) -> Path:
 
 async def _single(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
-    from .._results._local import LocalDirectory
+    from .._results._objstore import StoreOutput
+    from .._results._targets import output_for
+    from ._cli_storage import send_signed
 
-    output_dir = _output_dir(args.output_dir)
+    output = output_for(args.output_dir, field="--output-dir")
+    store = output if isinstance(output, StoreOutput) else None
+    if args.upload_urls and store is None:
+        raise _UsageError("--upload-urls needs an object-store -o (s3://bucket/prefix, gs://...)")
     client_kwargs = _client_kwargs(args)
     request = _request_from(args)
     rps = args.rps if args.rps is not None or not args.shared_limit else 5.0
@@ -365,12 +385,15 @@ async def _single(args: argparse.Namespace) -> int:
 
     async with AsyncClient(rate_limit=rps, **client_kwargs) as client:
         await _probe(client.base_url)
-        # Before anything is billed: a directory that cannot be written fails the command now.
-        await LocalDirectory(output_dir).check_writable()
+        # Before anything is billed: a target that cannot be written fails the command now.
+        await output.check_writable()
+        if args.upload_urls and store is not None:
+            stored = await send_signed(client, request, store, args.upload_expires, _print)
+            return EXIT_OK if stored else EXIT_FAILED
         response = await client.images.send(request)
-        saved = await save_or_recover(response, output_dir, _print)
+        saved = await save_or_recover(response, args.output_dir, _print)
         for item in saved:
-            _print(str(item.path))
+            _print(str(item.path) if store is None else str(item.location))
         if response.blocked_count:
             sys.stderr.write(f"{response.blocked_count} image(s) withheld by moderation\n")
             return EXIT_FAILED
@@ -383,51 +406,9 @@ async def _single(args: argparse.Namespace) -> int:
 
 
 def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) -> None:
-    from .._bulk._progress import format_bytes, format_usd
+    from ._cli_summary import print_summary
 
-    p = run.progress
-    rows = [
-        ("items", str(p.total)),
-        ("ok", str(p.ok)),
-        ("failed", str(p.failed)),
-        ("blocked", str(p.blocked)),
-        ("unknown outcome", str(p.unknown)),
-        ("skipped (done earlier)", str(p.skipped)),
-        ("images saved", str(p.images)),
-        ("bytes saved", format_bytes(p.bytes)),
-        ("cost", format_usd(p.cost_in_usd_ticks)),
-        ("elapsed", f"{p.elapsed:.1f} s"),
-        ("images/s", f"{p.images_per_second:.2f}"),
-        ("429 answers", str(p.rate_limited)),
-        ("retries", str(p.retries)),
-    ]
-    if rich_console is not None:
-        from rich.table import Table
-
-        table = Table(title="interrupted" if p.interrupted else "summary", show_header=False)
-        table.add_column(style="bold")
-        table.add_column(justify="right")
-        for key, value in rows:
-            table.add_row(key, value)
-        rich_console.print(table)
-    else:
-        _print("interrupted:" if p.interrupted else "summary:")
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            _print(f"  {key:<{width}}  {value}")
-    from ._cli_cost import budget_line
-
-    budget = budget_line(p)
-    if budget is not None:
-        _print(budget)
-    if outcomes_failed:
-        _print(f"not ok ({len(outcomes_failed)}):")
-        for outcome in outcomes_failed[:20]:
-            where = f" (line {outcome.line})" if outcome.line is not None else ""
-            error = " ".join(str(outcome.error).split())[:160] if outcome.error else ""
-            _print(f"  {outcome.status:<8} {outcome.id}{where}: {error}")
-        if len(outcomes_failed) > 20:
-            _print(f"  ... and {len(outcomes_failed) - 20} more (see the manifest)")
+    print_summary(run, outcomes_failed, _print, rich_console=rich_console)
 
 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
@@ -472,6 +453,10 @@ async def _batch(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
         raise _UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
+    from ._cli_storage import apply_shard
+
+    manifest = Path(args.manifest) if args.manifest else None
+    jobs, manifest = apply_shard(jobs, args.shard, output_dir, manifest)
     if args.max_retries is None:
         # A bulk job should ride out transient 429/5xx rather than fail items.
         client_kwargs["max_retries"] = 5
@@ -479,7 +464,7 @@ async def _batch(args: argparse.Namespace) -> int:
         await _probe(client.base_url)
         options: dict[str, Any] = {
             "output_dir": output_dir,
-            "manifest": Path(args.manifest) if args.manifest else None,
+            "manifest": manifest,
             "concurrency": args.concurrency,
             "retry_failed": args.retry_failed,
             "resend_unknown": args.resend_unknown,
@@ -548,7 +533,7 @@ def _gallery(args: argparse.Namespace) -> int:
     from .._bulk._gallery import write_gallery
 
     try:
-        page = write_gallery(args.directory, manifest=args.manifest)
+        page = write_gallery(args.directory, manifest=args.manifest or None)
     except FileNotFoundError as exc:
         raise _UsageError(str(exc)) from None
     _print(str(page))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import signal
 import sys
 from collections.abc import Sequence
@@ -95,6 +96,14 @@ async def _serve(args: argparse.Namespace) -> None:
         key = "any non-empty token" if args.api_key is None else "as given by --api-key"
         print(f"xai-images fake server on {server.base_url} (key: {key})", flush=True)
         await stop.wait()
+        ledger = server.ledger
+        totals = {
+            "images_billed": ledger.images_billed,
+            "images_delivered": ledger.images_delivered,
+            "images_downloaded": ledger.images_downloaded,
+            "images_uploaded": ledger.images_uploaded,
+        }
+        print(f"ledger: {json.dumps(totals)}", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

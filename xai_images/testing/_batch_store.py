@@ -30,6 +30,7 @@ from ._files import FilesAPI
 from ._images_api import deliverable, model_refusal, ticks_for
 from ._prices import FakeModel
 from ._settings import DEFAULT_MODEL
+from ._uploads import upload_images, upload_urls_of
 from ._validation import Problem, validate_body
 
 __all__ = ["KINDS", "Batch", "BatchRequest", "BatchStore", "check_item", "parse_line"]
@@ -153,6 +154,8 @@ class BatchStore:
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
         self._running = False
+        # PUTs to ``output.upload_urls`` of finished requests, still in flight.
+        self._uploading: set[asyncio.Task[None]] = set()
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -162,11 +165,18 @@ class BatchStore:
         self._schedule()
 
     def stop(self) -> None:
-        """Cancel the timer."""
+        """Cancel the timer and any upload still in flight."""
         self._running = False
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        for task in self._uploading:
+            task.cancel()
+
+    async def uploads_done(self) -> None:
+        """Wait for the PUTs of finished requests to their ``output.upload_urls``."""
+        while self._uploading:
+            await asyncio.gather(*self._uploading, return_exceptions=True)
 
     def _schedule(self) -> None:
         if self._timer is not None:
@@ -355,7 +365,8 @@ class BatchStore:
             core.random() < settings.batch_moderation_rate
         )
         response_format = body.get("response_format") or "url"
-        if not settings.batch_b64:
+        uploads = upload_urls_of(body)
+        if not settings.batch_b64 or uploads is not None:
             response_format = "url"
         images = core.make_images(
             prompt,
@@ -364,6 +375,10 @@ class BatchStore:
             expires_at=when + settings.batch_url_ttl,
             blocked=blocked,
         )
+        if uploads is not None:
+            task = asyncio.ensure_future(upload_images(core, images, uploads))
+            self._uploading.add(task)
+            task.add_done_callback(self._uploading.discard)
         ticks = ticks_for(body, edit=KINDS[request.kind], models=settings.models)
         core.bill(prompt, n, ticks)
         ledger.batch_images_billed += n

@@ -268,6 +268,9 @@ class BatchAPI:
             render = self.store.result_json
             return self._page(request, f"results:{batch.id}", view, "results", render)
 
+        # Finished requests' images are PUT to their upload URLs before results list them.
+        self.store.settle()
+        await self.store.uploads_done()
         return await self._on_batch(request, "results", page)
 
     async def _add(self, request: web.Request) -> web.StreamResponse:

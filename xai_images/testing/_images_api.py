@@ -15,6 +15,7 @@ from aiohttp import web
 from ._core import ServerCore, send_json, send_padded
 from ._prices import FakeModel, find_model, unknown_model_message
 from ._settings import DEFAULT_MODEL, TICKS_PER_INPUT_IMAGE
+from ._uploads import upload_images, upload_urls_of
 from ._validation import validate_body
 
 __all__ = ["ImageAPI", "deliverable", "model_refusal", "ticks_for"]
@@ -165,6 +166,9 @@ class ImageAPI:
             request_id = str(uuid.uuid4())
             stored = core.make_images(prompt, n, "url")
             _store(stored, body.get("storage_options"))
+            uploads = upload_urls_of(body)
+            if uploads is not None:
+                await upload_images(core, stored, uploads)
             self._deferred[request_id] = _Deferred(
                 images=stored,
                 usage=usage,
@@ -175,8 +179,12 @@ class ImageAPI:
                 {"request_id": request_id}, headers={"x-request-id": str(uuid.uuid4())}
             )
 
-        images = core.make_images(prompt, n, body.get("response_format") or "url")
+        uploads = upload_urls_of(body)
+        response_format = "url" if uploads is not None else body.get("response_format") or "url"
+        images = core.make_images(prompt, n, response_format)
         _store(images, body.get("storage_options"))
+        if uploads is not None:
+            await upload_images(core, images, uploads)
         answer = {"data": images, "usage": usage, "created": int(time.time()), "model": model}
         if script is not None and script.kind in ("bomb", "huge"):
             return await send_padded(

@@ -72,6 +72,7 @@ class Ledger:
         peak_api_concurrency: most API requests handled at the same time.
         peak_download_concurrency: most downloads served at the same time.
         files_uploaded: files accepted by ``POST /v1/files``.
+        images_uploaded: images PUT to the caller's ``output.upload_urls`` (answered 2xx).
         batches_created: batches created by ``POST /v1/batches``.
         batch_adds: add-requests calls accepted (answered 200, or run and then dropped).
         batch_requests_added: batch requests accepted, by add calls and from files.
@@ -96,6 +97,7 @@ class Ledger:
     peak_api_concurrency: int = 0
     peak_download_concurrency: int = 0
     files_uploaded: int = 0
+    images_uploaded: int = 0
     # The Batch API's counters.
     batches_created: int = attrs.field(default=0)
     batch_adds: int = attrs.field(default=0)

@@ -115,6 +115,8 @@ class FakeSettings:
             images with neither ``url`` nor ``b64_json``.
         b64_prefix: ``b64_json`` values start with ``data:image/...;base64,``.
         url_ttl: seconds after generation when an image URL expires (``None``: never).
+        upload_fail_rate: probability that the PUT of an image to its ``output.upload_urls``
+            URL is not made (the image then answers a ``storage_error``; 1.0: every one).
         url_single_use: an image URL expires after one complete download.
         expired_status: status of an expired URL (403 or 404).
         support_range: downloads honour ``Range: bytes=N-`` with 206.
@@ -172,6 +174,7 @@ class FakeSettings:
     )
     b64_prefix: bool = False
     url_ttl: float | None = None
+    upload_fail_rate: float = 0.0
     url_single_use: bool = False
     expired_status: int = 404
     support_range: bool = True

@@ -83,6 +83,15 @@ def validate_body(body: dict[str, Any], *, edit: bool, batch: bool = False) -> P
             return 400, f"{name}: {value!r} is not one of {', '.join(sorted(allowed))}."
     if body.get("deferred") and body.get("response_format") == "b64_json":
         return 400, "deferred requests support response_format url only."
+    output = body.get("output")
+    if output is not None and "upload_urls" in output:
+        urls = output["upload_urls"]
+        if not isinstance(urls, list) or not all(isinstance(u, str) and u for u in urls):
+            return 422, "output.upload_urls: invalid type, expected a list of URLs."
+        if len(urls) != (n or 1):
+            return 400, "output.upload_urls: give exactly one URL per image (n)."
+        if body.get("response_format") == "b64_json":
+            return 400, "output.upload_urls supports response_format url only."
     if edit:
         return _validate_inputs(body, batch)
     return None

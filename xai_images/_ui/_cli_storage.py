@@ -1,0 +1,69 @@
+"""The command line's object-store and shard options: ``-o s3://...`` with ``--upload-urls``
+(signed uploads by xAI) for ``generate`` / ``edit``, and ``--shard K/N`` for ``batch``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_shard_flag", "add_upload_flags", "apply_shard", "send_signed"]
+
+
+def add_upload_flags(group: Any, positive_float: Callable[[str], float]) -> None:
+    """``--upload-urls`` and ``--upload-expires`` for a single request."""
+    group.add_argument(
+        "--upload-urls",
+        action="store_true",
+        help="let xAI PUT the images straight into the -o store through signed URLs "
+        "(S3 or GCS; the images never pass through this machine)",
+    )
+    group.add_argument(
+        "--upload-expires",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="seconds the signed upload URLs stay valid (default 900)",
+    )
+
+
+def add_shard_flag(batch: argparse.ArgumentParser) -> None:
+    """``--shard K/N`` for a bulk job."""
+    batch.add_argument(
+        "--shard",
+        metavar="K/N",
+        default=None,
+        help="run only shard K of N (split by item id, the same on every machine); each shard "
+        "keeps its own manifest, manifest.shard-K-of-N.jsonl unless --manifest is given",
+    )
+
+
+def apply_shard(
+    jobs: list[Any], shard: str | None, output_dir: Path, manifest: Path | None
+) -> tuple[list[Any], Path | None]:
+    """The jobs of ``--shard K/N`` (all of them without it) and the manifest to write."""
+    if shard is None:
+        return jobs, manifest
+    from .._bulk._shard import parse_shard, select_shard, shard_manifest
+
+    index, count = parse_shard(shard)
+    if manifest is None:
+        manifest = shard_manifest(output_dir / "manifest.jsonl", index, count)
+    return select_shard(jobs, index, count), manifest
+
+
+async def send_signed(
+    client: Any, request: Any, store: Any, expires: float | None, out: Callable[[str], None]
+) -> bool:
+    """Send ``request`` with signed upload URLs into ``store``; print each stored object's URL
+    and each failure (billed, not stored). Returns whether every image was stored."""
+    uploads = await client.images.send_to_store(request, store, expires_in=expires)
+    for image in uploads.stored:
+        out(image.location)
+    for image in uploads.failed:
+        sys.stderr.write(f"{image.error}\n")
+    if uploads.usage and uploads.usage.cost_usd is not None:
+        sys.stderr.write(f"cost: ${uploads.usage.cost_usd:.4f}\n")
+    return not uploads.failed
