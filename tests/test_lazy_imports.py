@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 # Modules (or packages, by prefix) that a plain ``import xai_images`` must not load.
 NOT_AT_IMPORT = (
     "xai_images._ui",  # the CLI, its renderers, the demo
@@ -34,7 +36,8 @@ def _heavy(loaded: set[str]) -> list[str]:
 def test_import_loads_nothing_heavy() -> None:
     """A plain import of the package (and of its public submodules) loads none of them."""
     loaded = _loaded_after("import xai_images, xai_images.bulk, xai_images.hooks")
-    assert "xai_images._bulk._client" in loaded  # the check sees the package's modules
+    # The check sees the package's modules (the client itself now loads on first use, below).
+    assert "xai_images._bulk._source_realtime" in loaded
     assert _heavy(loaded) == []
 
 
@@ -42,3 +45,29 @@ def test_the_batch_api_engine_loads_when_its_names_are_used() -> None:
     """``xai_images.bulk.RemoteBatchRun`` imports the Batch-API engine on first use."""
     loaded = _loaded_after("import xai_images.bulk\nxai_images.bulk.RemoteBatchRun")
     assert "xai_images._bulk._source_batchapi" in loaded
+
+
+def test_plain_import_defers_the_client_and_its_dependencies() -> None:
+    """``import xai_images`` alone loads neither the client nor aiohttp, cattrs or anyio (they
+    cost most of the import time); the first use of ``AsyncClient`` loads the client, and
+    ``client.batches`` is what loads the Batch-API resource."""
+    deferred = ("aiohttp", "cattrs", "anyio", "xai_images._bulk._client", "xai_images._sync")
+    loaded = _loaded_after("import xai_images")
+    assert sorted(m for m in loaded for d in deferred if m == d or m.startswith(d + ".")) == []
+    loaded = _loaded_after("import xai_images\nxai_images.AsyncClient")
+    assert {"aiohttp", "xai_images._bulk._client"} <= loaded
+    assert "xai_images._api._batches" not in loaded
+    assert "anyio" not in loaded
+
+
+def test_lazy_names_are_the_public_objects() -> None:
+    """A name loaded on first use is the same object, says it lives in ``xai_images``, and is
+    listed by ``dir()``; an unknown name raises AttributeError."""
+    import xai_images
+    from xai_images._bulk._client import AsyncClient
+
+    assert xai_images.AsyncClient is AsyncClient
+    assert AsyncClient.__module__ == "xai_images"
+    assert {"AsyncClient", "Client", "bulk", "SavedImage"} <= set(dir(xai_images))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        xai_images.no_such_name  # noqa: B018

@@ -7,18 +7,9 @@ fit together. Bulk-job and manifest names are in
 `xai_images.types`.
 """
 
-from ._api._inputs import FileId
-from ._api._models import (
-    DeferredRequest,
-    DeferredStatus,
-    FileOutput,
-    GeneratedImage,
-    ImagesResponse,
-)
-from ._api._requests import EditRequest, GenerateRequest
-from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
-from ._bulk._batchapi_state import BatchRequestError
-from ._bulk._client import AsyncClient
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._config import DownloadOptions, RetryPolicy, Timeout
 from ._errors import (
     APIConnectionError,
@@ -54,11 +45,28 @@ from ._errors import (
     XAIImagesError,
 )
 from ._public import publish
-from ._results._files import SavedImage
-from ._sync._client import Client
 from ._version import __version__ as __version__
-from ._wire._ratelimit import RateLimiter
-from ._wire._shared_limit import SharedRateLimiter
+
+if TYPE_CHECKING:
+    from . import bulk as bulk
+    from . import hooks as hooks
+    from . import types as types
+    from ._api._inputs import FileId
+    from ._api._models import (
+        DeferredRequest,
+        DeferredStatus,
+        FileOutput,
+        GeneratedImage,
+        ImagesResponse,
+    )
+    from ._api._requests import EditRequest, GenerateRequest
+    from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
+    from ._bulk._batchapi_state import BatchRequestError
+    from ._bulk._client import AsyncClient
+    from ._results._files import SavedImage
+    from ._sync._client import Client
+    from ._wire._ratelimit import RateLimiter
+    from ._wire._shared_limit import SharedRateLimiter
 
 __all__ = [
     "APIConnectionError",
@@ -114,9 +122,44 @@ __all__ = [
     "XAIImagesError",
 ]
 
-publish(__name__, globals())
+# Imported when first used, not with the package: the client, the models and the bulk engine
+# pull in aiohttp, cattrs and anyio (a few hundred ms), which `import xai_images` alone (a
+# CLI's --help, a worker that only catches our errors) should not pay. See benchmarks/README.md.
+_LAZY = {
+    "AsyncClient": "._bulk._client",
+    "BatchRequestError": "._bulk._batchapi_state",
+    "Client": "._sync._client",
+    "DeferredRequest": "._api._models",
+    "DeferredStatus": "._api._models",
+    "EditRequest": "._api._requests",
+    "FileId": "._api._inputs",
+    "FileOutput": "._api._models",
+    "GenerateRequest": "._api._requests",
+    "GeneratedImage": "._api._models",
+    "ImagesResponse": "._api._models",
+    "InputTokensDetails": "._api._usage",
+    "OutputTokensDetails": "._api._usage",
+    "RateLimiter": "._wire._ratelimit",
+    "SavedImage": "._results._files",
+    "SharedRateLimiter": "._wire._shared_limit",
+    "Usage": "._api._usage",
+}
+# The public submodules, also imported on first use (``xai_images.bulk`` works unchanged).
+_SUBMODULES = frozenset({"bulk", "hooks", "types"})
 
-# Imported last: the public submodules re-export names from the private modules above.
-from . import bulk as bulk  # noqa: E402
-from . import hooks as hooks  # noqa: E402
-from . import types as types  # noqa: E402
+publish(__name__, {**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    publish(__name__, {"__all__": [name], name: value})
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__, *_SUBMODULES})

@@ -9,11 +9,12 @@ needs the bulk engine. Every API call goes through the client's one `Requester`
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 
@@ -43,10 +44,12 @@ from .._wire._ratelimit import RateLimiter
 from .._wire._retry import RetryPolicy
 from .._wire._shared_limit import SharedRateLimiter
 from .._wire._transport import Secret, Transport, trace_config
-from ._batches import Batches
-from ._files import Files
 from ._images import Images
 from ._requester import Requester
+
+if TYPE_CHECKING:
+    from ._batches import Batches
+    from ._files import Files
 
 __all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
 
@@ -205,10 +208,22 @@ class CoreClient:
         self._request = self._requester.send  # the one request path (``_requester.py``)
         self.images = Images(self._requester)
         """Image generation, editing and deferred requests."""
-        self.batches = Batches(self._requester)
+
+    # The Batch and Files APIs (and their models) are imported on first use: most programs
+    # never touch them, and they are a good part of the client's import time.
+    @functools.cached_property
+    def batches(self) -> Batches:
         """xAI's Batch API (``client.bulk(..., via="batch-api")`` runs whole jobs through it)."""
-        self.files = Files(self._requester)
+        from ._batches import Batches
+
+        return Batches(self._requester)
+
+    @functools.cached_property
+    def files(self) -> Files:
         """The Files API."""
+        from ._files import Files
+
+        return Files(self._requester)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
