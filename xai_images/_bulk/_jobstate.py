@@ -138,28 +138,61 @@ class IdSet:
         """Remember ``item_id``."""
         self._table.put(_key(item_id))
 
+    def update(self, ids: Iterable[str]) -> None:
+        """Remember every id of ``ids``."""
+        for item_id in ids:
+            self.add(item_id)
+
+    def discard(self, item_id: str) -> None:
+        """Forget ``item_id`` (rare: rebuilds one of 256 tables)."""
+        key = _key(item_id)
+        if self._table.get(key) is not None:
+            self._table.pop(key)
+
 
 @attrs.define
 class RunState:
     """One run (one batch) of the Batch API source as its records describe it.
 
     ``offset``: where its ``run`` record starts in the manifest (item records before it are
-    older than the run).
+    older than the run). ``intended`` (ids an add call was started for and not refused) and
+    ``added`` (ids the batch holds) are `IdSet` hashes, so that a batch of a million requests
+    takes megabytes; only the ids in doubt (add calls started and not settled) are kept whole.
     """
 
     run_id: str
     offset: int
     batch_id: str | None = None
-    intended: set[str] = attrs.Factory(set)
-    added: set[str] = attrs.Factory(set)
+    intended: IdSet = attrs.Factory(IdSet)
+    added: IdSet = attrs.Factory(IdSet)
     cancel_requested: bool = False
     closed: bool = False
     accepts_adds: bool = True
+    _doubt: set[str] = attrs.Factory(set)
 
     @property
     def in_doubt(self) -> set[str]:
         """Ids of add calls that started but were not confirmed (a crash in between)."""
-        return self.intended - self.added
+        return set(self._doubt)
+
+    def adding(self, ids: Iterable[str]) -> None:
+        """An add call for ``ids`` starts (recorded ``adding``)."""
+        for item_id in ids:
+            self.intended.add(item_id)
+            self._doubt.add(item_id)
+
+    def landed(self, ids: Iterable[str]) -> None:
+        """The batch holds ``ids`` (recorded ``added``)."""
+        for item_id in ids:
+            self.intended.add(item_id)
+            self.added.add(item_id)
+            self._doubt.discard(item_id)
+
+    def refused(self, ids: Iterable[str]) -> None:
+        """None of ``ids`` is in the batch (recorded ``refused``)."""
+        for item_id in ids:
+            self.intended.discard(item_id)
+            self._doubt.discard(item_id)
 
 
 class JobState:
@@ -289,14 +322,13 @@ def _apply_run_record(
     run = by_batch.get(str(batch_id))
     if run is None:
         return
-    ids = {str(i) for i in data.get("ids") or ()}
+    ids = [str(i) for i in data.get("ids") or ()]
     if kind == "adding":
-        run.intended |= ids
+        run.adding(ids)
     elif kind == "added":
-        run.intended |= ids
-        run.added |= ids
+        run.landed(ids)
     elif kind == "refused":
-        run.intended -= ids
+        run.refused(ids)
     elif kind == "cancel":
         run.cancel_requested = True
     elif kind == "closed":

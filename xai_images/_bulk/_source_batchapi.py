@@ -4,8 +4,10 @@ The engine (``_engine.py``) reads, names, resumes, saves, counts and records the
 real-time requests; this source puts the requests into one server-side batch: they do not count
 towards the real-time rate limit, and nothing has to stay running while xAI works.
 
-1. Every item is read and validated (its request body built, the size limit checked) before
-   anything is created or added; bad items become ``failed`` outcomes.
+1. The job is read once, lazily: each item is validated (its request body built, the size
+   limit checked) and then added with the next call, so memory holds about two calls' worth of
+   requests, not the job; bad items become ``failed`` outcomes. No batch is created before the
+   first valid item to submit is read.
 2. A run id is recorded, the batch (named after it) created, its id recorded; requests are
    added in calls under the size and rate limits, each call recorded before and after
    (``_jobstate.py`` lists the records). A resumed run attaches to the recorded batch,
@@ -29,7 +31,7 @@ import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -47,13 +49,38 @@ from ._spend import SpendRefused
 from ._tally import Item
 
 if TYPE_CHECKING:
-    from ._jobstate import JobState
+    from ._jobstate import IdSet, JobState
     from ._manifest import ItemStatus, ManifestRecord
+
+_Entry = tuple[Item, bytes]  # an item to submit and its encoded batch request
 
 __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
 _FREE = object()  # the reservation of a seam that returned None (settled or released all the same)
+
+
+async def _fresh(
+    items: AsyncIterator[_Entry], held: IdSet | None, open_for_adds: bool, later: list[_Entry]
+) -> AsyncIterator[_Entry]:
+    """The items of ``items`` for the open batch; those it already holds (or all, when it takes
+    no more adds) go to ``later``."""
+    async for entry in items:
+        if not open_for_adds or (held is not None and entry[0].id in held):
+            later.append(entry)
+        else:
+            yield entry
+
+
+async def _chain(first: _Entry, rest: AsyncIterator[_Entry]) -> AsyncIterator[_Entry]:
+    yield first
+    async for entry in rest:
+        yield entry
+
+
+async def _iterate(entries: list[_Entry]) -> AsyncIterator[_Entry]:
+    for entry in entries:
+        yield entry
 
 
 def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -233,54 +260,58 @@ class RemoteBatchRun(CollectMixin, Engine):
         if run is not None and run.batch_id is not None:
             # Settled first, so that ids whose add never landed are submitted again below.
             await self._attach(run)
-        attached, to_run, downloads = await self._accept_all(state, run)
-        if downloads:
-            await asyncio.gather(*(self._fetch_again(i, r) for i, r in downloads))
+        # The job is read once, as the adds go: an item is validated and encoded, then added
+        # (with up to two calls' worth of others), so memory does not hold the job's requests.
+        later: list[_Entry] = []  # items of a finished batch (retried ones): a new batch takes them
+        items: AsyncIterator[_Entry] = self._accept(state, run)
         if self._cancel:
+            async for item, _entry in items:
+                self.not_submitted.append(item.id)
             if run is not None and run.batch_id is not None:
                 await self._note("cancel", batch_id=run.batch_id)
                 await self._client.batches.cancel(run.batch_id)
-            self.not_submitted.extend(item.id for item in to_run)
-            to_run = []
         for phase in range(2):
-            held = run.intended if run is not None else set()
+            held = run.intended if run is not None else None
             open_for_adds = run is None or run.accepts_adds
-            fresh = [item for item in to_run if item.id not in held and open_for_adds]
-            later = [item for item in to_run if item.id in held or not open_for_adds]
+            fresh = _fresh(items, held, open_for_adds, later)
+            first = await anext(fresh, None)
             adding: asyncio.Future[None] | None = None
-            if fresh and not self._adds_halted:
+            if first is not None and not self._adds_halted:
                 run = await self._open_batch(run)
                 # Results are read (and saved) while later calls are still being added.
-                adding = asyncio.ensure_future(self._add_items(run, fresh, attached))
+                adding = asyncio.ensure_future(
+                    self._add_items(run, _chain(first, fresh), self._attached)
+                )
                 self._adders.append(adding)
-            elif fresh:
-                self.not_submitted.extend(item.id for item in fresh)
+            elif first is not None:
+                self.not_submitted.append(first[0].id)
+                self.not_submitted.extend([item.id async for item, _entry in fresh])
             if run is None or run.batch_id is None:
-                self.not_submitted.extend(item.id for item in later)
+                self.not_submitted.extend(item.id for item, _entry in later)
                 break
             if self._detach:
                 if adding is not None:
                     await adding
                 self.detached = True
-                self.not_submitted.extend(item.id for item in later)
+                self.not_submitted.extend(item.id for item, _entry in later)
                 return
-            await self._collect(run, attached, adding)
+            await self._collect(run, self._attached, adding)
             if not later or not run.closed or self._stop.is_set() or phase == 1:
-                self.not_submitted.extend(item.id for item in later)
+                self.not_submitted.extend(item.id for item, _entry in later)
                 break
             # Items already in the finished batch (retried ones) go into a new batch.
-            run, to_run = None, later
+            run, items, later = None, _iterate(later), []
 
     # -- reading and deciding ----------------------------------------------------------------------
 
-    async def _accept_all(
-        self, state: JobState, run: RunState | None
-    ) -> tuple[dict[str, Item], list[Item], list[tuple[Item, ManifestRecord]]]:
-        """Validate every item; return those in the open batch, those to submit, and those
-        whose paid images are to be downloaded again."""
+    async def _accept(self, state: JobState, run: RunState | None) -> AsyncIterator[_Entry]:
+        """Read and validate the job, yielding each item to submit with its encoded entry.
+
+        Items in the open batch join ``_attached`` (their results are collected); items whose
+        paid images are to be downloaded again are fetched in tasks (at most ``concurrency``
+        at once, so reading waits for a free slot); bad items end as ``failed`` outcomes.
+        """
         attached = self._attached
-        to_run: list[Item] = []
-        downloads: list[tuple[Item, ManifestRecord]] = []
         names = _Names()
 
         def attach(item: Item, found: tuple[int, ManifestRecord] | None) -> bool:
@@ -300,27 +331,30 @@ class RemoteBatchRun(CollectMixin, Engine):
             if admitted is None:
                 continue
             if isinstance(admitted, tuple):
-                downloads.append(admitted)
+                await self._slots.acquire()
+                task = asyncio.ensure_future(self._fetch_again(*admitted))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
                 continue
             item = admitted
             if attached.get(item.id) is item:
                 self.progress.started += 1
                 continue
             try:
-                # Checked now (size limit, inputs); encoded again when added, so that memory
-                # does not hold every body of the job.
-                await self._client.batches.checked_entry(item.request, item.id)
+                entry = await self._client.batches.checked_entry(item.request, item.id)
             except ValidationError as exc:
                 self._fail_unread(Outcome(item.id, "failed", item.request, error=exc))
                 continue
             self._emit("queued", item.id, line=item.request.line)
-            to_run.append(item)
-        return attached, to_run, downloads
+            yield item, entry
 
     async def _fetch_again(self, item: Item, earlier: ManifestRecord) -> None:
-        """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
-        async with self._slots:
+        """Fetch the recorded URLs of an item billed in an earlier run (no new generation);
+        the caller took one of the ``_slots``."""
+        try:
             ended = await self._download_again(item, earlier, expired="expired", regenerate=False)
+        finally:
+            self._slots.release()
         assert ended is not None
         await self._end(item, *ended)
 
@@ -346,10 +380,10 @@ class RemoteBatchRun(CollectMixin, Engine):
             lost = sorted(doubt - held)
             if landed:
                 await self._note("added", batch_id=run.batch_id, ids=landed)
-                run.added.update(landed)
+                run.landed(landed)
             if lost:
                 await self._note("refused", batch_id=run.batch_id, ids=lost)
-                run.intended.difference_update(lost)
+                run.refused(lost)
 
     async def _open_batch(self, run: RunState | None) -> RunState:
         """The run's batch: recorded, found by name after a crash, or created (and recorded)."""
@@ -371,19 +405,22 @@ class RemoteBatchRun(CollectMixin, Engine):
         return run
 
     async def _add_items(
-        self, run: RunState, items: Sequence[Item], attached: dict[str, Item]
+        self, run: RunState, items: AsyncIterator[_Entry], attached: dict[str, Item]
     ) -> None:
-        """Add the items in calls under the size and count limits, encoding them as they go
-        (memory holds about two calls' worth of bodies); after `stop` nothing more is added."""
+        """Add the items in calls under the size and count limits as they are read (memory
+        holds about two calls' worth of items); after `stop` (or the budget) nothing more is
+        added and the rest of the job is only read (listed in ``not_submitted``)."""
         batches = self._client.batches
-        by_id = {item.id: item for item in items}
+        by_id: dict[str, Item] = {}
         pending: list[tuple[str, bytes]] = []
         size = 0
-        for number, item in enumerate(items):
+        async for item, entry in items:
             if self._adds_halted:
-                self._unsent([i for i, _ in pending] + [i.id for i in items[number:]])
-                return
-            entry = await batches.checked_entry(item.request, item.id)
+                self._unsent([i for i, _ in pending] + [item.id])
+                pending, size = [], 0
+                by_id.clear()
+                continue
+            by_id[item.id] = item
             pending.append((item.id, entry))
             size += len(entry)
             if len(pending) > 2 * batches.limits.max_requests_per_call or (
@@ -404,11 +441,16 @@ class RemoteBatchRun(CollectMixin, Engine):
         by_id: dict[str, Item],
         attached: dict[str, Item],
     ) -> None:
-        """Make one add call, unless the run was stopped or the budget reached."""
-        if self._adds_halted:
-            self._unsent([i for i, _ in chunk])
-        else:
-            await self._add_chunk(run, chunk, by_id, attached)
+        """Make one add call, unless the run was stopped or the budget reached; the call's
+        items then leave ``by_id`` (added ones are in ``attached``)."""
+        try:
+            if self._adds_halted:
+                self._unsent([i for i, _ in chunk])
+            else:
+                await self._add_chunk(run, chunk, by_id, attached)
+        finally:
+            for request_id, _entry in chunk:
+                by_id.pop(request_id, None)
 
     async def _reserve(
         self, chunk: Sequence[tuple[str, bytes]], by_id: dict[str, Item]
@@ -448,7 +490,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             return
         ids = [request_id for request_id, _ in chunk]
         await self._note("adding", batch_id=run.batch_id, ids=ids)
-        run.intended.update(ids)
+        run.adding(ids)
         try:
             await self._client.batches.add_call(run.batch_id, chunk)
         except APIStatusError as exc:
@@ -456,7 +498,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 raise
             # Refused as a whole, so nothing of it was added: halve it to find the bad items.
             await self._note("refused", batch_id=run.batch_id, ids=ids)
-            run.intended.difference_update(ids)
+            run.refused(ids)
             if len(chunk) == 1:
                 item = by_id[ids[0]]
                 await self._end(item, *self._finish(item, "failed", error=exc))
@@ -466,7 +508,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             await self._add_chunk(run, chunk[half:], by_id, attached)
             return
         await self._note("added", batch_id=run.batch_id, ids=ids)
-        run.added.update(ids)
+        run.landed(ids)
         for request_id in ids:
             item = by_id[request_id]
             attached[request_id] = item
