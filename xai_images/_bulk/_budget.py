@@ -14,6 +14,7 @@ With a shared ledger (Redis) every process and shard of a job counts against one
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, InvalidOperation
@@ -171,7 +172,8 @@ async def open_budget(
     name: str,
 ) -> tuple[Budget, SharedLedger | None]:
     """The budget of a run: the price table read from the API, the spend of earlier runs
-    counted, on Redis when the client shares its rate limit there (``shared_limit``).
+    (``records``, iterated in a worker thread: a manifest is read off the event loop) counted,
+    on Redis when the client shares its rate limit there (``shared_limit``).
 
     Raises:
         ValidationError: ``max_cost`` is smaller than one image.
@@ -180,7 +182,8 @@ async def open_budget(
     from .._api._pricing import PriceTable
 
     table = PriceTable(await client.images.models.list())
-    earlier = spent_in(records, table)
+    # ``records`` may read the manifest as it is iterated: counted in a worker thread.
+    earlier = await asyncio.to_thread(spent_in, records, table)
     shared: SharedLedger | None = None
     ledger: SpendLedger
     url = client._shared_limit_url

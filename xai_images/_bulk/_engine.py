@@ -20,6 +20,7 @@ import asyncio
 import logging
 import os
 from collections.abc import (
+    AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
@@ -37,8 +38,8 @@ from .._errors import DownloadError, ImageExpiredError, ValidationError, XAIImag
 from .._results._files import safe_component
 from .._results._local import LocalDirectory
 from ._budget import Budget, open_budget, parse_max_cost
-from ._jobs import InvalidJob, Job, Source, derive_id, iter_source, parse_job
-from ._jobstate import IdSet, JobState, load_job_state
+from ._jobs import InvalidJob, Job, Source, chunked, derive_id, iter_source, parse_job
+from ._jobstate import Found, IdSet, JobState, load_job_state
 from ._manifest import (
     FileRecord,
     ItemStatus,
@@ -73,6 +74,7 @@ __all__ = [
 logger = logging.getLogger("xai_images")
 
 _E = TypeVar("_E", bound="Engine")
+_LOOKUP_BATCH = 256  # items whose earlier records one trip to a worker thread reads
 
 
 class BulkClient(Protocol):
@@ -387,28 +389,54 @@ class Engine:
         """The job source, read lazily (see `iter_source`)."""
         return iter_source(self._requests)
 
-    async def _admit(
-        self, job: Job, names: _Names, state: JobState, *, check_attached: Any = None
-    ) -> Item | tuple[Item, ManifestRecord] | None:
-        """Count, validate and name one job, and decide from the manifest what to do with it.
+    async def _admitted(
+        self, names: _Names, state: JobState, *, check_attached: Any = None, until: Any = None
+    ) -> AsyncIterator[Item | tuple[Item, ManifestRecord]]:
+        """Count, validate and name the jobs, and decide from the manifest what to do with each.
 
-        Returns the `Item` to run; ``(item, earlier record)`` for an item whose paid images are
-        to be downloaded again; ``None`` when it is settled already (invalid or skipped: its
-        outcome is out). ``check_attached(item, earlier)`` (a source's) returns ``True`` for an
-        item the source takes over as it is (no resume decision).
+        Yields each `Item` to run, and ``(item, earlier record)`` for an item whose paid images
+        are to be downloaded again; invalid and skipped items end here (their outcomes are out).
+        ``check_attached(item, earlier)`` (a source's) returns ``True`` for an item the source
+        takes over as it is (no resume decision); ``until()`` true ends the reading. Earlier
+        records (and, in a local directory, the sizes of their files) are read in a worker
+        thread, up to `_LOOKUP_BATCH` items per trip, never on the event loop.
         """
-        self.progress.total += 1
-        named = name_job(job, names, self.progress.total)
-        if isinstance(named, Outcome):
-            self._fail_unread(named)
-            return None
-        item = Item(*named, self._tally)
-        found = state.record(item.id) if len(state) else None
+        trickle = isinstance(self._requests, AsyncIterable) or not len(state)
+        async for jobs in chunked(self._jobs(), 1 if trickle else _LOOKUP_BATCH):
+            named = [name_job(job, names, self.progress.total + n) for n, job in enumerate(jobs, 1)]
+            ids = [one[0] for one in named if not isinstance(one, Outcome)]
+            quick = not self._verify and isinstance(self._output, LocalDirectory)
+            found = (
+                await asyncio.to_thread(state.lookup, ids, self.output_dir if quick else None)
+                if ids and len(state)
+                else {}
+            )
+            for one in named:
+                if until is not None and until():
+                    return
+                self.progress.total += 1
+                if isinstance(one, Outcome):
+                    self._fail_unread(one)
+                    continue
+                admitted = await self._admit(Item(*one, self._tally), found, check_attached)
+                if admitted is not None:
+                    yield admitted
+
+    async def _admit(
+        self,
+        item: Item,
+        looked_up: Mapping[str, Found],
+        check_attached: Any,
+    ) -> Item | tuple[Item, ManifestRecord] | None:
+        """The resume decision for one named item (see `_admitted`); ``None``: it ended."""
+        found, intact_hint = looked_up.get(item.id, (None, None))
         if check_attached is not None and check_attached(item, found):
             return item
         if found is not None and found[1].request == item.request.to_json():
             earlier = found[1]
-            intact = earlier.status == "ok" and await self._intact(earlier)
+            intact = earlier.status == "ok" and (
+                intact_hint if intact_hint is not None else await self._intact(earlier)
+            )
             decision = decide_resume(earlier, self._resume, files_intact=intact)
             if decision.action == "download":
                 return item, earlier

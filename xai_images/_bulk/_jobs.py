@@ -326,6 +326,18 @@ async def iter_source(source: Source) -> AsyncIterator[Job]:
             yield job
 
 
+async def chunked(jobs: AsyncIterator[Job], size: int) -> AsyncIterator[list[Job]]:
+    """``jobs`` in lists of ``size`` (the last one shorter), each as soon as it is full."""
+    chunk: list[Job] = []
+    async for job in jobs:
+        chunk.append(job)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
 def _take(lines: Iterator[Any], count: int) -> list[Any]:
     out = []
     for job in lines:

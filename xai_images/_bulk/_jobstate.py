@@ -29,6 +29,7 @@ import logging
 import os
 from array import array
 from collections.abc import Iterable
+from pathlib import Path
 from typing import IO, Any
 
 import attrs
@@ -36,7 +37,11 @@ import attrs
 from .._results._safefs import open_read
 from ._manifest import _UNREADABLE, RUN_RECORD_KEY, ManifestRecord
 
-__all__ = ["IdSet", "JobState", "RunState", "load_job_state"]
+__all__ = ["Found", "IdSet", "JobState", "RunState", "load_job_state"]
+
+# What `JobState.lookup` finds of an item: (offset, its latest record), and whether its files
+# are intact (``None``: not checked).
+Found = tuple[tuple[int, ManifestRecord], bool | None]
 
 logger = logging.getLogger("xai_images")
 
@@ -232,6 +237,19 @@ class JobState:
         if record is None or record.id != item_id:
             return None
         return offset, record
+
+    def lookup(self, ids: Iterable[str], intact_in: Path | None = None) -> dict[str, Found]:
+        """The latest records of ``ids`` that have one (blocking: call in a worker thread),
+        each with, given ``intact_in`` (the output directory) and an ``ok`` record, whether
+        its files are there with their recorded sizes (`ManifestRecord.files_intact`)."""
+        out: dict[str, Found] = {}
+        for item_id in ids:
+            if (found := self.record(item_id)) is not None:
+                intact = None
+                if intact_in is not None and found[1].status == "ok":
+                    intact = found[1].files_intact(intact_in)
+                out[item_id] = (found, intact)
+        return out
 
     def close(self) -> None:
         """Close the manifest file (idempotent)."""

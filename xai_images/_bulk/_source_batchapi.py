@@ -326,10 +326,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             attached[item.id] = item
             return True
 
-        async for job in self._jobs():
-            admitted = await self._admit(job, names, state, check_attached=attach)
-            if admitted is None:
-                continue
+        async for admitted in self._admitted(names, state, check_attached=attach):
             if isinstance(admitted, tuple):
                 await self._slots.acquire()
                 task = asyncio.ensure_future(self._fetch_again(*admitted))

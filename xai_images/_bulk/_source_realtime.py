@@ -94,12 +94,7 @@ class BatchRun(Engine):
         item_slots = asyncio.Semaphore(self._concurrency * 2)
         request_slots = asyncio.Semaphore(self._concurrency)
         names = _Names()
-        async for job in self._jobs():
-            if self._stop.is_set():
-                break
-            admitted = await self._admit(job, names, state)
-            if admitted is None:
-                continue
+        async for admitted in self._admitted(names, state, until=self._stop.is_set):
             item = admitted[0] if isinstance(admitted, tuple) else admitted
             if isinstance(admitted, tuple):
                 item.prior, item.download_only = admitted[1], True
