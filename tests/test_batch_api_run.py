@@ -558,3 +558,42 @@ def test_sigint_stops_polling_without_cancelling_the_batch(tmp_path: Path) -> No
     kinds = [r["record"] for r in run_records(out)]
     assert "cancel" not in kinds
     assert "closed" not in kinds
+
+
+async def test_adds_start_before_the_whole_job_is_read(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """The job is read as the adds go (memory holds a few calls' worth of requests, not the
+    job): the first item is in the batch before the job's last item is read."""
+    count = 40
+    read = 0
+    read_at_first_start: list[int] = []
+
+    def source() -> Any:
+        nonlocal read
+        for request in prompts(count):
+            read += 1
+            yield request
+
+    def on_event(event: ProgressEvent) -> None:
+        if event.kind == "started" and not read_at_first_start:
+            read_at_first_start.append(read)
+
+    outcomes = await remote(client, source(), tmp_path, on_event=on_event).collect()
+    assert all(o.ok for o in outcomes) and len(outcomes) == count
+    assert read_at_first_start and read_at_first_start[0] < count
+    assert_clean_single_batch(server, tmp_path, count)
+
+
+async def test_invalid_lines_between_valid_ones_fail_alone_in_a_streamed_add(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path
+) -> None:
+    """Bad items read after the adds began still fail alone; the rest go into one batch."""
+    jobs: list[Any] = prompts(12)
+    jobs.insert(9, {"prompt": ""})
+    jobs.insert(3, {"prompt": "x", "n": 99})
+    outcomes = await remote(client, jobs, tmp_path).collect()
+    failed = [o for o in outcomes if o.status == "failed"]
+    assert len(failed) == 2
+    assert all(isinstance(o.error, ValidationError) for o in failed)
+    assert_clean_single_batch(server, tmp_path, 12)

@@ -248,3 +248,59 @@ def test_the_manifest_index_tells_apart_ids_whose_hashes_collide(
         assert state.record("id-9") is None
     finally:
         state.close()
+
+
+@pytest.mark.parametrize("via", ["realtime", "batch-api"])
+async def test_resume_reads_the_manifest_off_the_event_loop(
+    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, via: str
+) -> None:
+    """A resumed run looks up earlier records (one manifest line each) and checks their files
+    in a worker thread, never on the event loop's thread."""
+    import threading
+
+    from xai_images._bulk._jobstate import JobState
+    from xai_images._bulk._manifest import ManifestRecord as Record
+
+    client.batches.limits = BatchLimits(creates_per_second=1000, max_requests_per_call=3)
+    first = await client.bulk(prompts(300), output_dir=tmp_path, via=via).collect()
+    assert all(o.ok for o in first)
+    threads: list[threading.Thread] = []
+    record, intact = JobState.record, Record.files_intact
+
+    def spy_record(self: JobState, item_id: str) -> Any:
+        threads.append(threading.current_thread())
+        return record(self, item_id)
+
+    def spy_intact(self: Record, *args: Any, **kwargs: Any) -> bool:
+        threads.append(threading.current_thread())
+        return intact(self, *args, **kwargs)
+
+    monkeypatch.setattr(JobState, "record", spy_record)
+    monkeypatch.setattr(Record, "files_intact", spy_intact)
+    again = await client.bulk(prompts(300), output_dir=tmp_path, via=via).collect()
+    assert len(again) == 300 and all(o.skipped for o in again)
+    assert len(threads) == 600
+    assert threading.main_thread() not in threads
+
+
+async def test_the_earlier_spend_is_counted_off_the_event_loop(
+    client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With ``max_cost`` the spend of earlier runs is read from the manifest in a thread."""
+    import threading
+
+    from xai_images._bulk import _budget
+
+    await client.bulk(prompts(3), output_dir=tmp_path).collect()
+    threads: list[threading.Thread] = []
+    spent_in = _budget.spent_in
+
+    def spy(records: Any, table: Any) -> int:
+        threads.append(threading.current_thread())
+        return spent_in(records, table)
+
+    monkeypatch.setattr(_budget, "spent_in", spy)
+    run = client.bulk(prompts(4), output_dir=tmp_path, max_cost="1")
+    await run.collect()
+    assert threads and threading.main_thread() not in threads
+    assert run.progress.spent_in_usd_ticks == 4 * 200_000_000
