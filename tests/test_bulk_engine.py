@@ -304,3 +304,16 @@ async def test_the_earlier_spend_is_counted_off_the_event_loop(
     await run.collect()
     assert threads and threading.main_thread() not in threads
     assert run.progress.spent_in_usd_ticks == 4 * 200_000_000
+
+
+def test_the_engine_reaches_transfers_through_the_requester_seam(
+    client: AsyncClient, tmp_path: Path
+) -> None:
+    """The engine's `Transfers` are the client's request path's (`requester_of`), the ones its
+    resources use; anything that is not a client is refused."""
+    from xai_images._api._client import requester_of
+
+    run = BatchRun(client, prompts(1), output_dir=tmp_path)
+    assert run._transfers is requester_of(client).transfers
+    with pytest.raises(TypeError, match="not an xai_images client"):
+        requester_of(object())

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from ._batches import Batches
     from ._files import Files
 
-__all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
+__all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout", "requester_of"]
 
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 """Used when neither ``base_url=`` nor ``XAI_BASE_URL`` is set."""
@@ -311,3 +311,16 @@ class CoreClient:
             ValueError: ``hook`` was not added.
         """
         self._hooks.remove(hook)
+
+
+def requester_of(client: object) -> Requester:
+    """The request path of ``client`` (`Requester`: sending, `Requester.transfers`, hooks),
+    for the layers above the client that are not handed it when built (the bulk engine): the
+    one seam through which they reach it, instead of the client's private attributes.
+
+    Raises:
+        TypeError: ``client`` is not a client of this package.
+    """
+    if not isinstance(client, CoreClient):
+        raise TypeError(f"not an xai_images client: {type(client).__name__}")
+    return client._requester

@@ -78,16 +78,14 @@ _LOOKUP_BATCH = 256  # items whose earlier records one trip to a worker thread r
 
 
 class BulkClient(Protocol):
-    """What the engine and its sources use of a client (``AsyncClient`` is one)."""
+    """What the engine and its sources use of a client (``AsyncClient`` is one); its
+    `Transfers` come through `requester_of`."""
 
     @property
     def images(self) -> Images: ...
 
     @property
     def batches(self) -> Batches: ...
-
-    @property
-    def _transfers(self) -> Transfers: ...
 
     def add_event_hook(self, hook: EventHook) -> None: ...
 
@@ -221,7 +219,10 @@ class Engine:
         self._stop = asyncio.Event()
         self._agen: AsyncIterator[Outcome] | None = None
         self._closed = False
+        from .._api._client import requester_of  # loaded already: a client exists
+
         self._client = client
+        self._transfers: Transfers = requester_of(client).transfers
         self._requests = requests
         # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
         # move the job.
@@ -317,7 +318,7 @@ class Engine:
         try:
             await self._open_budget()
             # Checked writable (and created) before anything is sent or paid for.
-            self._output = await self._client._transfers.output(self.output_dir, field="output_dir")
+            self._output = await self._transfers.output(self.output_dir, field="output_dir")
             writer = self._writer = ManifestWriter(self.manifest_path)
             await writer.open()
         except BaseException:
@@ -509,7 +510,7 @@ class Engine:
         saving = self._tally.saving
         output = self._output
         assert output is not None
-        store = self._client._transfers.store
+        store = self._transfers.store
         for image in images:
             saving[id(image)] = item  # download retries name the image as their origin
         try:
@@ -559,7 +560,7 @@ class Engine:
                 revised_prompt=p.revised_prompt,
                 index=p.index,
                 request_id=earlier.request_id,
-                transfers=self._client._transfers,
+                transfers=self._transfers,
             )
             for p in earlier.pending
             if p.url
