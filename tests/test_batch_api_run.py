@@ -580,8 +580,10 @@ async def test_adds_start_before_the_whole_job_is_read(
             read_at_first_start.append(read)
 
     outcomes = await remote(client, source(), tmp_path, on_event=on_event).collect()
-    assert all(o.ok for o in outcomes) and len(outcomes) == count
-    assert read_at_first_start and read_at_first_start[0] < count
+    assert all(o.ok for o in outcomes)
+    assert len(outcomes) == count
+    assert read_at_first_start
+    assert read_at_first_start[0] < count
     assert_clean_single_batch(server, tmp_path, count)
 
 

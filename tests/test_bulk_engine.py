@@ -278,7 +278,8 @@ async def test_resume_reads_the_manifest_off_the_event_loop(
     monkeypatch.setattr(JobState, "record", spy_record)
     monkeypatch.setattr(Record, "files_intact", spy_intact)
     again = await client.bulk(prompts(300), output_dir=tmp_path, via=via).collect()
-    assert len(again) == 300 and all(o.skipped for o in again)
+    assert len(again) == 300
+    assert all(o.skipped for o in again)
     assert len(threads) == 600
     assert threading.main_thread() not in threads
 
@@ -302,7 +303,8 @@ async def test_the_earlier_spend_is_counted_off_the_event_loop(
     monkeypatch.setattr(_budget, "spent_in", spy)
     run = client.bulk(prompts(4), output_dir=tmp_path, max_cost="1")
     await run.collect()
-    assert threads and threading.main_thread() not in threads
+    assert threads
+    assert threading.main_thread() not in threads
     assert run.progress.spent_in_usd_ticks == 4 * 200_000_000
 
 
