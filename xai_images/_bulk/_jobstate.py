@@ -160,20 +160,24 @@ class RunState:
     """One run (one batch) of the Batch API source as its records describe it.
 
     ``offset``: where its ``run`` record starts in the manifest (item records before it are
-    older than the run). ``intended`` (ids an add call was started for and not refused) and
-    ``added`` (ids the batch holds) are `IdSet` hashes, so that a batch of a million requests
-    takes megabytes; only the ids in doubt (add calls started and not settled) are kept whole.
+    older than the run). ``added`` (ids the batch holds) is an `IdSet` of hashes, so that a
+    batch of a million requests takes megabytes; only the ids in doubt (an add call started
+    and not settled) are kept whole.
     """
 
     run_id: str
     offset: int
     batch_id: str | None = None
-    intended: IdSet = attrs.Factory(IdSet)
     added: IdSet = attrs.Factory(IdSet)
     cancel_requested: bool = False
     closed: bool = False
     accepts_adds: bool = True
     _doubt: set[str] = attrs.Factory(set)
+
+    def holds(self, item_id: str) -> bool:
+        """Whether an add call for ``item_id`` was made and not refused (the batch holds it,
+        or may: see `in_doubt`)."""
+        return item_id in self._doubt or item_id in self.added
 
     @property
     def in_doubt(self) -> set[str]:
@@ -182,21 +186,18 @@ class RunState:
 
     def adding(self, ids: Iterable[str]) -> None:
         """An add call for ``ids`` starts (recorded ``adding``)."""
-        for item_id in ids:
-            self.intended.add(item_id)
-            self._doubt.add(item_id)
+        self._doubt.update(ids)
 
     def landed(self, ids: Iterable[str]) -> None:
         """The batch holds ``ids`` (recorded ``added``)."""
         for item_id in ids:
-            self.intended.add(item_id)
             self.added.add(item_id)
             self._doubt.discard(item_id)
 
     def refused(self, ids: Iterable[str]) -> None:
         """None of ``ids`` is in the batch (recorded ``refused``)."""
         for item_id in ids:
-            self.intended.discard(item_id)
+            self.added.discard(item_id)
             self._doubt.discard(item_id)
 
 

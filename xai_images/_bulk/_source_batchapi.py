@@ -49,7 +49,7 @@ from ._spend import SpendRefused
 from ._tally import Item
 
 if TYPE_CHECKING:
-    from ._jobstate import IdSet, JobState
+    from ._jobstate import JobState
     from ._manifest import ItemStatus, ManifestRecord
 
 _Entry = tuple[Item, bytes]  # an item to submit and its encoded batch request
@@ -61,12 +61,15 @@ _FREE = object()  # the reservation of a seam that returned None (settled or rel
 
 
 async def _fresh(
-    items: AsyncIterator[_Entry], held: IdSet | None, open_for_adds: bool, later: list[_Entry]
+    items: AsyncIterator[_Entry],
+    held: Callable[[str], bool] | None,
+    open_for_adds: bool,
+    later: list[_Entry],
 ) -> AsyncIterator[_Entry]:
     """The items of ``items`` for the open batch; those it already holds (or all, when it takes
     no more adds) go to ``later``."""
     async for entry in items:
-        if not open_for_adds or (held is not None and entry[0].id in held):
+        if not open_for_adds or (held is not None and held(entry[0].id)):
             later.append(entry)
         else:
             yield entry
@@ -271,7 +274,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 await self._note("cancel", batch_id=run.batch_id)
                 await self._client.batches.cancel(run.batch_id)
         for phase in range(2):
-            held = run.intended if run is not None else None
+            held = run.holds if run is not None else None
             open_for_adds = run is None or run.accepts_adds
             fresh = _fresh(items, held, open_for_adds, later)
             first = await anext(fresh, None)
@@ -317,7 +320,7 @@ class RemoteBatchRun(CollectMixin, Engine):
         def attach(item: Item, found: tuple[int, ManifestRecord] | None) -> bool:
             # In the open batch and not settled by a record of this batch's time: its result
             # is collected, whatever an older record says.
-            if run is None or item.id not in run.intended:
+            if run is None or not run.holds(item.id):
                 return False
             if found is not None:
                 offset, record = found
