@@ -154,6 +154,10 @@ class Answer:
                 exc.request_id = self.request_id
             raise
 
+    def invalid(self, method: str, path: str, message: str) -> APIResponseError:
+        """The `APIResponseError` for this answer to ``method path``, with its request id."""
+        return APIResponseError(message, method=method, path=path, request_id=self.request_id)
+
 
 class ErrorFields(NamedTuple):
     """What an error body says, from any of the forms the API uses (each ``None`` when absent).
