@@ -265,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     add_shard_flag(batch)
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_cost import add_budget_flags, add_cost_commands
-    from ._cli_remote import add_via_flags
+    from ._cli_remote import add_via_flag, add_via_flags
 
     add_via_flags(batch, _positive_float)
     add_budget_flags(batch)
@@ -278,12 +278,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
-    demo.add_argument(
-        "--via",
-        choices=("realtime", "batch-api"),
-        default="realtime",
-        help="real-time calls (default) or one batch through the fake's Batch API",
-    )
+    add_via_flag(demo, "real-time calls (default) or one batch through the fake's Batch API")
     demo.add_argument(
         "--simulate-faults",
         action="store_true",

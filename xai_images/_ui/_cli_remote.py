@@ -32,15 +32,15 @@ __all__ = [
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
+def add_via_flag(parser: argparse._ActionsContainer, help: str) -> None:
+    """Add ``--via realtime|batch-api`` (default ``realtime``) with ``help``."""
+    parser.add_argument("--via", choices=("realtime", "batch-api"), default="realtime", help=help)
+
+
 def add_via_flags(batch: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
     """Add ``--via``, ``--detach``, ``--no-wait``, ``--cancel`` and ``--poll-interval``."""
     group = batch.add_argument_group("through xAI's Batch API (--via batch-api)")
-    group.add_argument(
-        "--via",
-        choices=("realtime", "batch-api"),
-        default="realtime",
-        help="real-time calls at --rps (default), or one server-side batch",
-    )
+    add_via_flag(group, "real-time calls at --rps (default), or one server-side batch")
     group.add_argument(
         "--detach", action="store_true", help="submit, record, print the batch id, exit"
     )
