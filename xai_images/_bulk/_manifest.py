@@ -30,6 +30,7 @@ __all__ = [
     "PendingImage",
     "file_sha256",
     "load_manifest",
+    "parse_line",
     "read_manifest",
 ]
 
@@ -235,6 +236,19 @@ def _read(
     return values | {key: _opt_str(data.get(key)) for key in optional}
 
 
+def parse_line(raw: bytes) -> dict[str, Any]:
+    """One manifest line as a JSON object.
+
+    Raises:
+        ValueError, TypeError, RecursionError: the line is not a JSON object (all caught by
+            ``except _UNREADABLE``).
+    """
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise TypeError("not an object")
+    return data
+
+
 def _require_mapping(data: object) -> None:
     if not isinstance(data, Mapping):
         raise TypeError(f"expected an object, got {type(data).__name__}")
@@ -277,9 +291,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[ManifestRecord]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise TypeError("not an object")
+                data = parse_line(raw)
                 if RUN_RECORD_KEY in data:
                     continue
                 yield ManifestRecord.from_json(data)
