@@ -19,6 +19,7 @@ from urllib.parse import quote
 import attrs
 
 from .._errors import SaveError, ValidationError
+from .._readonly import ReadOnly
 from ._files import OnExists, PartFile, WriterPool, hash_file, key_for, retrieve, save_error
 from ._output import Stored
 
@@ -70,10 +71,8 @@ class LocalDirectory:
     def __repr__(self) -> str:
         return f"LocalDirectory({str(self._root)!r})"
 
-    @property
-    def root(self) -> Path:
-        """The directory, as given."""
-        return self._root
+    root: ReadOnly[Path] = ReadOnly("_root")
+    """The directory, as given."""
 
     @property
     def url(self) -> str:
