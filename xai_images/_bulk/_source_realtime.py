@@ -1,6 +1,6 @@
 """The real-time source of the bulk engine: each item is its own API request.
 
-``run_batch(client, requests, output_dir=...)`` (also ``client.batch(...)``) runs every request
+``run_batch(client, requests, output_dir=...)`` (also ``client.bulk(...)``) runs every request
 with at most ``concurrency`` API requests in flight (the client's rate limiter spaces their
 starts), saves each image as ``{id}-{index}.{ext}``, appends a manifest line per finished item
 and yields an `Outcome` as each item finishes. One item failing never stops the others.
@@ -56,7 +56,7 @@ class _NotStarted(Exception):
 class BatchRun(Engine):
     """A running bulk job of real-time requests: iterate it for outcomes as items finish.
 
-    Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
+    Prefer ``async with client.bulk(...) as run: async for outcome in run: ...`` so that
     leaving the loop early stops the workers and closes the manifest at once. Created by
     `run_batch`; nothing starts before the first iteration.
 
@@ -229,6 +229,6 @@ class BatchRun(Engine):
         return item_record(item, status, self.output_dir, **fields)
 
 
-# The engine behind ``AsyncClient.batch`` (which documents every argument):
-# ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
+# The engine behind ``AsyncClient.bulk`` (which documents every argument):
+# ``run_batch(client, requests, ...)`` is ``client.bulk(requests, ...)``.
 run_batch = BatchRun

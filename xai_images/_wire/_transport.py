@@ -1,10 +1,11 @@
 """One API request attempt: send it, read the answer, map every failure onto ``_errors.py``.
 
-The transport knows nothing of retries, limits or hooks (``_client.py`` above it decides those);
-it only tells a retry-safe failure (nothing reached the server: ``APIConnectionError``) from one
-that may have been processed (``OutcomeUnknownError``), which is what the never-pay-twice rule
-needs. The API key is held by `Secret`, goes only into the ``Authorization`` header of
-each API request, and is redacted from every message built from server text.
+The transport knows nothing of retries, limits or hooks (``_api/_requester.py`` above it
+decides those); it only tells a retry-safe failure (nothing reached the server:
+``APIConnectionError``) from one that may have been processed (``OutcomeUnknownError``), which
+is what the never-pay-twice rule needs. The API key is held by `Secret`, goes only into the
+``Authorization`` header of each API request, and is redacted from every message built from
+server text.
 """
 
 from __future__ import annotations
