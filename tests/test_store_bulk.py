@@ -137,3 +137,70 @@ async def test_store_failure_after_payment_spills_locally(
     assert server.ledger.images_billed == 3
     await client.bulk(jobs, output_dir="memory://spill-test", manifest=manifest).collect()
     assert server.ledger.images_billed == 3  # the spilled images count as kept
+
+
+async def test_signed_bulk_job_into_s3_interrupted_and_resumed(
+    server: Any,
+    client: AsyncClient,
+    s3_target: str,
+    moto_endpoint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``upload_urls=True``: xAI PUTs every image; the client downloads nothing; interrupted and
+    resumed, each image is in the bucket once, recorded with key, size and etag (never a URL),
+    nothing paid twice."""
+    monkeypatch.chdir(tmp_path)
+    target = f"{s3_target}/signed"
+    jobs = prompts(5)
+    kwargs: dict[str, Any] = {"output_dir": target, "concurrency": 2, "upload_urls": True}
+    run = client.bulk(jobs, **kwargs)
+    seen = 0
+    async with run:
+        async for _outcome in run:
+            seen += 1
+            if seen == 2:
+                run.stop()
+    outcomes = await client.bulk(jobs, **kwargs).collect()
+    assert all(o.ok for o in outcomes), [(o.id, o.status, o.error) for o in outcomes]
+    assert billed(server) == 5
+    objects = await _objects(s3_target)
+    records = load_manifest(run.manifest_path)
+    assert len(records) == 5
+    for record in records.values():
+        (f,) = record.files
+        assert f.path == f"{record.id}-0.jpg"
+        assert len(objects[f"signed/{f.path}"]) == f.bytes
+        assert f.etag
+        assert f.sha256 == ""
+    assert len([k for k in objects if k.startswith("signed/heron-")]) == 5
+    text = await asyncio.to_thread(run.manifest_path.read_text)
+    assert "http" not in text
+    assert "X-Amz" not in text
+    assert open_multipart_uploads(moto_endpoint, s3_target[5:]) == []
+    assert await asyncio.to_thread(_local_images, tmp_path) == []
+
+
+async def test_signed_bulk_upload_failure_is_a_typed_outcome(
+    server: Any,
+    client: AsyncClient,
+    s3_target: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """xAI could not upload: the item fails with UploadFailedError, billed, not stored; a plain
+    resume does not pay for it again."""
+    from xai_images import UploadFailedError, ValidationError
+
+    monkeypatch.chdir(tmp_path)
+    server.settings.upload_fail_rate = 1.0
+    jobs = prompts(2)
+    target = f"{s3_target}/fails"
+    outcomes = await client.bulk(jobs, output_dir=target, upload_urls=True).collect()
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all(isinstance(o.error, UploadFailedError) for o in outcomes)
+    assert all(o.record is not None and o.record.billed for o in outcomes)
+    await client.bulk(jobs, output_dir=target, upload_urls=True).collect()
+    assert billed(server) == 2
+    with pytest.raises(ValidationError, match="upload_urls"):
+        client.bulk(jobs, output_dir=tmp_path / "local", upload_urls=True)

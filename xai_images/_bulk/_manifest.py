@@ -64,6 +64,8 @@ class FileRecord:
         revised_prompt: the prompt the model actually used, when the API returned one.
         spilled_to: for a job into an object store, the local file holding this image when it
             was paid for but could not be stored (``path`` is then the key it was meant for).
+        etag: the store's entity tag of an image xAI uploaded through a signed URL (its
+            ``sha256`` is then empty: the bytes never passed through this client).
     """
 
     path: str
@@ -72,6 +74,7 @@ class FileRecord:
     mime_type: str | None = None
     revised_prompt: str | None = None
     spilled_to: str | None = None
+    etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (``None`` fields left out)."""
@@ -81,7 +84,7 @@ class FileRecord:
     def from_json(cls, data: Mapping[str, Any]) -> FileRecord:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
         fields = {"path": str, "bytes": int, "sha256": str}
-        return cls(**_read(data, fields, ("mime_type", "revised_prompt", "spilled_to")))
+        return cls(**_read(data, fields, ("mime_type", "revised_prompt", "spilled_to", "etag")))
 
 
 @attrs.frozen

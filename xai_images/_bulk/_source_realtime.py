@@ -39,9 +39,12 @@ from ._records import interrupted_record, item_record
 from ._spend import SpendRefused
 
 if TYPE_CHECKING:
+    import datetime
+
     from .._api._models import ImagesResponse
     from ._jobstate import JobState
-    from ._manifest import ItemStatus, ManifestRecord
+    from ._manifest import ItemStatus, ManifestRecord, PendingImage
+    from ._signed_job import SignedJob
     from ._tally import Item
 
 __all__ = ["BatchRun", "run_batch"]
@@ -66,8 +69,20 @@ class BatchRun(Engine):
         manifest_path: the manifest file.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # With upload_urls, xAI PUTs the images into the store through signed URLs.
+        self._signed: SignedJob | None = None
+        if upload_urls:
+            from ._signed_job import SignedJob
+
+            self._signed = SignedJob(self._store, upload_expires)
         # Items whose task may be stopped before its request goes out, and those stopped so.
         self._running: dict[Item, asyncio.Task[None]] = {}
         self._halted: set[Item] = set()
@@ -164,11 +179,19 @@ class BatchRun(Engine):
         images = response.images
         self._emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:
+            if self._signed is not None:
+                self._signed.forget(item)
             blocked = ImageBlockedError(
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
             return self._finish(item, "blocked", error=blocked, billed=bool(ticks))
-        saved, pending, errors = await self._save_images(item, images)
+        if self._signed is not None:
+            saved, errors = self._signed.files(item)
+            pending: list[PendingImage] = []  # nothing to fetch again: xAI did the upload
+            self.progress.images += len(saved)
+            self.progress.bytes += sum(s.bytes for s in saved)
+        else:
+            saved, pending, errors = await self._save_images(item, images)
         note = None
         if response.blocked_count:
             note = f"{response.blocked_count} image(s) withheld by moderation"
@@ -193,7 +216,11 @@ class BatchRun(Engine):
         self._emit("started", item.id, line=item.request.line)
         paid: int | None = None
         try:
-            response = await self._client.images.send(item.request, origin=item)
+            if self._signed is not None:
+                output: Any = self._output
+                response = await self._signed.send(self._client, item, output)
+            else:
+                response = await self._client.images.send(item.request, origin=item)
         except OutcomeUnknownError as exc:
             await self._spend.settle(reservation, None)
             return self._finish(item, "unknown", error=exc)

@@ -100,9 +100,21 @@ async def kept_in_store(output: Output, files: Sequence[FileRecord]) -> list[Fil
         if f.spilled_to is not None:
             if await spilled_intact(f):
                 kept.append(f)
+        elif not f.sha256:  # uploaded by xAI through a signed URL: size and etag
+            if await _uploaded_intact(output, f):
+                kept.append(f)
         elif await output.verify(f.path, size=f.bytes, sha256=f.sha256):
             kept.append(f)
     return kept
+
+
+async def _uploaded_intact(output: Any, f: FileRecord) -> bool:
+    head = getattr(output, "head", None)
+    found = await head(f.path) if head is not None else None
+    if found is None:
+        return False
+    size, _sha256, etag = found
+    return bool(size == f.bytes and (f.etag is None or etag == f.etag))
 
 
 async def upload_beside(output: Output, key: str, path: Path, mime_type: str) -> str:
@@ -153,6 +165,7 @@ class StoreJob:
         self.spilled = 0  # images of this run kept in the spill directory
         self.uploaded: list[str] = []  # locations of the manifest copy and gallery page
         self._spills: dict[int, str] = {}  # id(SavedImage) -> local spill file
+        self.etags: dict[str, str | None] = {}  # key -> etag of an object xAI uploaded
 
     @classmethod
     def of(cls, target: object, manifest: str | os.PathLike[str] | None) -> StoreJob | None:
@@ -167,14 +180,18 @@ class StoreJob:
         return await kept_in_store(output, files)
 
     def with_spills(self, record: ManifestRecord, files: Sequence[SavedImage]) -> ManifestRecord:
-        """``record`` with ``spilled_to`` set on the files of this run that were spilled."""
+        """``record`` with ``spilled_to`` set on the files of this run that were spilled and
+        ``etag`` on those xAI uploaded."""
         spilled = {s.key: self._spills.pop(id(s)) for s in files if id(s) in self._spills}
-        if not spilled:
+        etags = {s.key: self.etags.pop(s.key) for s in files if s.key in self.etags}
+        if not spilled and not etags:
             return record
         return attrs.evolve(
             record,
             files=tuple(
-                attrs.evolve(f, spilled_to=spilled[f.path]) if f.path in spilled else f
+                attrs.evolve(f, spilled_to=spilled.get(f.path), etag=etags.get(f.path))
+                if f.path in spilled or f.path in etags
+                else f
                 for f in record.files
             ),
         )
