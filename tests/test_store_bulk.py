@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -204,3 +205,59 @@ async def test_signed_bulk_upload_failure_is_a_typed_outcome(
     assert billed(server) == 2
     with pytest.raises(ValidationError, match="upload_urls"):
         client.bulk(jobs, output_dir=tmp_path / "local", upload_urls=True)
+
+
+async def _cli(*argv: str) -> int:
+    from xai_images._ui._cli import main
+
+    # main() runs its own event loop; a worker thread keeps the fake server's loop serving.
+    return await asyncio.to_thread(main, list(argv))
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--upload-urls",), ("--via", "batch-api", "--poll-interval", "0.01"), ()],
+    ids=["signed", "batch-api", "download"],
+)
+async def test_cli_batch_into_s3(
+    env: Any,
+    s3_target: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: tuple[str, ...],
+) -> None:
+    """``xai-images batch JOBS -o s3://...`` (real-time downloaded or signed, Batch API): the
+    images land in the bucket, the manifest beside the working directory, the summary says
+    where, a second run pays nothing; no secret is printed."""
+    from conftest import S3_SECRET_KEY
+
+    monkeypatch.chdir(tmp_path)
+    jobs = tmp_path / "jobs.jsonl"
+    lines = [json.dumps({"prompt": f"an owl {i}", "id": f"owl-{i}"}) for i in range(3)]
+    await asyncio.to_thread(jobs.write_text, "\n".join(lines) + "\n")
+    target = f"{s3_target}/cli"
+    argv = ("batch", str(jobs), "-o", target, "--plain", *extra)
+    assert await _cli(*argv) == 0
+    assert await _cli(*argv) == 0
+    assert billed(env) == 3
+    objects = await _objects(s3_target)
+    assert len([k for k in objects if k.startswith("cli/owl-")]) == 3
+    manifest = tmp_path / f"xai-images-{s3_target[5:]}-cli.manifest.jsonl"
+    assert f"cli/{manifest.name}" in objects
+    printed = capsys.readouterr().out
+    assert f"images:   {target}" in printed
+    assert f"manifest: {manifest}" in printed
+    assert S3_SECRET_KEY not in printed
+    assert "X-Amz" not in printed
+
+
+async def test_cli_upload_urls_needs_a_store(
+    env: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    jobs = tmp_path / "jobs.jsonl"
+    await asyncio.to_thread(jobs.write_text, json.dumps({"prompt": "an owl"}) + "\n")
+    code = await _cli("batch", str(jobs), "-o", str(tmp_path / "out"), "--upload-urls")
+    assert code == 2
+    assert "--upload-urls" in capsys.readouterr().err
+    assert billed(env) == 0

@@ -268,6 +268,7 @@ def _parser() -> argparse.ArgumentParser:
         "./xai-images-BUCKET-PREFIX.manifest.jsonl",
     )
     add_shard_flag(batch)
+    add_upload_flags(batch, _positive_float)
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_cost import add_budget_flags, add_cost_commands
     from ._cli_remote import add_via_flags
@@ -447,7 +448,7 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 async def _batch(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
     from .._bulk._jobs import JobFileError, check_job_file
-    from ._cli_storage import apply_shard, bulk_target
+    from ._cli_storage import apply_shard, bulk_target, signed_options
 
     output_dir = bulk_target(args.output_dir, _output_dir)
     client_kwargs = _client_kwargs(args)
@@ -475,6 +476,7 @@ async def _batch(args: argparse.Namespace) -> int:
             "resend_unknown": args.resend_unknown,
             "plain": args.plain,
             "gallery": not args.no_gallery,
+            **signed_options(args, output_dir),
         }
         if args.max_cost is not None:
             options["max_cost"] = args.max_cost

@@ -10,7 +10,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_shard_flag", "add_upload_flags", "apply_shard", "bulk_target", "send_signed"]
+from .._errors import ValidationError
+
+__all__ = [
+    "add_shard_flag",
+    "add_upload_flags",
+    "apply_shard",
+    "bulk_target",
+    "send_signed",
+    "signed_options",
+]
+
+
+def signed_options(args: Any, output_dir: Path | str) -> dict[str, Any]:
+    """The run options of ``batch --upload-urls [--upload-expires S]`` (checked at once)."""
+    if not args.upload_urls:
+        return {}
+    if not isinstance(output_dir, str):
+        raise ValidationError(
+            "--upload-urls", True, "an object-store -o (s3://bucket/prefix, gs://...)"
+        )
+    if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
+        raise ValidationError("--upload-urls", True, "a real-time batch (not yet --via batch-api)")
+    return {"upload_urls": True, "upload_expires": args.upload_expires}
 
 
 def bulk_target(value: str, local: Callable[[str], Path]) -> Path | str:
