@@ -140,7 +140,9 @@ async def test_store_failure_after_payment_spills_locally(
     assert server.ledger.images_billed == 3  # the spilled images count as kept
 
 
+@pytest.mark.parametrize("via", ["realtime", "batch-api"])
 async def test_signed_bulk_job_into_s3_interrupted_and_resumed(
+    via: str,
     server: Any,
     client: AsyncClient,
     s3_target: str,
@@ -155,6 +157,10 @@ async def test_signed_bulk_job_into_s3_interrupted_and_resumed(
     target = f"{s3_target}/signed"
     jobs = prompts(5)
     kwargs: dict[str, Any] = {"output_dir": target, "concurrency": 2, "upload_urls": True}
+    if via == "batch-api":
+        from xai_images.bulk import BatchAPI
+
+        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
     run = client.bulk(jobs, **kwargs)
     seen = 0
     async with run:
@@ -182,7 +188,9 @@ async def test_signed_bulk_job_into_s3_interrupted_and_resumed(
     assert await asyncio.to_thread(_local_images, tmp_path) == []
 
 
+@pytest.mark.parametrize("via", ["realtime", "batch-api"])
 async def test_signed_bulk_upload_failure_is_a_typed_outcome(
+    via: str,
     server: Any,
     client: AsyncClient,
     s3_target: str,
@@ -197,11 +205,16 @@ async def test_signed_bulk_upload_failure_is_a_typed_outcome(
     server.settings.upload_fail_rate = 1.0
     jobs = prompts(2)
     target = f"{s3_target}/fails"
-    outcomes = await client.bulk(jobs, output_dir=target, upload_urls=True).collect()
+    kwargs: dict[str, Any] = {"output_dir": target, "upload_urls": True}
+    if via == "batch-api":
+        from xai_images.bulk import BatchAPI
+
+        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    outcomes = await client.bulk(jobs, **kwargs).collect()
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert all(isinstance(o.error, UploadFailedError) for o in outcomes)
     assert all(o.record is not None and o.record.billed for o in outcomes)
-    await client.bulk(jobs, output_dir=target, upload_urls=True).collect()
+    await client.bulk(jobs, **kwargs).collect()
     assert billed(server) == 2
     with pytest.raises(ValidationError, match="upload_urls"):
         client.bulk(jobs, output_dir=tmp_path / "local", upload_urls=True)
@@ -216,8 +229,13 @@ async def _cli(*argv: str) -> int:
 
 @pytest.mark.parametrize(
     "extra",
-    [("--upload-urls",), ("--via", "batch-api", "--poll-interval", "0.01"), ()],
-    ids=["signed", "batch-api", "download"],
+    [
+        ("--upload-urls",),
+        ("--via", "batch-api", "--poll-interval", "0.01"),
+        ("--via", "batch-api", "--poll-interval", "0.01", "--upload-urls"),
+        (),
+    ],
+    ids=["signed", "batch-api", "batch-api-signed", "download"],
 )
 async def test_cli_batch_into_s3(
     env: Any,

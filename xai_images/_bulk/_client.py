@@ -145,9 +145,9 @@ class AsyncClient(CoreClient):
                 ``{id}-{index}.jpg``); the objects are confirmed after each answer and recorded
                 with key, size and etag (no sha256: the bytes never pass through this client).
                 An image xAI could not upload fails its item with `UploadFailedError` (billed,
-                not stored). Real-time only for now.
+                not stored). With ``via="batch-api"`` each item is signed as it is added.
             upload_expires: how long the signed URLs stay valid (seconds or a timedelta;
-                default 15 minutes).
+                default 15 minutes, 24 hours through the Batch API).
 
         Raises:
             ValidationError: ``concurrency``, ``on_exists`` or ``max_cost`` is invalid (at
@@ -155,15 +155,10 @@ class AsyncClient(CoreClient):
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        from .._errors import ValidationError
         from ._source_batchapi import engine  # deferred: loaded when a bulk job starts
 
         signed: dict[str, Any] = {}
         if upload_urls:
-            if via != "realtime":
-                raise ValidationError(
-                    "upload_urls", True, 'via="realtime" (Batch-API signed uploads: not yet)'
-                )
             signed = {"upload_urls": True, "upload_expires": upload_expires}
         return engine(via)(
             self,

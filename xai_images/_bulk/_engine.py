@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from .._results._output import Output
     from .._results._transfers import Transfers
     from .._wire._shared_budget import SharedLedger
+    from ._signed_job import SignedJob
 
 __all__ = [
     "BulkClient",
@@ -368,6 +369,8 @@ class Engine:
         self._spend = BudgetSpend(self._budget, self.progress, wait=self._budget_waits)
         self.progress.spent_in_usd_ticks = await self._budget.spent()
 
+    _signed: SignedJob | None = None  # with upload_urls (set by a source)
+
     _budget_waits = True  # reserve waits for requests in flight to settle before refusing
 
     async def _close_budget(self) -> None:
@@ -492,6 +495,8 @@ class Engine:
         """Store an item's images in the output as ``{id}-{index}.{ext}`` (the one place both
         sources save); split what was saved, what is left to fetch again later, and the errors;
         count what was saved."""
+        if self._signed is not None:  # xAI uploaded them through signed URLs
+            return await self._signed.saved(item, images, self._output, self.progress)  # type: ignore[arg-type]
         saving = self._tally.saving
         output = self._output
         assert output is not None

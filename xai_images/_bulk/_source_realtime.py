@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 
     from .._api._models import ImagesResponse
     from ._jobstate import JobState
-    from ._manifest import ItemStatus, ManifestRecord, PendingImage
-    from ._signed_job import SignedJob
+    from ._manifest import ItemStatus, ManifestRecord
     from ._tally import Item
 
 __all__ = ["BatchRun", "run_batch"]
@@ -78,7 +77,6 @@ class BatchRun(Engine):
     ) -> None:
         super().__init__(*args, **kwargs)
         # With upload_urls, xAI PUTs the images into the store through signed URLs.
-        self._signed: SignedJob | None = None
         if upload_urls:
             from ._signed_job import SignedJob
 
@@ -185,13 +183,7 @@ class BatchRun(Engine):
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
             return self._finish(item, "blocked", error=blocked, billed=bool(ticks))
-        if self._signed is not None:
-            saved, errors = self._signed.files(item)
-            pending: list[PendingImage] = []  # nothing to fetch again: xAI did the upload
-            self.progress.images += len(saved)
-            self.progress.bytes += sum(s.bytes for s in saved)
-        else:
-            saved, pending, errors = await self._save_images(item, images)
+        saved, pending, errors = await self._save_images(item, images)
         note = None
         if response.blocked_count:
             note = f"{response.blocked_count} image(s) withheld by moderation"

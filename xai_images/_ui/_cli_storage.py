@@ -30,8 +30,6 @@ def signed_options(args: Any, output_dir: Path | str) -> dict[str, Any]:
         raise ValidationError(
             "--upload-urls", True, "an object-store -o (s3://bucket/prefix, gs://...)"
         )
-    if args.via == "batch-api" or args.detach or args.no_wait or args.cancel:
-        raise ValidationError("--upload-urls", True, "a real-time batch (not yet --via batch-api)")
     return {"upload_urls": True, "upload_expires": args.upload_expires}
 
 
