@@ -138,8 +138,8 @@ class AsyncClient(CoreClient):
                 (resumable; a rerun with a higher budget does what is left). The spend of
                 earlier runs is read from the manifest. See ``docs/cost.md``.
             budget_name: with the client's ``shared_limit`` (Redis), processes whose budgets
-                have the same name (default: the output directory's name) and API key share
-                one spend.
+                have the same name (default: the output directory's name; for a store, its URL)
+                and API key share one spend.
             upload_urls: with an object-store ``output_dir`` (S3 or GCS), xAI PUTs each image
                 straight into the store through a URL signed per item (keys
                 ``{id}-{index}.jpg``); the objects are confirmed after each answer and recorded

@@ -364,7 +364,7 @@ class Engine:
             self._max_cost,
             limit,
             read_manifest(self.manifest_path),
-            name=self._budget_name or self.output_dir.name,
+            name=self._budget_name or (self.target if self._store else self.output_dir.name),
         )
         self._spend = BudgetSpend(self._budget, self.progress, wait=self._budget_waits)
         self.progress.spent_in_usd_ticks = await self._budget.spent()

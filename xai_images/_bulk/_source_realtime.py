@@ -86,7 +86,7 @@ class BatchRun(Engine):
         self._halted: set[Item] = set()
 
     def __repr__(self) -> str:
-        return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
+        return f"<BatchRun output_dir={self.target!r} {self.progress!r}>"
 
     def stop(self) -> None:
         """Stop spending: no request is sent that was not sent already.
