@@ -106,8 +106,9 @@ async def test_bulk_job_into_s3_interrupted_and_resumed(
     assert all(o.files == () for o in outcomes)
 
 
+@pytest.mark.parametrize("via", ["realtime", "batch-api"])
 async def test_store_failure_after_payment_spills_locally(
-    server: Any, client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    via: str, server: Any, client: AsyncClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The store refuses every write after the check: the paid images go to the spill
     directory beside the manifest, recorded with ``spilled_to``; a resume pays nothing again."""
@@ -124,7 +125,12 @@ async def test_store_failure_after_payment_spills_locally(
     monkeypatch.setattr(_objstore.StoreUpload, "_put", refused)
     jobs = prompts(3)
     manifest = tmp_path / "job.manifest.jsonl"
-    run = client.bulk(jobs, output_dir="memory://spill-test", manifest=manifest)
+    kwargs: dict[str, Any] = {"output_dir": f"memory://spill-{via}", "manifest": manifest}
+    if via == "batch-api":
+        from xai_images.bulk import BatchAPI
+
+        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    run = client.bulk(jobs, **kwargs)
     outcomes = await run.collect()
     assert all(o.ok for o in outcomes)
     spill = tmp_path / "job.manifest.spill"
@@ -136,7 +142,7 @@ async def test_store_failure_after_payment_spills_locally(
         data = await asyncio.to_thread(Path(f.spilled_to).read_bytes)
         assert hashlib.sha256(data).hexdigest() == f.sha256
     assert server.ledger.images_billed == 3
-    await client.bulk(jobs, output_dir="memory://spill-test", manifest=manifest).collect()
+    await client.bulk(jobs, **kwargs).collect()
     assert server.ledger.images_billed == 3  # the spilled images count as kept
 
 
