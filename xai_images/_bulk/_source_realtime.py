@@ -39,6 +39,8 @@ from ._records import interrupted_record, item_record
 from ._spend import SpendRefused
 
 if TYPE_CHECKING:
+    import datetime
+
     from .._api._models import ImagesResponse
     from ._jobstate import JobState
     from ._manifest import ItemStatus, ManifestRecord
@@ -66,14 +68,25 @@ class BatchRun(Engine):
         manifest_path: the manifest file.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # With upload_urls, xAI PUTs the images into the store through signed URLs.
+        if upload_urls:
+            from ._signed_job import SignedJob
+
+            self._signed = SignedJob(self._store, upload_expires)
         # Items whose task may be stopped before its request goes out, and those stopped so.
         self._running: dict[Item, asyncio.Task[None]] = {}
         self._halted: set[Item] = set()
 
     def __repr__(self) -> str:
-        return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
+        return f"<BatchRun output_dir={self.target!r} {self.progress!r}>"
 
     def stop(self) -> None:
         """Stop spending: no request is sent that was not sent already.
@@ -164,6 +177,8 @@ class BatchRun(Engine):
         images = response.images
         self._emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:
+            if self._signed is not None:
+                self._signed.forget(item)
             blocked = ImageBlockedError(
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
@@ -193,7 +208,11 @@ class BatchRun(Engine):
         self._emit("started", item.id, line=item.request.line)
         paid: int | None = None
         try:
-            response = await self._client.images.send(item.request, origin=item)
+            if self._signed is not None:
+                output: Any = self._output
+                response = await self._signed.send(self._client, item, output)
+            else:
+                response = await self._client.images.send(item.request, origin=item)
         except OutcomeUnknownError as exc:
             await self._spend.settle(reservation, None)
             return self._finish(item, "unknown", error=exc)

@@ -55,7 +55,7 @@ def add_via_flags(batch: argparse.ArgumentParser, seconds: Callable[[str], float
     )
 
 
-def collect_command(jobs: str | Path, output_dir: Path, manifest: Path | None) -> str:
+def collect_command(jobs: str | Path, output_dir: Path | str, manifest: Path | None) -> str:
     """The command that re-attaches to a job's batch and collects its results."""
     parts = ["xai-images", "batch", str(jobs), "-o", str(output_dir), "--via", "batch-api"]
     if manifest is not None:
@@ -102,8 +102,18 @@ async def drive(run: Any, renderer: Any, stopping: str) -> tuple[list[Any], bool
 
 async def write_run_paths(run: Any, gallery: bool, out: Callable[[str], None]) -> None:
     """Print where the images and the manifest are; write and print the gallery."""
-    out(f"images:   {run.output_dir}")
+    store = getattr(run, "_store", None)
+    out(f"images:   {run.target}")
     out(f"manifest: {run.manifest_path}")
+    if store is not None:
+        # A store job's gallery page and manifest copy were uploaded beside the images.
+        for location in store.uploaded:
+            out(f"uploaded: {location}")
+        if store.spilled:
+            out(
+                f"spilled:  {store.spilled} image(s) could not be stored; kept in {store.spill_dir}"
+            )
+        return
     if gallery and run.manifest_path.exists():
         from .._bulk._gallery import write_gallery
 
@@ -127,7 +137,7 @@ async def run_remote_job(
     source: Any,
     *,
     jobs: str | Path,
-    output_dir: Path,
+    output_dir: Path | str,
     manifest: Path | None = None,
     plain: bool,
     gallery: bool,
