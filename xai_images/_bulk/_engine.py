@@ -32,14 +32,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .._api._models import GeneratedImage
-from .._api._requests import EditRequest, GenerateRequest, Request
+from .._api._requests import Request
 from .._config import int_at_least
 from .._errors import DownloadError, ImageExpiredError, ValidationError, XAIImagesError
 from .._results._files import safe_component
 from .._results._local import LocalDirectory
 from ._budget import Budget, open_budget, parse_max_cost
-from ._jobs import InvalidJob, Job, Source, chunked, derive_id, iter_source, parse_job
-from ._jobstate import Found, IdSet, JobState, load_job_state
+from ._jobs import Job, Source, chunked, iter_source
+from ._jobstate import Found, JobState, load_job_state
 from ._manifest import (
     FileRecord,
     ItemStatus,
@@ -48,10 +48,12 @@ from ._manifest import (
     PendingImage,
     read_manifest,
 )
+from ._naming import _Names, name_job
 from ._outcome import Outcome
 from ._progress import Progress, ProgressEvent
 from ._resume import ResumeOptions, decide_resume
 from ._spend import NO_SPEND, BudgetSpend, Spend
+from ._store_job import locate
 from ._tally import Item, Tally
 
 if TYPE_CHECKING:
@@ -62,12 +64,12 @@ if TYPE_CHECKING:
     from .._results._output import Output
     from .._results._transfers import Transfers
     from .._wire._shared_budget import SharedLedger
+    from ._signed_job import SignedJob
 
 __all__ = [
     "BulkClient",
     "Engine",
     "check_run_options",
-    "name_job",
     "outcome_of",
 ]
 
@@ -92,63 +94,18 @@ class BulkClient(Protocol):
     def remove_event_hook(self, hook: EventHook) -> None: ...
 
 
-class _Names:
-    """The ids a run has given (compact), and the repeat counts of derived ids."""
-
-    def __init__(self) -> None:
-        self.ids = IdSet()
-        self.repeats: dict[str, int] = {}  # only bases seen more than once
-
-
-def name_job(job: Any, names: _Names, number: int) -> tuple[str, Request] | Outcome:
-    """Validate a job and name it, or return its failed outcome.
-
-    The id is the job's own (unique within the job) or derived from its content, the same
-    request again getting ``-2``, ``-3``, ... in job order; it is added to ``names``.
-    ``number`` (the job's position) names a job that has neither id nor line.
-    """
-    if isinstance(job, Mapping):
-        try:
-            job = parse_job(job)
-        except ValidationError as exc:
-            job = InvalidJob(None, exc)
-    if isinstance(job, InvalidJob):
-        name = f"line-{job.line}" if job.line is not None else f"item-{number}"
-        return Outcome(name, "failed", error=job.error, line=job.line)
-    if not isinstance(job, (GenerateRequest, EditRequest)):
-        error = ValidationError("request", job, "a GenerateRequest, EditRequest or dict")
-        return Outcome(f"item-{number}", "failed", error=error)
-    try:
-        job.validate()
-    except ValidationError as exc:
-        return Outcome(job.id or f"item-{number}", "failed", job, error=exc, line=job.line)
-    if job.id is not None:
-        item_id = job.id
-        if item_id in names.ids:
-            error = ValidationError("id", item_id, "unique within the job")
-            return Outcome(item_id, "failed", job, error=error, line=job.line)
-    else:
-        base = derive_id(job)
-        # The same request twice (asking for more variety) gets -2, -3, ... in job order.
-        count = names.repeats.get(base, 1 if base in names.ids else 0) + 1
-        if count > 1:
-            names.repeats[base] = count
-        item_id = base if count == 1 else f"{base}-{count}"
-    names.ids.add(item_id)
-    return item_id, job
-
-
 def outcome_of(
     record: ManifestRecord,
     request: Request,
     status: ItemStatus,
     error: BaseException | None,
-    output_dir: Path,
+    output_dir: Path | None,
     *,
     skipped: bool = False,
 ) -> Outcome:
-    """The `Outcome` of an item whose manifest record is ``record``."""
-    paths = tuple(output_dir / f.path for f in record.files)
+    """The `Outcome` of an item whose manifest record is ``record`` (``output_dir``: ``None``
+    for a job into an object store, whose outcomes name no local files)."""
+    paths = () if output_dir is None else tuple(output_dir / f.path for f in record.files)
     return Outcome(record.id, status, request, paths, error, skipped, request.line, record)
 
 
@@ -190,7 +147,9 @@ class Engine:
 
     Attributes:
         progress: live counters (also carried by every event).
-        output_dir: where images, the manifest and the gallery go (made absolute).
+        output_dir: where images, the manifest and the gallery go (made absolute); for a job
+            into an object store, the local directory of its manifest.
+        target: where the images go: the output directory, or the object-store URL.
         manifest_path: the manifest file.
     ``max_cost`` (USD) puts a `Budget` behind the spending seam; ``spend`` is any other
     `Spend` (tests, callers with their own accounting).
@@ -201,7 +160,7 @@ class Engine:
         client: BulkClient,
         requests: Source,
         *,
-        output_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str] | Output,
         manifest: str | os.PathLike[str] | None = None,
         concurrency: int = 16,
         retry_failed: bool = False,
@@ -226,10 +185,8 @@ class Engine:
         self._requests = requests
         # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
         # move the job.
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self._store, self.target, self.output_dir, self.manifest_path = locate(output_dir, manifest)
+        self._files_root = None if self._store is not None else self.output_dir
         self._concurrency = concurrency
         self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
         self._on_exists: OnExists = on_exists
@@ -318,7 +275,8 @@ class Engine:
         try:
             await self._open_budget()
             # Checked writable (and created) before anything is sent or paid for.
-            self._output = await self._transfers.output(self.output_dir, field="output_dir")
+            target = self.output_dir if self._store is None else self._store.target
+            self._output = await self._transfers.output(target, field="output_dir")
             writer = self._writer = ManifestWriter(self.manifest_path)
             await writer.open()
         except BaseException:
@@ -346,6 +304,8 @@ class Engine:
             self._client.remove_event_hook(self._on_client_event)
             state.close()
             await writer.aclose()
+            if self._store is not None:
+                await self._store.finish(self._output)
             await self._close_budget()
             self.progress.finish()
             self._emit("finished", None)
@@ -361,10 +321,12 @@ class Engine:
             self._max_cost,
             limit,
             read_manifest(self.manifest_path),
-            name=self._budget_name or self.output_dir.name,
+            name=self._budget_name or (self.target if self._store else self.output_dir.name),
         )
         self._spend = BudgetSpend(self._budget, self.progress, wait=self._budget_waits)
         self.progress.spent_in_usd_ticks = await self._budget.spent()
+
+    _signed: SignedJob | None = None  # with upload_urls (set by a source)
 
     _budget_waits = True  # reserve waits for requests in flight to settle before refusing
 
@@ -447,7 +409,12 @@ class Engine:
                 status: Any = earlier.status
                 self._out(
                     outcome_of(
-                        earlier, item.request, status, decision.error, self.output_dir, skipped=True
+                        earlier,
+                        item.request,
+                        status,
+                        decision.error,
+                        self._files_root,
+                        skipped=True,
                     )
                 )
                 return None
@@ -469,6 +436,8 @@ class Engine:
             return False
         if not self._verify and isinstance(output, LocalDirectory):
             return record.files_intact(self.output_dir)
+        if self._store is not None:
+            return len(await self._store.kept(output, record.files)) == len(record.files)
         for f in record.files:
             if not await output.verify(f.path, size=f.bytes, sha256=f.sha256):
                 return False
@@ -488,8 +457,10 @@ class Engine:
         """The manifest record and outcome of ``item`` ending with ``status`` (``fields``: the
         record's: error, files, pending, billed, note, keep, cost)."""
         record = self._record(item, status, **fields)
+        if self._store is not None:
+            record = self._store.with_spills(record, fields.get("files", ()))
         return record, outcome_of(
-            record, item.request, status, fields.get("error"), self.output_dir
+            record, item.request, status, fields.get("error"), self._files_root
         )
 
     async def _settle(self, record: ManifestRecord, outcome: Outcome) -> None:
@@ -507,6 +478,8 @@ class Engine:
         """Store an item's images in the output as ``{id}-{index}.{ext}`` (the one place both
         sources save); split what was saved, what is left to fetch again later, and the errors;
         count what was saved."""
+        if self._signed is not None:  # xAI uploaded them through signed URLs
+            return await self._signed.saved(item, images, self._output, self.progress)  # type: ignore[arg-type]
         saving = self._tally.saving
         output = self._output
         assert output is not None
@@ -540,6 +513,10 @@ class Engine:
                 pending.append(PendingImage(image.index, image.url, image.revised_prompt))
             else:
                 saved.append(result)
+        if self._store is not None and errors:
+            saved, pending, errors = await self._store.spill(
+                self._transfers, item, images, results, saved, pending, errors
+            )
         self.progress.images += len(saved)
         self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
         return saved, pending, errors
@@ -566,7 +543,11 @@ class Engine:
             if p.url
         ]
         saved, pending, errors = await self._save_images(item, images)
-        kept = await asyncio.to_thread(_kept, earlier.files, self.output_dir)
+        if self._store is not None:
+            assert self._output is not None
+            kept = await self._store.kept(self._output, earlier.files)
+        else:
+            kept = await asyncio.to_thread(_kept, earlier.files, self.output_dir)
         status: ItemStatus = "failed" if errors else "ok"
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
             if regenerate and self._resume.resend_unknown:

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 from .._api._pricing import Estimate, ItemPrice, PriceTable
 from .._errors import ValidationError
-from ._engine import _Names, name_job
 from ._jobs import Job, iter_source
+from ._naming import _Names, name_job
 from ._outcome import Outcome
 
 if TYPE_CHECKING:

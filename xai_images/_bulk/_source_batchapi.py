@@ -36,12 +36,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import APIStatusError, NotFoundError, ValidationError
+from .._errors import APIStatusError, NotFoundError, ValidationError, XAIImagesError
 from .._hooks import RateLimited, RetryScheduled
 from ._batchapi_collect import CollectMixin
 from ._batchapi_state import RemoteProgress
-from ._engine import Engine, _Names
+from ._engine import Engine
 from ._jobstate import RunState
+from ._naming import _Names
 from ._outcome import Outcome
 from ._records import Answer, build_record
 from ._source_realtime import BatchRun
@@ -49,6 +50,8 @@ from ._spend import SpendRefused
 from ._tally import Item
 
 if TYPE_CHECKING:
+    import datetime
+
     from ._jobstate import JobState
     from ._manifest import ItemStatus, ManifestRecord
 
@@ -159,6 +162,8 @@ class RemoteBatchRun(CollectMixin, Engine):
         poll_interval: float = 2.0,
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         for name, value in (
@@ -183,6 +188,10 @@ class RemoteBatchRun(CollectMixin, Engine):
         # of the items in flight).
         self._attached: dict[str, Item] = {}
         self._adders: list[asyncio.Future[None]] = []
+        if upload_urls:  # signed for the batch's lifetime unless told otherwise
+            from ._signed_job import BATCH_UPLOAD_EXPIRY, SignedJob
+
+            self._signed = SignedJob(self._store, upload_expires, BATCH_UPLOAD_EXPIRY)
 
     def __repr__(self) -> str:
         return f"<RemoteBatchRun batch_id={self.batch_id!r} {self.progress!r}>"
@@ -420,6 +429,14 @@ class RemoteBatchRun(CollectMixin, Engine):
                 pending, size = [], 0
                 by_id.clear()
                 continue
+            if self._signed is not None:
+                # Signed as it is added (the URLs' life starts here), then encoded again.
+                try:
+                    request = await self._signed.sign(item, self._output)  # type: ignore[arg-type]
+                except XAIImagesError as exc:  # a taken key, a store that cannot sign: unpaid
+                    await self._end(item, *self._finish(item, "failed", error=exc))
+                    continue
+                entry = await batches.checked_entry(request, item.id)
             by_id[item.id] = item
             pending.append((item.id, entry))
             size += len(entry)
