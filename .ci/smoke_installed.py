@@ -76,7 +76,7 @@ def main() -> None:
 
     package = resources.files("xai_images")
     check(package.joinpath("py.typed").is_file(), "py.typed is installed")
-    lines = package.joinpath("demo_prompts.jsonl").read_text("utf-8").splitlines()
+    lines = package.joinpath("_ui", "demo_prompts.jsonl").read_text("utf-8").splitlines()
     prompts = [json.loads(line)["prompt"] for line in lines if line.strip()]
     check(len(prompts) > 0, f"demo prompts installed ({len(prompts)} prompts)")
 

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from xai_images import AsyncClient, GenerateRequest
-from xai_images._bulk._batch import run_batch
 from xai_images._bulk._manifest import load_manifest
+from xai_images._bulk._source_realtime import run_batch
 from xai_images.testing import FakeXAIServer
 
 

@@ -23,7 +23,14 @@ from xai_images import (
     ValidationError,
 )
 from xai_images._ui._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
-from xai_images.bulk import BatchAPI, BatchLimits, Outcome, RemoteBatchRun, load_manifest
+from xai_images.bulk import (
+    BatchAPI,
+    BatchLimits,
+    Outcome,
+    ProgressEvent,
+    RemoteBatchRun,
+    load_manifest,
+)
 from xai_images.testing import FakeClock, FakeXAIServer, Reply
 
 
@@ -407,8 +414,14 @@ async def test_stop_leaves_the_remote_batch_running(
 ) -> None:
     """stop() ends the run without cancelling the batch; a new run collects the rest."""
     server.settings.batch_processing_seconds = 100
-    run = remote(client, prompts(4), tmp_path)
-    run.stop()
+    # Stopped once every request is in the batch (a stop before an add call means that call
+    # is not made: stopping stops spending).
+
+    def stop_when_all_added(event: ProgressEvent) -> None:
+        if event.progress.started == 4:
+            run.stop()
+
+    run = remote(client, prompts(4), tmp_path, on_event=stop_when_all_added)
     assert await run.collect() == []
     assert run.batch_id is not None
     assert not (await client.batches.get(run.batch_id)).cancelled

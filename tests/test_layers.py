@@ -140,7 +140,7 @@ def test_the_checks_see_every_kind_of_import() -> None:
     """The import scanner finds relative, absolute, function-local and TYPE_CHECKING imports."""
     assert "xai_images._api._client" in GRAPH["xai_images._bulk._client"]  # module level
     # Function-local (deferred) and absolute imports count too.
-    assert "xai_images._bulk._batch_remote" in GRAPH["xai_images._bulk._client"]
+    assert "xai_images._bulk._source_batchapi" in GRAPH["xai_images._bulk._client"]
     assert "xai_images._bulk._client" in GRAPH["xai_images._ui._cli"]
     # TYPE_CHECKING imports count.
     assert "xai_images._api._requester" in GRAPH["xai_images._api._images"]

@@ -16,8 +16,8 @@ NOT_AT_IMPORT = (
     "IPython",
     "xai_images._results._preview",  # notebook display of images
     "xai_images._bulk._live",  # notebook display of bulk progress
-    "xai_images._bulk._batch_remote",  # the Batch-API engine
-    "xai_images._bulk._remote_results",
+    "xai_images._bulk._source_batchapi",  # the Batch-API engine
+    "xai_images._bulk._batchapi_collect",
 )
 
 
@@ -37,14 +37,14 @@ def test_import_loads_nothing_heavy() -> None:
     """A plain import of the package (and of its public submodules) loads none of them."""
     loaded = _loaded_after("import xai_images, xai_images.bulk, xai_images.hooks")
     # The check sees the package's modules (the client itself now loads on first use, below).
-    assert "xai_images._bulk._batch" in loaded
+    assert "xai_images._bulk._source_realtime" in loaded
     assert _heavy(loaded) == []
 
 
 def test_the_batch_api_engine_loads_when_its_names_are_used() -> None:
     """``xai_images.bulk.RemoteBatchRun`` imports the Batch-API engine on first use."""
     loaded = _loaded_after("import xai_images.bulk\nxai_images.bulk.RemoteBatchRun")
-    assert "xai_images._bulk._batch_remote" in loaded
+    assert "xai_images._bulk._source_batchapi" in loaded
 
 
 def test_plain_import_defers_the_client_and_its_dependencies() -> None:

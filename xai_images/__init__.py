@@ -61,8 +61,8 @@ if TYPE_CHECKING:
     )
     from ._api._requests import EditRequest, GenerateRequest
     from ._api._usage import InputTokensDetails, OutputTokensDetails, Usage
+    from ._bulk._batchapi_state import BatchRequestError
     from ._bulk._client import AsyncClient
-    from ._bulk._remote_state import BatchRequestError
     from ._results._files import SavedImage
     from ._sync._client import Client
     from ._wire._ratelimit import RateLimiter
@@ -127,7 +127,7 @@ __all__ = [
 # CLI's --help, a worker that only catches our errors) should not pay. See benchmarks/README.md.
 _LAZY = {
     "AsyncClient": "._bulk._client",
-    "BatchRequestError": "._bulk._remote_state",
+    "BatchRequestError": "._bulk._batchapi_state",
     "Client": "._sync._client",
     "DeferredRequest": "._api._models",
     "DeferredStatus": "._api._models",

@@ -31,13 +31,14 @@ from ._api._batch_models import (
 )
 from ._api._batches import BatchLimits
 from ._api._files import DeletedFile, FilePublicUrl
-from ._bulk._batch import BatchRun, Outcome
+from ._bulk._batchapi_state import RemoteProgress
 from ._bulk._estimate import estimate_job as estimate
 from ._bulk._gallery import write_gallery
 from ._bulk._jobs import InvalidJob, JobFileError, load_jobs
 from ._bulk._manifest import FileRecord, ManifestRecord, load_manifest
+from ._bulk._outcome import Outcome
 from ._bulk._progress import Progress, ProgressEvent
-from ._bulk._remote_state import RemoteProgress
+from ._bulk._source_realtime import BatchRun
 from ._public import publish
 
 __all__ = [
@@ -68,10 +69,10 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._bulk._batch_remote import BatchAPI, RemoteBatchRun
+    from ._bulk._source_batchapi import BatchAPI, RemoteBatchRun
 
 # The Batch-API engine is imported when one of its names is first used, not with the package.
-_LAZY = {"BatchAPI": "._bulk._batch_remote", "RemoteBatchRun": "._bulk._batch_remote"}
+_LAZY = {"BatchAPI": "._bulk._source_batchapi", "RemoteBatchRun": "._bulk._source_batchapi"}
 
 publish(__name__, {**globals(), "__all__": [name for name in __all__ if name not in _LAZY]})
 

@@ -15,9 +15,10 @@ from .._api._client import CoreClient
 
 if TYPE_CHECKING:
     from .._results._files import OnExists
-    from ._batch import BatchRun, Source
-    from ._batch_remote import BatchAPI, RemoteBatchRun
+    from ._jobs import Source
     from ._progress import ProgressEvent
+    from ._source_batchapi import BatchAPI, RemoteBatchRun
+    from ._source_realtime import BatchRun
 
 __all__ = ["AsyncClient"]
 
@@ -135,7 +136,7 @@ class AsyncClient(CoreClient):
                 with single items never raise: they become failed outcomes. Iterating raises
                 only if the manifest cannot be written or the request source itself raises.
         """
-        from ._batch_remote import engine  # deferred: loaded when a bulk job starts
+        from ._source_batchapi import engine  # deferred: loaded when a bulk job starts
 
         return engine(via)(
             self,

@@ -3,32 +3,20 @@ but ``GET /image-generation-models``."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterable, Iterable
+from typing import TYPE_CHECKING
 
 from .._api._pricing import Estimate, ItemPrice, PriceTable
 from .._errors import ValidationError
-from ._batch import Job, Outcome, name_job
-from ._jobs import load_jobs
+from ._engine import _Names, name_job
+from ._jobs import Job, iter_source
+from ._outcome import Outcome
 
 if TYPE_CHECKING:
     from .._api._client import CoreClient
 
 __all__ = ["estimate_job"]
-
-
-async def _jobs(source: Any) -> AsyncIterator[Job]:
-    if isinstance(source, (str, os.PathLike)):
-        for job in await asyncio.to_thread(load_jobs, source):
-            yield job
-    elif isinstance(source, AsyncIterable):
-        async for job in source:
-            yield job
-    else:
-        for job in source:
-            yield job
 
 
 async def estimate_job(
@@ -49,12 +37,11 @@ async def estimate_job(
     table = PriceTable(await client.images.models.list())
     prices: list[ItemPrice] = []
     problems: list[tuple[str, str]] = []
-    ids: set[str] = set()
-    repeats: dict[str, int] = {}
+    names = _Names()
     number = 0
-    async for job in _jobs(jobs):
+    async for job in iter_source(jobs):
         number += 1
-        named = name_job(job, ids, repeats, number)
+        named = name_job(job, names, number)
         if isinstance(named, Outcome):
             problems.append((named.id, str(named.error)))
             continue

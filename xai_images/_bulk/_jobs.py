@@ -7,10 +7,19 @@ added in ``_requests.py`` is accepted here without a change.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import json
 import os
-from collections.abc import Mapping, Sequence, Sized
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+    Sized,
+)
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,10 +32,15 @@ from .._errors import ValidationError
 
 __all__ = [
     "InvalidJob",
+    "Job",
     "JobFileError",
+    "Source",
+    "check_job_file",
     "count_items",
     "count_jobs",
     "derive_id",
+    "iter_jobs",
+    "iter_source",
     "load_jobs",
     "parse_job",
 ]
@@ -194,46 +208,131 @@ def load_jobs(
             `ValidationError` whose field is the first one's).
         OSError: the file cannot be read.
     """
-    source = Path(path)
-    base_dir = source.resolve().parent
-    jobs: list[Request | InvalidJob] = []
-    with open(source, "rb") as fh:
-        content = fh.read()
-    # Decoded line by line so that one non-UTF-8 line fails alone; bytes.splitlines() splits
-    # on \n, \r and \r\n like text mode did, so line numbers are unchanged.
-    for number, raw in enumerate(content.splitlines(), start=1):
-        undecodable: UnicodeDecodeError | None = None
-        try:
-            text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
-        except UnicodeDecodeError as exc:
-            text = raw.decode("utf-8", errors="replace").strip()
-            undecodable = exc
-        if not text:
-            continue
-        try:
-            if undecodable is not None:
-                bad = raw[undecodable.start : undecodable.start + 1]
-                raise ValidationError(
-                    f"line {number}",
-                    text[:60],
-                    f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
-                )
-            try:
-                data = json.loads(text)
-            except _UNPARSABLE as exc:
-                raise ValidationError(
-                    f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
-                ) from None
-            if not isinstance(data, dict):
-                raise ValidationError(f"line {number}", text[:60], "a JSON object")
-            jobs.append(parse_job(data, line=number, base_dir=base_dir))
-        except ValidationError as exc:
-            jobs.append(InvalidJob(number, exc, text[:200]))
+    jobs = list(iter_jobs(path))
     if on_error == "stop":
         invalid = [job for job in jobs if isinstance(job, InvalidJob)]
         if invalid:
             raise JobFileError(invalid)
     return jobs
+
+
+def check_job_file(
+    path: str | os.PathLike[str], *, on_error: Literal["report", "stop"] = "report"
+) -> None:
+    """Check a job file before a run reads it lazily: that it can be read and, with
+    ``on_error="stop"``, that no line is bad (keeping only the bad ones: bounded memory).
+
+    Raises:
+        JobFileError: (``on_error="stop"``) every bad line.
+        OSError: the file cannot be read.
+    """
+    if on_error == "stop":
+        invalid = [job for job in iter_jobs(path) if isinstance(job, InvalidJob)]
+        if invalid:
+            raise JobFileError(invalid)
+    else:
+        with open(path, "rb"):
+            pass
+
+
+def iter_jobs(path: str | os.PathLike[str]) -> Iterator[Request | InvalidJob]:
+    """`load_jobs` one line at a time (a bad line is an `InvalidJob`): memory stays that of
+    one line, whatever the file's size.
+
+    Blocking (it reads the file): a bulk run reads it in a worker thread, a few lines at a time.
+    """
+    source = Path(path)
+    base_dir = source.resolve().parent
+    with open(source, "rb") as fh:
+        # Lines end at \n, \r or \r\n (as bytes.splitlines() and text mode split them), so
+        # line numbers do not depend on the platform that wrote the file.
+        for number, raw in enumerate(_lines(fh), start=1):
+            job = _read_line(raw, number, base_dir)
+            if job is not None:
+                yield job
+
+
+def _lines(fh: Any) -> Iterator[bytes]:
+    """The lines of a binary file split like ``bytes.splitlines()`` on \n, \r and \r\n."""
+    for chunk in fh:  # split at \n by the file object
+        if b"\r" not in chunk:
+            yield chunk.rstrip(b"\n")
+            continue
+        # A lone \r also ends a line; a \r\n pair is one ending (the \n is the file's split).
+        body = chunk.rstrip(b"\n")
+        parts = body.split(b"\r")
+        if body.endswith(b"\r"):
+            parts.pop()
+        yield from parts
+
+
+def _read_line(raw: bytes, number: int, base_dir: Path) -> Request | InvalidJob | None:
+    """One job line as a request, an `InvalidJob`, or ``None`` for a blank line."""
+    undecodable: UnicodeDecodeError | None = None
+    try:
+        text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace").strip()
+        undecodable = exc
+    if not text:
+        return None
+    try:
+        if undecodable is not None:
+            bad = raw[undecodable.start : undecodable.start + 1]
+            raise ValidationError(
+                f"line {number}",
+                text[:60],
+                f"UTF-8 text (byte 0x{bad.hex()} at offset {undecodable.start} is not)",
+            )
+        try:
+            data = json.loads(text)
+        except _UNPARSABLE as exc:
+            raise ValidationError(
+                f"line {number}", text[:60], f"a JSON object (invalid JSON: {_why(exc)})"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValidationError(f"line {number}", text[:60], "a JSON object")
+        return parse_job(data, line=number, base_dir=base_dir)
+    except ValidationError as exc:
+        return InvalidJob(number, exc, text[:200])
+
+
+Job = Request | InvalidJob | Mapping[str, Any]
+"""One item of a bulk job's source: a request, an unreadable line, or a dict like a job line."""
+Source = str | os.PathLike[str] | Iterable[Job] | AsyncIterable[Job]
+"""A bulk job's source: the path of a JSONL job file, or an (async) iterable of jobs."""
+_READ_AHEAD = 256  # job-file lines read per trip to the worker thread
+
+
+async def iter_source(source: Source) -> AsyncIterator[Job]:
+    """The jobs of a bulk job's source, read lazily: a job file a few hundred lines per trip
+    to a worker thread (memory stays that of those lines), an iterable or async iterable as
+    it yields."""
+    if isinstance(source, (str, os.PathLike)):
+        lines: Iterator[Request | InvalidJob] = iter_jobs(source)
+        try:
+            while batch := await asyncio.to_thread(_take, lines, _READ_AHEAD):
+                for job in batch:
+                    yield job
+        finally:
+            close = getattr(lines, "close", None)
+            if close is not None:
+                await asyncio.to_thread(close)
+    elif isinstance(source, AsyncIterable):
+        async for job in source:
+            yield job
+    else:
+        for job in source:
+            yield job
+
+
+def _take(lines: Iterator[Any], count: int) -> list[Any]:
+    out = []
+    for job in lines:
+        out.append(job)
+        if len(out) >= count:
+            break
+    return out
 
 
 def count_jobs(path: str | os.PathLike[str], *, chunk_size: int = 1 << 20) -> int:

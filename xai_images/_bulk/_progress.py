@@ -7,9 +7,10 @@ live `Progress` counters. The renderers that draw them (rich bars, plain lines) 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import attrs
 
@@ -17,6 +18,7 @@ from .._units import TICKS_PER_USD, format_bytes, format_usd
 
 __all__ = [
     "TICKS_PER_USD",
+    "EventEmitter",
     "EventKind",
     "Progress",
     "ProgressEvent",
@@ -41,6 +43,8 @@ EventKind = Literal[
 ``retrying`` (a request or download is retried), ``rate_limited`` (a 429 arrived),
 ``finished`` (the whole run is over; ``item_id`` is ``None``)."""
 
+logger = logging.getLogger("xai_images")
+
 
 class Progress:
     """Running counters of a bulk job, updated by the batch engine before each event.
@@ -49,7 +53,8 @@ class Progress:
         total: items read so far (grows while the job is read).
         expected: the items the job holds, when counted before the run (a job file's lines
             are counted first, cheaply); ``None``: not counted, see `job_size`.
-        ok, failed, blocked, unknown: items finished with that status in this run.
+        ok, failed, blocked, unknown, expired: items finished with that status in this run
+            (``expired``: only through the Batch API).
         skipped: items not run because an earlier run settled them.
         started: items whose API request was sent at least once.
         generated: items the API answered with images.
@@ -73,6 +78,7 @@ class Progress:
         # Every counter starts at zero: items by outcome, then work done, then API trouble.
         self.expected: int | None = None
         self.total = self.ok = self.failed = self.blocked = self.unknown = self.skipped = 0
+        self.expired = 0
         self.started = self.generated = self.images = self.bytes = self.cost_in_usd_ticks = 0
         self.rate_limited = self.retries = 0
         self.interrupted = False
@@ -99,17 +105,22 @@ class Progress:
     @property
     def done(self) -> int:
         """Items settled: finished in this run (any status) or skipped."""
-        return self.ok + self.failed + self.blocked + self.unknown + self.skipped
+        return self.ended + self.skipped
 
     @property
     def errors(self) -> int:
-        """Items that ended failed, blocked or unknown in this run."""
-        return self.failed + self.blocked + self.unknown
+        """Items that ended failed, blocked, unknown or expired in this run."""
+        return self.failed + self.blocked + self.unknown + self.expired
+
+    @property
+    def ended(self) -> int:
+        """Items that ended in this run, whatever their status."""
+        return self.ok + self.errors
 
     @property
     def in_flight(self) -> int:
         """Items started but not finished."""
-        return self.started - (self.ok + self.failed + self.blocked + self.unknown)
+        return self.started - self.ended
 
     @property
     def elapsed(self) -> float:
@@ -132,6 +143,33 @@ class Progress:
         """Freeze `elapsed` (called by the engine when the run ends)."""
         if self.finished_at is None:
             self.finished_at = self._clock()
+
+
+class EventEmitter:
+    """Delivers a run's progress events to its ``on_event`` callback.
+
+    Args:
+        on_event: the run's callback (``None``: none); exceptions it raises are logged once and
+            ignored, because a broken progress callback must not fail items that may be paid for.
+        progress: the live counters every event carries.
+    """
+
+    def __init__(self, on_event: Callable[[ProgressEvent], None] | None, progress: Any) -> None:
+        self.progress = progress
+        self._on_event = on_event
+        self._event_error_logged = False
+
+    def emit(self, kind: EventKind, item_id: str | None, **fields: Any) -> None:
+        """Call the callback with one event (nothing when there is none)."""
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(ProgressEvent(kind, item_id, self.progress, **fields))
+        except Exception:
+            # A broken progress callback must not fail the items (they may be paid for).
+            if not self._event_error_logged:
+                self._event_error_logged = True
+                logger.exception("xai-images batch: the on_event callback raised; ignoring")
 
 
 @attrs.frozen

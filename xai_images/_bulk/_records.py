@@ -101,7 +101,7 @@ def build_record(
     no ``error``; ``revised``: the revised prompts by image index)."""
     records = tuple(keep) + tuple(
         FileRecord(
-            path=_relative(s.path, output_dir),
+            path=s.key if s.key is not None else _relative(s.path, output_dir),
             bytes=s.bytes,
             sha256=s.sha256,
             mime_type=s.mime_type,

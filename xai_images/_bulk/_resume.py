@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
-from .._errors import OutcomeUnknownError, XAIImagesError
+from .._errors import ImageExpiredError, OutcomeUnknownError, XAIImagesError
 
 if TYPE_CHECKING:
     from ._manifest import ManifestRecord
@@ -68,6 +68,18 @@ def decide_resume(record: ManifestRecord, options: ResumeOptions, *, files_intac
                 f"{record.error or 'the answer was lost'} (not resent: it may have been "
                 "billed; pass resend_unknown=True / --resend-unknown to send it again)",
                 reason="earlier",
+            ),
+        )
+    if status == "expired":
+        # Billed, and its images can no longer be fetched: only generating again (and paying
+        # again) gets them, which resend_unknown asks for.
+        if options.resend_unknown:
+            return _RUN
+        return Resume(
+            "skip",
+            ImageExpiredError(
+                f"expired in an earlier run: {record.error or ''} (generated again only with "
+                "resend_unknown=True / --resend-unknown: it may be billed again)"
             ),
         )
     if not options.retry_failed:

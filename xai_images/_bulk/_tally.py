@@ -24,8 +24,7 @@ from .._hooks import (
     ResponseReceived,
     RetryScheduled,
 )
-from ._bulkcommon import EventEmitter
-from ._progress import Progress, ProgressEvent
+from ._progress import EventEmitter, Progress, ProgressEvent
 
 if TYPE_CHECKING:
     from .._api._models import ImagesResponse
@@ -38,15 +37,23 @@ __all__ = ["Item", "Tally"]
 logger = logging.getLogger("xai_images")
 
 
-@attrs.define
+@attrs.define(eq=False)
 class Item:
-    """Mutable state of one item while it runs."""
+    """Mutable state of one item while it is in flight (either source).
+
+    Only items in flight have one; what the run must remember about the others lives in the
+    manifest. ``entry`` and ``saving`` are the Batch API source's (its encoded batch line, and
+    whether its result is being saved); ``reservation`` is what the spend seam reserved for it.
+    """
 
     id: str
     request: Request
-    tally: Tally | None = attrs.field(default=None, eq=False, repr=False)
+    tally: Tally | None = attrs.field(default=None, repr=False)
     prior: ManifestRecord | None = None
     download_only: bool = False
+    entry: bytes | None = attrs.field(default=None, repr=False)
+    saving: bool = False
+    reservation: object = attrs.field(default=None, repr=False)
     attempts: int = 0
     retry_notes: int = 0
     sent: bool = False
@@ -74,8 +81,10 @@ class Tally(EventEmitter):
 
     progress: Progress
 
-    def __init__(self, on_event: Callable[[ProgressEvent], None] | None) -> None:
-        super().__init__(on_event, Progress())
+    def __init__(
+        self, on_event: Callable[[ProgressEvent], None] | None, progress: Progress | None = None
+    ) -> None:
+        super().__init__(on_event, progress if progress is not None else Progress())
         # Images being saved, by identity, to the item they belong to: download retries name
         # the image as their origin.
         self.saving: dict[int, Item] = {}
@@ -133,13 +142,11 @@ class Tally(EventEmitter):
             self.emit("rate_limited", item.id, delay=event.retry_after, line=item.request.line)
 
     def count(self, outcome: Outcome) -> None:
+        """Count an item that ended in this run and tell ``on_event`` (``saved``/``failed``)."""
         p = self.progress
-        if outcome.status == "ok":
-            p.ok += 1
-        elif outcome.status == "blocked":
-            p.blocked += 1
-        elif outcome.status == "unknown":
-            p.unknown += 1
+        status = outcome.status
+        if status in ("ok", "blocked", "unknown", "expired"):
+            setattr(p, status, getattr(p, status) + 1)
         else:
             p.failed += 1
         if outcome.status == "ok":

@@ -32,9 +32,10 @@ from .._bulk._progress import Progress
 from ._bridge import Field, Owner, Proxy, bridge, bridge_iter, keep, register
 
 if TYPE_CHECKING:
-    from .._bulk._batch import BatchRun, Outcome
-    from .._bulk._batch_remote import RemoteBatchRun
     from .._bulk._live import LiveProgress
+    from .._bulk._outcome import Outcome
+    from .._bulk._source_batchapi import RemoteBatchRun
+    from .._bulk._source_realtime import BatchRun
     from .._results._preview import Picture
 
 __all__ = [

@@ -413,8 +413,8 @@ def _summary(run: Any, outcomes_failed: list[Any], *, rich_console: Any = None) 
 
 async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **options: Any) -> int:
     """Run a batch with progress display, Ctrl-C handling, summary and gallery."""
-    from .._bulk._batch import run_batch
     from .._bulk._jobs import count_items
+    from .._bulk._source_realtime import run_batch
     from ._cli_remote import drive, write_run_paths
     from ._render import make_renderer
 
@@ -441,12 +441,13 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 
 async def _batch(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
-    from .._bulk._jobs import JobFileError, load_jobs
+    from .._bulk._jobs import JobFileError, check_job_file
 
     output_dir = _output_dir(args.output_dir)
     client_kwargs = _client_kwargs(args)
+    jobs = Path(args.jobs)
     try:
-        jobs = await asyncio.to_thread(load_jobs, args.jobs, on_error=args.on_error)
+        await asyncio.to_thread(check_job_file, jobs, on_error=args.on_error)
     except JobFileError as exc:
         raise _UsageError(f"{args.jobs}: {exc}") from None
     except ValidationError as exc:
@@ -456,7 +457,7 @@ async def _batch(args: argparse.Namespace) -> int:
     from ._cli_storage import apply_shard
 
     manifest = Path(args.manifest) if args.manifest else None
-    jobs, manifest = apply_shard(jobs, args.shard, output_dir, manifest)
+    jobs, manifest = await asyncio.to_thread(apply_shard, jobs, args.shard, output_dir, manifest)
     if args.max_retries is None:
         # A bulk job should ride out transient 429/5xx rather than fail items.
         client_kwargs["max_retries"] = 5

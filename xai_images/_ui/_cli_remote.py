@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .._bulk._batchapi_state import RemoteProgress
     from .._bulk._client import AsyncClient
-    from .._bulk._remote_state import RemoteProgress
 
 __all__ = [
     "add_via_flags",
@@ -137,8 +137,8 @@ async def run_remote_job(
     **options: Any,
 ) -> int:
     """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
-    from .._bulk._batch_remote import RemoteBatchRun
     from .._bulk._jobs import count_items
+    from .._bulk._source_batchapi import RemoteBatchRun
     from ._render import make_renderer
 
     renderer = make_renderer(sys.stderr, plain=True if plain else None)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -41,16 +42,20 @@ def add_shard_flag(batch: argparse.ArgumentParser) -> None:
 
 
 def apply_shard(
-    jobs: list[Any], shard: str | None, output_dir: Path, manifest: Path | None
-) -> tuple[list[Any], Path | None]:
-    """The jobs of ``--shard K/N`` (all of them without it) and the manifest to write."""
+    jobs: Any, shard: str | None, output_dir: Path, manifest: Path | None
+) -> tuple[Any, Path | None]:
+    """The jobs of ``--shard K/N`` (all of them without it: a job file stays a path, read
+    lazily by the run) and the manifest to write. Blocking with a shard (it reads the file)."""
     if shard is None:
         return jobs, manifest
+    from .._bulk._jobs import iter_jobs
     from .._bulk._shard import parse_shard, select_shard, shard_manifest
 
     index, count = parse_shard(shard)
     if manifest is None:
         manifest = shard_manifest(output_dir / "manifest.jsonl", index, count)
+    if isinstance(jobs, (str, os.PathLike)):
+        jobs = iter_jobs(jobs)  # only this shard's jobs are kept
     return select_shard(jobs, index, count), manifest
 
 

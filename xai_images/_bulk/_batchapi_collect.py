@@ -1,9 +1,9 @@
 """The collecting half of a Batch API bulk job: poll, read result pages, save, record.
 
-A mixin of :class:`~xai_images._bulk._batch_remote.RemoteBatchRun` (which holds the state it uses):
-each result is saved as soon as a page carries it, with at most ``concurrency`` items saving
-at once (reading further pages waits for a free slot, so memory stays bounded), and each
-settled item appends its manifest record.
+A mixin of :class:`~xai_images._bulk._source_batchapi.RemoteBatchRun` (which holds the state
+it uses): each result is saved as soon as a page carries it, with at most ``concurrency``
+items saving at once (reading further pages waits for a free slot, so memory stays bounded),
+and each settled item appends its manifest record through the engine.
 """
 
 from __future__ import annotations
@@ -13,58 +13,62 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._api._batch_models import BatchResult, BatchState
-from .._api._models import GeneratedImage
 from .._errors import (
     ImageExpiredError,
     NotFoundError,
     OutcomeUnknownError,
     XAIImagesError,
 )
-from ._batch import Outcome, outcome_of
-from ._budget import Budget, Reservation
-from ._bulkcommon import pending_images, sort_saves
-from ._manifest import ItemStatus, ManifestRecord, ManifestWriter, PendingImage
-from ._records import Answer, build_record
-from ._remote_state import BatchRequestError, Item, RemoteProgress, RunState
+from ._batchapi_state import BatchRequestError, RemoteProgress
 
 if TYPE_CHECKING:
-    from .._api._client import CoreClient
-    from .._results._files import OnExists, SavedImage
+    from .._api._batch_models import BatchResult, BatchState
+    from .._api._models import GeneratedImage
+    from .._results._files import SavedImage
+    from ._engine import BulkClient
+    from ._jobstate import RunState
+    from ._manifest import ItemStatus, ManifestRecord, PendingImage
+    from ._outcome import Outcome
+    from ._tally import Item
 
-__all__ = ["ResultsMixin"]
+__all__ = ["CollectMixin"]
 
 logger = logging.getLogger("xai_images")
 
 
-class ResultsMixin:
-    """Polling and saving for ``RemoteBatchRun``."""
+class CollectMixin:
+    """Polling and saving for ``RemoteBatchRun`` (the engine saves, records and counts)."""
 
-    _client: CoreClient
+    _client: BulkClient
     progress: RemoteProgress
-    output_dir: Path
     batch_id: str | None
     run_id: str | None
     cancelled_by_xai: str | None
     _on_poll: Callable[[RemoteProgress], None] | None
-    _on_exists: OnExists
     _wait: bool
     _stop: asyncio.Event
     _poll: tuple[float, float]
     _tasks: set[asyncio.Task[None]]
     _slots: asyncio.Semaphore
-    _writer: ManifestWriter | None
-    _out: Callable[[Any], None]
-    _settled: set[str]
     _emit: Callable[..., None]
-    _budget: Budget | None
-    _reservations: dict[str, Reservation]
 
-    async def _record(self, kind: str, **fields: Any) -> None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # provided by the engine and the source (see RemoteBatchRun)
+
+        async def _note(self, kind: str, **fields: Any) -> None: ...
+
+        async def _end(self, item: Item, record: ManifestRecord, outcome: Outcome) -> None: ...
+
+        async def _drain(self) -> None: ...
+
+        def _finish(
+            self, item: Item, status: ItemStatus, **fields: Any
+        ) -> tuple[ManifestRecord, Outcome]: ...
+
+        async def _save_images(
+            self, item: Item, images: Sequence[GeneratedImage]
+        ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]: ...
 
     # -- collecting --------------------------------------------------------------------------------
 
@@ -134,15 +138,16 @@ class ResultsMixin:
             await adding  # finishes (and records) the adds even when polling stopped early
         self._join(run, attached, pending)
         if not pending:
-            await self._record("closed", batch_id=batch_id)
+            await self._note("closed", batch_id=batch_id)
             run.closed = True
 
     def _join(self, run: RunState, attached: dict[str, Item], pending: dict[str, Item]) -> None:
         """Add to ``pending`` the items of this job the batch holds and this run has not settled
-        (items settled by an earlier run on this batch were skipped, so are not attached)."""
-        for request_id in run.added - pending.keys() - self._settled:
-            if request_id in attached:
-                pending[request_id] = attached[request_id]
+        (items settled by an earlier run on this batch were skipped, so are not attached; items
+        settled in this run left ``attached``)."""
+        for request_id, item in attached.items():
+            if request_id not in pending and request_id in run.added:
+                pending[request_id] = item
 
     async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
         """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""
@@ -196,19 +201,12 @@ class ResultsMixin:
                 return token, new
             token = page.next_page_token
 
-    async def _drain(self) -> None:
-        while self._tasks:
-            results = await asyncio.gather(*list(self._tasks), return_exceptions=True)
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-
     async def _save(
         self, item: Item, result: BatchResult, pending: dict[str, Item], seen: float
     ) -> None:
         try:
             record, outcome = await self._outcome_of(item, result, seen)
-            await self._settle(record, outcome)
+            await self._end(item, record, outcome)
         finally:
             self._slots.release()
         pending.pop(item.id, None)
@@ -217,14 +215,6 @@ class ResultsMixin:
         self, item: Item, result: BatchResult, seen: float
     ) -> tuple[ManifestRecord, Outcome]:
         response = result.response
-        reservation = self._reservations.pop(item.id, None)
-        if self._budget is not None and reservation is not None:
-            if result.status == "failed":
-                await self._budget.release(reservation)
-            else:
-                usage = response.usage if response is not None else None
-                await self._budget.settle(reservation, usage.cost_in_usd_ticks if usage else None)
-            self.progress.spent_in_usd_ticks = await self._budget.spent()
         if result.status == "failed":
             error = BatchRequestError(result.error_message or "failed", code=result.error_code)
             return self._finish(item, "failed", error=error)
@@ -236,7 +226,7 @@ class ResultsMixin:
         if result.status == "blocked":
             blocked = XAIImagesError(result.error_message or "withheld by moderation")
             return self._finish(item, "blocked", error=blocked, billed=True, cost=cost)
-        saved, pending, errors = await self._save_images(item.id, response.images)
+        saved, pending, errors = await self._save_images(item, response.images)
         finished = float(response.created) if response.created else seen
         now = time.time()
         if not 0 <= now - finished < 30 * 86400:
@@ -256,48 +246,12 @@ class ResultsMixin:
             item, "ok", files=saved, billed=True, cost=cost, model=response.model, revised=revised
         )
 
-    async def _save_images(
-        self, item_id: str, images: Sequence[GeneratedImage]
-    ) -> tuple[list[SavedImage], list[PendingImage], list[BaseException]]:
-        results = await asyncio.gather(
-            *(
-                image.save(self.output_dir / f"{item_id}-{image.index}", on_exists=self._on_exists)
-                for image in images
-            ),
-            return_exceptions=True,
-        )
-        return sort_saves(images, results, self.progress)
-
-    async def _download_again(self, item: Item, earlier: ManifestRecord) -> None:
-        """Fetch the recorded URLs of an item billed in an earlier run (no new generation)."""
-        images = pending_images(earlier, self._client._transfers)
-        async with self._slots:
-            saved, pending, errors = await self._save_images(item.id, images)
-        kept = tuple(f for f in earlier.files if (self.output_dir / f.path).is_file())
-        status: ItemStatus = "ok"
-        if errors:
-            expired = all(isinstance(e, ImageExpiredError) for e in errors)
-            status, pending = ("expired", []) if expired else ("failed", pending)
-        error, cost = (errors[0] if errors else None), earlier.cost_in_usd_ticks
-        record, outcome = self._finish(
-            item,
-            status,
-            error=error,
-            files=saved,
-            pending=pending,
-            billed=True,
-            cost=cost,
-            keep=kept,
-        )
-        await self._settle(record, outcome)
-
     async def _settle_rest(self, pending: dict[str, Item], status: ItemStatus, why: str) -> None:
         for item in list(pending.values()):
             error: XAIImagesError = (
                 ImageExpiredError(why) if status == "expired" else BatchRequestError(why)
             )
-            record, outcome = self._finish(item, status, error=error)
-            await self._settle(record, outcome)
+            await self._end(item, *self._finish(item, status, error=error))
             pending.pop(item.id, None)
 
     async def _settle_unlisted(self, batch_id: str, pending: dict[str, Item]) -> None:
@@ -317,44 +271,6 @@ class ResultsMixin:
                     reason="no-result",
                 )
                 record, outcome = self._finish(item, "unknown", error=unknown)
-            await self._settle(record, outcome)
+            await self._end(item, record, outcome)
             pending.pop(item.id, None)
         await self._settle_rest(pending, "failed", "the batch does not hold this request")
-
-    async def _settle(self, record: ManifestRecord, outcome: Outcome) -> None:
-        assert self._writer is not None
-        await self._writer.write(record)
-        self._settled.add(outcome.id)
-        p = self.progress
-        status = outcome.status
-        if status == "ok":
-            p.ok += 1
-            self._emit(
-                "saved",
-                outcome.id,
-                images=len(outcome.files),
-                bytes=sum(f.bytes for f in record.files),
-                line=outcome.line,
-            )
-        else:
-            if status == "blocked":
-                p.blocked += 1
-            elif status == "unknown":
-                p.unknown += 1
-            elif status == "expired":
-                p.expired += 1
-            else:
-                p.failed += 1
-            self._emit("failed", outcome.id, status=status, error=outcome.error, line=outcome.line)
-        self._out(outcome)
-
-    def _finish(
-        self, item: Item, status: ItemStatus, *, cost: int | None = None, **fields: Any
-    ) -> tuple[ManifestRecord, Outcome]:
-        # ``fields``: build_record's keywords (error, files, pending, billed, keep, revised), and
-        # the model that answered when known.
-        model = fields.pop("model", None) or item.request.model
-        answer = Answer(self.batch_id, 1 if self.batch_id else 0, cost, model)
-        request, files = item.request, fields.pop("files", ())
-        record = build_record(item.id, request, status, answer, self.output_dir, files, **fields)
-        return record, outcome_of(record, request, status, fields.get("error"), self.output_dir)

@@ -1,0 +1,111 @@
+"""Peak memory of a CLI bulk job against its size, on both paths (issue 17, item 8).
+
+Runs ``xai-images batch JOBS -o OUT`` as its own process against the fake API (``python -m
+xai_images.testing``, another process, so its memory is not counted) for jobs of tiny items
+(64-byte images), through the real-time path and through the Batch API, and reports the peak
+RSS (``ru_maxrss`` of the CLI process alone) at each size and the growth per item between the
+two sizes. Target: at most 200 bytes per item between 10,000 and 100,000 items.
+
+    python benchmarks/bench_bulk_memory.py                  # 10,000 and 100,000, both paths
+    python benchmarks/bench_bulk_memory.py --sizes 2000 20000 --paths realtime
+
+``PYTHONPATH=/path/to/other/checkout`` measures another copy of the package (before/after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+_PATHS = ("realtime", "batch-api")
+
+
+def _start_fake() -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "xai_images.testing", "--port", "0", "--image-bytes", "64"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    url = next(word for word in line.split() if word.startswith("http://"))
+    return proc, url
+
+
+def _write_job(path: Path, count: int) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for i in range(count):
+            fh.write(json.dumps({"prompt": f"tiny item {i}", "id": f"i{i}"}) + "\n")
+
+
+def _run_cli(url: str, job: Path, out: Path, via: str) -> tuple[float, float, int]:
+    """Run one CLI job; return (peak RSS in MB, seconds, exit code)."""
+    cmd = [
+        sys.executable,
+        "-c",
+        "import sys; from xai_images._ui._cli import main; sys.exit(main())",
+        "batch",
+        str(job),
+        "-o",
+        str(out),
+        "--base-url",
+        url,
+        "--api-key",
+        "bench",
+        "--rps",
+        "100000",
+        "--concurrency",
+        "32",
+        "--no-gallery",
+        "--plain",
+        "--via",
+        via,
+        "--poll-interval",
+        "0.2",
+    ]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    return usage.ru_maxrss / 1024, seconds, code  # ru_maxrss is in KiB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs=2, default=(10_000, 100_000))
+    parser.add_argument("--paths", nargs="+", choices=_PATHS, default=list(_PATHS))
+    args = parser.parse_args()
+    fake, url = _start_fake()
+    try:
+        for via in args.paths:
+            peaks = []
+            for count in args.sizes:
+                with tempfile.TemporaryDirectory(prefix="xai-bench-mem-") as tmp:
+                    job = Path(tmp) / "jobs.jsonl"
+                    _write_job(job, count)
+                    peak, seconds, code = _run_cli(url, job, Path(tmp) / "out", via)
+                    manifest = Path(tmp) / "out" / "manifest.jsonl"
+                    lines = manifest.read_bytes().count(b"\n") if manifest.exists() else 0
+                peaks.append(peak)
+                print(
+                    f"{via:<9} {count:>7} items: peak RSS {peak:7.1f} MB, {seconds:6.1f} s, "
+                    f"exit {code}, {lines} manifest lines",
+                    flush=True,
+                )
+            small, large = args.sizes
+            per_item = (peaks[1] - peaks[0]) * 1024 * 1024 / (large - small)
+            print(f"{via:<9} growth: {per_item:.0f} bytes per item (target <= 200)", flush=True)
+    finally:
+        fake.terminate()
+        fake.wait()
+
+
+if __name__ == "__main__":
+    main()
