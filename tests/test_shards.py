@@ -102,3 +102,48 @@ async def test_three_shards_on_one_redis_limit(
     merged = load_manifests([out / f"manifest.shard-{k}-of-3.jsonl" for k in (1, 2, 3)])
     assert sum(1 for r in merged.values() if r.status == "ok") == 13
     assert env.ledger.images_billed == 13
+
+
+async def test_three_shards_into_s3_on_one_redis_limit(
+    env: FakeXAIServer,
+    tmp_path: Path,
+    redis_server: Any,
+    s3_target: str,
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Three shards of one job into one bucket prefix, sharing one Redis limit: every item once
+    in the store, nothing paid twice, one local manifest per shard (default names) and a copy of
+    each uploaded beside the images; no image file on local disk."""
+    pytest.importorskip("obstore")
+    from conftest import S3_SECRET_KEY, open_multipart_uploads
+    from obstore.store import from_url
+
+    monkeypatch.chdir(tmp_path)
+    jobs = _job_file(tmp_path / "jobs.jsonl")
+    target = f"{s3_target}/shared"
+    limit = ("--shared-limit", redis_server.url, "--rps", "50", "--plain")
+    runs = [("batch", str(jobs), "-o", target, "--shard", f"{k}/3", *limit) for k in (1, 2, 3)]
+    codes = await asyncio.gather(*(cli(*run) for run in runs))
+    assert all(code in (EXIT_OK, 1) for code in codes)
+    bucket = s3_target[len("s3://") :]
+    base = tmp_path / f"xai-images-{bucket}-shared.manifest.jsonl"
+    manifests = [shard_manifest(base, k, 3) for k in (1, 2, 3)]
+    merged = load_manifests(manifests)
+    ok = {i: r for i, r in merged.items() if r.status == "ok"}
+    assert len(ok) == 13
+    assert env.ledger.images_billed == 13
+    store = from_url(s3_target)
+    keys = {m["path"] for batch in store.list() for m in batch}
+    images = {k for k in keys if k.startswith("shared/") and not k.endswith((".jsonl", ".html"))}
+    assert images == {f"shared/{f.path}" for r in ok.values() for f in r.files}
+    assert len(images) == 13
+    assert {f"shared/{m.name}" for m in manifests} <= keys
+    assert open_multipart_uploads(moto_endpoint, bucket) == []
+    local = await asyncio.to_thread(lambda: [p.name for p in tmp_path.rglob("*")])
+    assert not [n for n in local if n.endswith((".png", ".jpg", ".jpeg", ".webp"))]
+    printed = capsys.readouterr().out
+    assert f"images:   {target}" in printed
+    assert "uploaded: s3://" in printed
+    assert S3_SECRET_KEY not in printed

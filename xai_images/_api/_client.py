@@ -10,7 +10,6 @@ needs the bulk engine. Every API call goes through the client's one `Requester`
 from __future__ import annotations
 
 import functools
-import logging
 import os
 from collections.abc import Iterable
 from types import TracebackType
@@ -56,7 +55,6 @@ __all__ = ["DEFAULT_BASE_URL", "CoreClient", "Timeout"]
 DEFAULT_BASE_URL = "https://api.x.ai/v1"
 """Used when neither ``base_url=`` nor ``XAI_BASE_URL`` is set."""
 
-_logger = logging.getLogger("xai_images")
 _Self = TypeVar("_Self", bound="CoreClient")
 
 

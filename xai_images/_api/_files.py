@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import aiohttp
 import attrs
 
-from .._errors import APIResponseError, ValidationError
+from .._errors import ValidationError
 from .._results._files import check_on_exists, safe_component
 from .._results._output import OnExists, Output, Stored
 from .._wire._paths import segment
@@ -199,11 +199,10 @@ class Files(Resource):
         answer = await self._requester.send("DELETE", path, idempotent=True)
         body = answer.body
         if not isinstance(body, Mapping) or body.get("deleted") is not True:
-            raise APIResponseError(
+            raise answer.invalid(
+                "DELETE",
+                path,
                 f"DELETE {path}: the answer does not confirm the deletion ({body!r:.200})",
-                method="DELETE",
-                path=path,
-                request_id=answer.request_id,
             )
         found = body.get("id")
         return DeletedFile(
@@ -231,12 +230,7 @@ class Files(Resource):
         data = answer.body if isinstance(answer.body, Mapping) else {}
         url = data.get("public_url")
         if not isinstance(url, str) or not url:
-            raise APIResponseError(
-                f"POST {path}: the answer has no public_url",
-                method="POST",
-                path=path,
-                request_id=answer.request_id,
-            )
+            raise answer.invalid("POST", path, f"POST {path}: the answer has no public_url")
         expires = data.get("expires_at")
         return FilePublicUrl(
             file_id,
@@ -257,11 +251,8 @@ class Files(Resource):
         data = answer.body
         revoked = data.get("revoked") if isinstance(data, Mapping) else None
         if not isinstance(revoked, bool):
-            raise APIResponseError(
-                f"POST {path}: the answer does not say whether it revoked",
-                method="POST",
-                path=path,
-                request_id=answer.request_id,
+            raise answer.invalid(
+                "POST", path, f"POST {path}: the answer does not say whether it revoked"
             )
         return revoked
 

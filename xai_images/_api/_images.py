@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from .._config import Timeout, int_at_least, positive_number
-from .._errors import APIResponseError, DeferredError, NotFoundError, ValidationError
+from .._errors import DeferredError, NotFoundError, ValidationError
 from .._wire._paths import segment
 from .._wire._retry import sleep
 from ._image_models import ImageModels
@@ -57,6 +57,20 @@ def _check_call_options(timeout: object, max_retries: object) -> None:
         raise ValidationError("timeout", timeout, "a positive number of seconds, a Timeout or None")
     if max_retries is not None and not int_at_least(max_retries, 0):
         raise ValidationError("max_retries", max_retries, "an int >= 0 or None")
+
+
+def _deferred_id(answer: Answer, path: str) -> str:
+    """The ``request_id`` the answer to a deferred ``POST path`` carries.
+
+    Raises:
+        APIResponseError: it carries none.
+    """
+    request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
+    if not isinstance(request_id, str) or not request_id:
+        raise answer.invalid(
+            "POST", path, f"the answer to a deferred POST {path} has no request_id"
+        )
+    return request_id
 
 
 def _text(value: Any) -> str | None:
@@ -342,15 +356,9 @@ class Images(Resource):
         path, _body, answer = await self._post(
             request, timeout, max_retries, deferred=True, origin=origin
         )
-        request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
-        if not isinstance(request_id, str) or not request_id:
-            raise APIResponseError(
-                f"the answer to a deferred POST {path} has no request_id",
-                method="POST",
-                path=path,
-                request_id=answer.request_id,
-            )
-        return DeferredRequest(request_id, x_request_id=answer.request_id, images=self)
+        return DeferredRequest(
+            _deferred_id(answer, path), x_request_id=answer.request_id, images=self
+        )
 
     async def send_to_store(
         self,
@@ -391,14 +399,7 @@ class Images(Resource):
             path, _body, answer = await self._post(
                 signed, timeout, max_retries, deferred=True, origin=request
             )
-            request_id = answer.body.get("request_id") if isinstance(answer.body, Mapping) else None
-            if not isinstance(request_id, str) or not request_id:
-                raise APIResponseError(
-                    f"the answer to a deferred POST {path} has no request_id",
-                    method="POST",
-                    path=path,
-                )
-            response = await self.wait_deferred(request_id, timeout=wait_timeout)
+            response = await self.wait_deferred(_deferred_id(answer, path), timeout=wait_timeout)
         else:
             path, body, answer = await self._post(
                 signed, timeout, max_retries, deferred=False, origin=request
@@ -496,10 +497,8 @@ class Images(Resource):
             )
         if not isinstance(body, Mapping):
             shown = "null" if body is None else type(body).__name__
-            raise APIResponseError(
-                f"the answer to GET {path} is {shown}, not a deferred status object",
-                method="GET",
-                path=path,
+            raise answer.invalid(
+                "GET", path, f"the answer to GET {path} is {shown}, not a deferred status object"
             )
         # Two ids: the deferred request's own (the body's, else the one polled) and the poll
         # answer's x-request-id.
@@ -520,10 +519,10 @@ class Images(Resource):
         if "data" not in source:
             if status is None or status == "done":
                 what = "says done" if status else "has no status"
-                raise APIResponseError(
+                raise answer.invalid(
+                    "GET",
+                    path,
                     f"the answer to GET {path} {what} but has no images (no data field)",
-                    method="GET",
-                    path=path,
                 )
             # A status this SDK does not know (e.g. "cancelled"): passed on; wait() fails on it.
             unknown_error = _message_of(body.get("error"))

@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from .._errors import APIResponseError
-
 if TYPE_CHECKING:
     from .._wire._transport import Answer
     from ._requester import Requester
@@ -57,12 +55,7 @@ async def pages(
         if items is None and isinstance(body, Mapping):
             items = body.get("data")
         if not isinstance(items, list):
-            raise APIResponseError(
-                f"GET {path}: {key} is not a list",
-                method="GET",
-                path=path,
-                request_id=answer.request_id,
-            )
+            raise answer.invalid("GET", path, f"GET {path}: {key} is not a list")
         yield items, answer
         token = next_token(body)
         if token is None or token in seen or not items:

@@ -29,8 +29,20 @@ _UNKNOWN_TIER = "auto"  # what a tier column shows when the server picks it
 _TICKS_PER_CENT = TICKS_PER_USD // 100
 
 
+class _InTicks:
+    """A price held in USD ticks (``ticks``), also shown in dollars (``usd``)."""
+
+    __slots__ = ()
+    ticks: int
+
+    @property
+    def usd(self) -> Decimal:
+        """``ticks`` in US dollars, exact."""
+        return Decimal(self.ticks) / TICKS_PER_USD
+
+
 @attrs.frozen
-class ItemPrice:
+class ItemPrice(_InTicks):
     """What one request may cost.
 
     Attributes:
@@ -49,14 +61,9 @@ class ItemPrice:
     ticks: int
     worst_case: bool
 
-    @property
-    def usd(self) -> Decimal:
-        """``ticks`` in US dollars, exact."""
-        return Decimal(self.ticks) / TICKS_PER_USD
-
 
 @attrs.frozen
-class EstimateRow:
+class EstimateRow(_InTicks):
     """Requests of one model and tier, summed.
 
     Attributes:
@@ -75,14 +82,9 @@ class EstimateRow:
     ticks: int
     worst_case: bool
 
-    @property
-    def usd(self) -> Decimal:
-        """``ticks`` in US dollars, exact."""
-        return Decimal(self.ticks) / TICKS_PER_USD
-
 
 @attrs.frozen
-class Estimate:
+class Estimate(_InTicks):
     """The price of a request or a job, from the API's price table.
 
     Attributes:
@@ -98,11 +100,6 @@ class Estimate:
     worst_case: bool
     rows: tuple[EstimateRow, ...] = ()
     problems: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def usd(self) -> Decimal:
-        """``ticks`` in US dollars, exact."""
-        return Decimal(self.ticks) / TICKS_PER_USD
 
     @property
     def requests(self) -> int:

@@ -152,6 +152,19 @@ def _choice(help: str, values: tuple[str, ...], flag: str, **spec: Any) -> Any:
     return _field(FieldSpec(help, one_of(values), cli=(flag,), choices=values, **spec))
 
 
+def _json_object(
+    help: str,
+    check: Callable[[str, Any], None],
+    flag: str,
+    *,
+    repr: Callable[[Any], str] | None = None,
+    **spec: Any,
+) -> Any:
+    """A field holding a JSON object, given as JSON text to ``flag`` on the command line."""
+    field = FieldSpec(help, check, cli=(flag,), cli_type=dict, metavar="JSON", **spec)
+    return _field(field) if repr is None else _field(field, repr=repr)
+
+
 # -- the requests --------------------------------------------------------------------------------
 
 
@@ -202,39 +215,27 @@ class _Request:
     user: str | None = _field(
         FieldSpec("an end-user id for abuse monitoring", check_str, cli=("--user",))
     )
-    output: Mapping[str, Any] | None = _field(
-        FieldSpec(
-            'where xAI uploads the images: {"upload_urls": [one signed URL per image]} (PUT '
-            "with Content-Type = the image's mime_type; url format only)",
-            check_output,
-            cli=("--output-json",),
-            cli_type=dict,
-            metavar="JSON",
-            example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
-        ),
+    output: Mapping[str, Any] | None = _json_object(
+        'where xAI uploads the images: {"upload_urls": [one signed URL per image]} (PUT '
+        "with Content-Type = the image's mime_type; url format only)",
+        check_output,
+        "--output-json",
+        example={"upload_urls": ["https://uploads.example/sample-0?signature=s"]},
         repr=lambda value: repr(redact_output(value)),
     )
-    storage_options: Mapping[str, Any] | None = _field(
-        FieldSpec(
-            'keep the images in xAI\'s Files store: {"filename", "expires_after"?, '
-            '"public_url"?: true or {"expires_after"}}; each image then has file_output',
-            check_storage_options,
-            cli=("--storage-options",),
-            cli_type=dict,
-            metavar="JSON",
-            example={"filename": "sample.jpg", "expires_after": 86400},
-        )
+    storage_options: Mapping[str, Any] | None = _json_object(
+        'keep the images in xAI\'s Files store: {"filename", "expires_after"?, '
+        '"public_url"?: true or {"expires_after"}}; each image then has file_output',
+        check_storage_options,
+        "--storage-options",
+        example={"filename": "sample.jpg", "expires_after": 86400},
     )
-    extra_body: Mapping[str, Any] | None = _field(
-        FieldSpec(
-            "extra fields sent as given and merged last (a key that collides with a field wins; "
-            "not checked): for fields or values this SDK does not know yet",
-            check_extra,
-            role="extra",
-            cli=("--extra-body",),
-            cli_type=dict,
-            metavar="JSON",
-        )
+    extra_body: Mapping[str, Any] | None = _json_object(
+        "extra fields sent as given and merged last (a key that collides with a field wins; "
+        "not checked): for fields or values this SDK does not know yet",
+        check_extra,
+        "--extra-body",
+        role="extra",
     )
     line: int | None = _field(
         FieldSpec("the line of the job file it came from (set by load_jobs)", role="job"),

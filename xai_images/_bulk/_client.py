@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .._api._client import CoreClient
 
 if TYPE_CHECKING:
+    import datetime
+
     from .._results._files import OnExists
+    from .._results._output import Output
     from ._jobs import Source
     from ._progress import ProgressEvent
     from ._source_batchapi import BatchAPI, RemoteBatchRun
@@ -63,7 +66,7 @@ class AsyncClient(CoreClient):
         self,
         requests: Source,
         *,
-        output_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str] | Output,
         manifest: str | os.PathLike[str] | None = None,
         concurrency: int = 16,
         retry_failed: bool = False,
@@ -74,6 +77,8 @@ class AsyncClient(CoreClient):
         via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
         max_cost: object = None,
         budget_name: str | None = None,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
     ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
@@ -97,7 +102,13 @@ class AsyncClient(CoreClient):
                 directory). Every item is validated before it is sent; a bad one becomes a
                 failed outcome naming its line.
             output_dir: where images and the manifest go; made absolute at once, so
-                ``Outcome.files`` are absolute paths.
+                ``Outcome.files`` are absolute paths. An object store (``s3://bucket/prefix``,
+                ``gs://...``, ``az://...``, ``memory://...``) takes the images instead: the
+                manifest stays local (default ``./xai-images-<bucket>-<prefix>.manifest.jsonl``),
+                a copy of it and a gallery page (``<manifest stem>.html``) are uploaded beside
+                the images when the run ends, ``Outcome.files`` is empty (the record's
+                ``files`` hold the keys), and an image paid for but not stored is kept in
+                ``<manifest stem>.spill/`` (``FileRecord.spilled_to``).
             manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
                 earlier run there decide what is skipped (see Resuming).
             concurrency: API requests in flight at once. Downloads are capped separately by
@@ -127,8 +138,16 @@ class AsyncClient(CoreClient):
                 (resumable; a rerun with a higher budget does what is left). The spend of
                 earlier runs is read from the manifest. See ``docs/cost.md``.
             budget_name: with the client's ``shared_limit`` (Redis), processes whose budgets
-                have the same name (default: the output directory's name) and API key share
-                one spend.
+                have the same name (default: the output directory's name; for a store, its URL)
+                and API key share one spend.
+            upload_urls: with an object-store ``output_dir`` (S3 or GCS), xAI PUTs each image
+                straight into the store through a URL signed per item (keys
+                ``{id}-{index}.jpg``); the objects are confirmed after each answer and recorded
+                with key, size and etag (no sha256: the bytes never pass through this client).
+                An image xAI could not upload fails its item with `UploadFailedError` (billed,
+                not stored). With ``via="batch-api"`` each item is signed as it is added.
+            upload_expires: how long the signed URLs stay valid (seconds or a timedelta;
+                default 15 minutes, 24 hours through the Batch API).
 
         Raises:
             ValidationError: ``concurrency``, ``on_exists`` or ``max_cost`` is invalid (at
@@ -138,6 +157,9 @@ class AsyncClient(CoreClient):
         """
         from ._source_batchapi import engine  # deferred: loaded when a bulk job starts
 
+        signed: dict[str, Any] = {}
+        if upload_urls:
+            signed = {"upload_urls": True, "upload_expires": upload_expires}
         return engine(via)(
             self,
             requests,
@@ -151,4 +173,5 @@ class AsyncClient(CoreClient):
             verify_sha256=verify_sha256,
             max_cost=max_cost,
             budget_name=budget_name,
+            **signed,
         )

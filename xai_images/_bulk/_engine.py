@@ -51,6 +51,7 @@ from ._outcome import Outcome
 from ._progress import Progress, ProgressEvent
 from ._resume import ResumeOptions, decide_resume
 from ._spend import NO_SPEND, BudgetSpend, Spend
+from ._store_job import locate
 from ._tally import Item, Tally
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from .._results._output import Output
     from .._results._transfers import Transfers
     from .._wire._shared_budget import SharedLedger
+    from ._signed_job import SignedJob
 
 __all__ = [
     "BulkClient",
@@ -143,12 +145,13 @@ def outcome_of(
     request: Request,
     status: ItemStatus,
     error: BaseException | None,
-    output_dir: Path,
+    output_dir: Path | None,
     *,
     skipped: bool = False,
 ) -> Outcome:
-    """The `Outcome` of an item whose manifest record is ``record``."""
-    paths = tuple(output_dir / f.path for f in record.files)
+    """The `Outcome` of an item whose manifest record is ``record`` (``output_dir``: ``None``
+    for a job into an object store, whose outcomes name no local files)."""
+    paths = () if output_dir is None else tuple(output_dir / f.path for f in record.files)
     return Outcome(record.id, status, request, paths, error, skipped, request.line, record)
 
 
@@ -190,7 +193,9 @@ class Engine:
 
     Attributes:
         progress: live counters (also carried by every event).
-        output_dir: where images, the manifest and the gallery go (made absolute).
+        output_dir: where images, the manifest and the gallery go (made absolute); for a job
+            into an object store, the local directory of its manifest.
+        target: where the images go: the output directory, or the object-store URL.
         manifest_path: the manifest file.
     ``max_cost`` (USD) puts a `Budget` behind the spending seam; ``spend`` is any other
     `Spend` (tests, callers with their own accounting).
@@ -201,7 +206,7 @@ class Engine:
         client: BulkClient,
         requests: Source,
         *,
-        output_dir: str | os.PathLike[str],
+        output_dir: str | os.PathLike[str] | Output,
         manifest: str | os.PathLike[str] | None = None,
         concurrency: int = 16,
         retry_failed: bool = False,
@@ -223,10 +228,8 @@ class Engine:
         self._requests = requests
         # Resolved once, so Outcome.files are absolute as documented and a later chdir cannot
         # move the job.
-        self.output_dir = Path(output_dir).resolve()
-        self.manifest_path = (
-            Path(manifest) if manifest is not None else self.output_dir / "manifest.jsonl"
-        )
+        self._store, self.target, self.output_dir, self.manifest_path = locate(output_dir, manifest)
+        self._files_root = None if self._store is not None else self.output_dir
         self._concurrency = concurrency
         self._resume = ResumeOptions(retry_failed=retry_failed, resend_unknown=resend_unknown)
         self._on_exists: OnExists = on_exists
@@ -315,7 +318,8 @@ class Engine:
         try:
             await self._open_budget()
             # Checked writable (and created) before anything is sent or paid for.
-            self._output = await self._client._transfers.output(self.output_dir, field="output_dir")
+            target = self.output_dir if self._store is None else self._store.target
+            self._output = await self._client._transfers.output(target, field="output_dir")
             writer = self._writer = ManifestWriter(self.manifest_path)
             await writer.open()
         except BaseException:
@@ -343,6 +347,8 @@ class Engine:
             self._client.remove_event_hook(self._on_client_event)
             state.close()
             await writer.aclose()
+            if self._store is not None:
+                await self._store.finish(self._output)
             await self._close_budget()
             self.progress.finish()
             self._emit("finished", None)
@@ -358,10 +364,12 @@ class Engine:
             self._max_cost,
             limit,
             read_manifest(self.manifest_path),
-            name=self._budget_name or self.output_dir.name,
+            name=self._budget_name or (self.target if self._store else self.output_dir.name),
         )
         self._spend = BudgetSpend(self._budget, self.progress, wait=self._budget_waits)
         self.progress.spent_in_usd_ticks = await self._budget.spent()
+
+    _signed: SignedJob | None = None  # with upload_urls (set by a source)
 
     _budget_waits = True  # reserve waits for requests in flight to settle before refusing
 
@@ -418,7 +426,12 @@ class Engine:
                 status: Any = earlier.status
                 self._out(
                     outcome_of(
-                        earlier, item.request, status, decision.error, self.output_dir, skipped=True
+                        earlier,
+                        item.request,
+                        status,
+                        decision.error,
+                        self._files_root,
+                        skipped=True,
                     )
                 )
                 return None
@@ -440,6 +453,8 @@ class Engine:
             return False
         if not self._verify and isinstance(output, LocalDirectory):
             return record.files_intact(self.output_dir)
+        if self._store is not None:
+            return len(await self._store.kept(output, record.files)) == len(record.files)
         for f in record.files:
             if not await output.verify(f.path, size=f.bytes, sha256=f.sha256):
                 return False
@@ -459,8 +474,10 @@ class Engine:
         """The manifest record and outcome of ``item`` ending with ``status`` (``fields``: the
         record's: error, files, pending, billed, note, keep, cost)."""
         record = self._record(item, status, **fields)
+        if self._store is not None:
+            record = self._store.with_spills(record, fields.get("files", ()))
         return record, outcome_of(
-            record, item.request, status, fields.get("error"), self.output_dir
+            record, item.request, status, fields.get("error"), self._files_root
         )
 
     async def _settle(self, record: ManifestRecord, outcome: Outcome) -> None:
@@ -478,6 +495,8 @@ class Engine:
         """Store an item's images in the output as ``{id}-{index}.{ext}`` (the one place both
         sources save); split what was saved, what is left to fetch again later, and the errors;
         count what was saved."""
+        if self._signed is not None:  # xAI uploaded them through signed URLs
+            return await self._signed.saved(item, images, self._output, self.progress)  # type: ignore[arg-type]
         saving = self._tally.saving
         output = self._output
         assert output is not None
@@ -511,6 +530,10 @@ class Engine:
                 pending.append(PendingImage(image.index, image.url, image.revised_prompt))
             else:
                 saved.append(result)
+        if self._store is not None and errors:
+            saved, pending, errors = await self._store.spill(
+                self._client._transfers, item, images, results, saved, pending, errors
+            )
         self.progress.images += len(saved)
         self.progress.bytes += sum(s.bytes for s in saved if not s.skipped)
         return saved, pending, errors
@@ -537,7 +560,11 @@ class Engine:
             if p.url
         ]
         saved, pending, errors = await self._save_images(item, images)
-        kept = await asyncio.to_thread(_kept, earlier.files, self.output_dir)
+        if self._store is not None:
+            assert self._output is not None
+            kept = await self._store.kept(self._output, earlier.files)
+        else:
+            kept = await asyncio.to_thread(_kept, earlier.files, self.output_dir)
         status: ItemStatus = "failed" if errors else "ok"
         if errors and all(isinstance(e, ImageExpiredError) for e in errors):
             if regenerate and self._resume.resend_unknown:

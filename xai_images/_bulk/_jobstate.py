@@ -24,7 +24,6 @@ before and after each remote step:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 from array import array
@@ -34,7 +33,7 @@ from typing import IO, Any
 import attrs
 
 from .._results._safefs import open_read
-from ._manifest import _UNREADABLE, RUN_RECORD_KEY, ManifestRecord
+from ._manifest import _UNREADABLE, RUN_RECORD_KEY, ManifestRecord, parse_line
 
 __all__ = ["IdSet", "JobState", "RunState", "load_job_state"]
 
@@ -213,8 +212,7 @@ class JobState:
         self._fh.seek(offset)
         raw = self._fh.readline()
         try:
-            data = json.loads(raw)
-            return ManifestRecord.from_json(data) if isinstance(data, dict) else None
+            return ManifestRecord.from_json(parse_line(raw))
         except _UNREADABLE:
             return None
 
@@ -258,9 +256,7 @@ def load_job_state(path: str | os.PathLike[str]) -> JobState:
             if not raw.endswith(b"\n") or not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise TypeError("not an object")
+                data = parse_line(raw)
                 if RUN_RECORD_KEY in data:
                     _apply_run_record(state, by_batch, data, start)
                 else:

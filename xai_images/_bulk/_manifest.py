@@ -30,6 +30,7 @@ __all__ = [
     "PendingImage",
     "file_sha256",
     "load_manifest",
+    "parse_line",
     "read_manifest",
 ]
 
@@ -62,6 +63,10 @@ class FileRecord:
         sha256: hex digest of its content.
         mime_type: the sniffed type, e.g. ``"image/png"``.
         revised_prompt: the prompt the model actually used, when the API returned one.
+        spilled_to: for a job into an object store, the local file holding this image when it
+            was paid for but could not be stored (``path`` is then the key it was meant for).
+        etag: the store's entity tag of an image xAI uploaded through a signed URL (its
+            ``sha256`` is then empty: the bytes never passed through this client).
     """
 
     path: str
@@ -69,6 +74,8 @@ class FileRecord:
     sha256: str
     mime_type: str | None = None
     revised_prompt: str | None = None
+    spilled_to: str | None = None
+    etag: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The record as a JSON-ready dict (``None`` fields left out)."""
@@ -78,7 +85,7 @@ class FileRecord:
     def from_json(cls, data: Mapping[str, Any]) -> FileRecord:
         """Build from a dict read from a manifest line (unknown keys are ignored)."""
         fields = {"path": str, "bytes": int, "sha256": str}
-        return cls(**_read(data, fields, ("mime_type", "revised_prompt")))
+        return cls(**_read(data, fields, ("mime_type", "revised_prompt", "spilled_to", "etag")))
 
 
 @attrs.frozen
@@ -235,6 +242,19 @@ def _read(
     return values | {key: _opt_str(data.get(key)) for key in optional}
 
 
+def parse_line(raw: bytes) -> dict[str, Any]:
+    """One manifest line as a JSON object.
+
+    Raises:
+        ValueError, TypeError, RecursionError: the line is not a JSON object (all caught by
+            ``except _UNREADABLE``).
+    """
+    data = json.loads(raw)
+    if not isinstance(data, dict):
+        raise TypeError("not an object")
+    return data
+
+
 def _require_mapping(data: object) -> None:
     if not isinstance(data, Mapping):
         raise TypeError(f"expected an object, got {type(data).__name__}")
@@ -277,9 +297,7 @@ def read_manifest(path: str | os.PathLike[str]) -> Iterator[ManifestRecord]:
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw)
-                if not isinstance(data, dict):
-                    raise TypeError("not an object")
+                data = parse_line(raw)
                 if RUN_RECORD_KEY in data:
                     continue
                 yield ManifestRecord.from_json(data)

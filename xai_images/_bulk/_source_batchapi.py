@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from .._errors import APIStatusError, NotFoundError, ValidationError
+from .._errors import APIStatusError, NotFoundError, ValidationError, XAIImagesError
 from .._hooks import RateLimited, RetryScheduled
 from ._batchapi_collect import CollectMixin
 from ._batchapi_state import RemoteProgress
@@ -47,6 +47,8 @@ from ._spend import SpendRefused
 from ._tally import Item
 
 if TYPE_CHECKING:
+    import datetime
+
     from ._jobstate import JobState
     from ._manifest import ItemStatus, ManifestRecord
 
@@ -129,6 +131,8 @@ class RemoteBatchRun(CollectMixin, Engine):
         poll_interval: float = 2.0,
         max_poll_interval: float = 30.0,
         on_poll: Callable[[RemoteProgress], None] | None = None,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         for name, value in (
@@ -153,6 +157,10 @@ class RemoteBatchRun(CollectMixin, Engine):
         # of the items in flight).
         self._attached: dict[str, Item] = {}
         self._adders: list[asyncio.Future[None]] = []
+        if upload_urls:  # signed for the batch's lifetime unless told otherwise
+            from ._signed_job import BATCH_UPLOAD_EXPIRY, SignedJob
+
+            self._signed = SignedJob(self._store, upload_expires, BATCH_UPLOAD_EXPIRY)
 
     def __repr__(self) -> str:
         return f"<RemoteBatchRun batch_id={self.batch_id!r} {self.progress!r}>"
@@ -383,7 +391,14 @@ class RemoteBatchRun(CollectMixin, Engine):
             if self._adds_halted:
                 self._unsent([i for i, _ in pending] + [i.id for i in items[number:]])
                 return
-            entry = await batches.checked_entry(item.request, item.id)
+            request = item.request
+            if self._signed is not None:
+                try:
+                    request = await self._signed.sign(item, self._output)  # type: ignore[arg-type]
+                except XAIImagesError as exc:  # a taken key, a store that cannot sign: unpaid
+                    await self._end(item, *self._finish(item, "failed", error=exc))
+                    continue
+            entry = await batches.checked_entry(request, item.id)
             pending.append((item.id, entry))
             size += len(entry)
             if len(pending) > 2 * batches.limits.max_requests_per_call or (

@@ -1,6 +1,6 @@
 """The real-time source of the bulk engine: each item is its own API request.
 
-``run_batch(client, requests, output_dir=...)`` (also ``client.batch(...)``) runs every request
+``run_batch(client, requests, output_dir=...)`` (also ``client.bulk(...)``) runs every request
 with at most ``concurrency`` API requests in flight (the client's rate limiter spaces their
 starts), saves each image as ``{id}-{index}.{ext}``, appends a manifest line per finished item
 and yields an `Outcome` as each item finishes. One item failing never stops the others.
@@ -39,6 +39,8 @@ from ._records import interrupted_record, item_record
 from ._spend import SpendRefused
 
 if TYPE_CHECKING:
+    import datetime
+
     from .._api._models import ImagesResponse
     from ._jobstate import JobState
     from ._manifest import ItemStatus, ManifestRecord
@@ -56,7 +58,7 @@ class _NotStarted(Exception):
 class BatchRun(Engine):
     """A running bulk job of real-time requests: iterate it for outcomes as items finish.
 
-    Prefer ``async with client.batch(...) as run: async for outcome in run: ...`` so that
+    Prefer ``async with client.bulk(...) as run: async for outcome in run: ...`` so that
     leaving the loop early stops the workers and closes the manifest at once. Created by
     `run_batch`; nothing starts before the first iteration.
 
@@ -66,14 +68,25 @@ class BatchRun(Engine):
         manifest_path: the manifest file.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        upload_urls: bool = False,
+        upload_expires: datetime.timedelta | float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
+        # With upload_urls, xAI PUTs the images into the store through signed URLs.
+        if upload_urls:
+            from ._signed_job import SignedJob
+
+            self._signed = SignedJob(self._store, upload_expires)
         # Items whose task may be stopped before its request goes out, and those stopped so.
         self._running: dict[Item, asyncio.Task[None]] = {}
         self._halted: set[Item] = set()
 
     def __repr__(self) -> str:
-        return f"<BatchRun output_dir={str(self.output_dir)!r} {self.progress!r}>"
+        return f"<BatchRun output_dir={self.target!r} {self.progress!r}>"
 
     def stop(self) -> None:
         """Stop spending: no request is sent that was not sent already.
@@ -164,6 +177,8 @@ class BatchRun(Engine):
         images = response.images
         self._emit("generated", item.id, images=len(images), line=item.request.line)
         if not images:
+            if self._signed is not None:
+                self._signed.forget(item)
             blocked = ImageBlockedError(
                 f"all {response.blocked_count or 'requested'} image(s) were withheld by moderation"
             )
@@ -193,7 +208,11 @@ class BatchRun(Engine):
         self._emit("started", item.id, line=item.request.line)
         paid: int | None = None
         try:
-            response = await self._client.images.send(item.request, origin=item)
+            if self._signed is not None:
+                output: Any = self._output
+                response = await self._signed.send(self._client, item, output)
+            else:
+                response = await self._client.images.send(item.request, origin=item)
         except OutcomeUnknownError as exc:
             await self._spend.settle(reservation, None)
             return self._finish(item, "unknown", error=exc)
@@ -229,6 +248,6 @@ class BatchRun(Engine):
         return item_record(item, status, self.output_dir, **fields)
 
 
-# The engine behind ``AsyncClient.batch`` (which documents every argument):
-# ``run_batch(client, requests, ...)`` is ``client.batch(requests, ...)``.
+# The engine behind ``AsyncClient.bulk`` (which documents every argument):
+# ``run_batch(client, requests, ...)`` is ``client.bulk(requests, ...)``.
 run_batch = BatchRun

@@ -9,7 +9,6 @@ for downloads.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
     from ._outcome import Outcome
 
 __all__ = ["Item", "Tally"]
-
-logger = logging.getLogger("xai_images")
 
 
 @attrs.define(eq=False)

@@ -17,6 +17,7 @@ import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import aiohttp
+import attrs
 
 from .._config import DownloadOptions
 from .._errors import DownloadError, DownloadStalledError, ImageExpiredError, IntegrityError
@@ -55,33 +56,35 @@ def _client_timeout(connect: float | None, stall: float | None) -> aiohttp.Clien
     return aiohttp.ClientTimeout(total=None, connect=None, sock_connect=connect, sock_read=stall)
 
 
+@attrs.define(eq=False, repr=False)
 class Fetch:
     """One URL download: yields body chunks, retrying and resuming on its own.
 
     ``restart`` is awaited when the server answers a resume with the whole body: it must reset
     whatever consumed the earlier bytes and return ``True``, or return ``False`` when that is
     impossible (bytes were already handed to a caller). ``on_retry`` is told of each retry.
+
+    Attributes:
+        url: the URL.
+        received: body bytes received so far.
+        total: the body's length when the server said it, else ``None``.
+        mime: the image type sniffed from the first bytes, once known.
     """
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        url: str,
-        options: DownloadOptions,
-        chunk_size: int,
-        restart: Callable[[], Awaitable[bool]],
-        on_retry: OnDownloadRetry | None = None,
-    ) -> None:
-        self._session = session
-        self._on_retry = on_retry
-        self.url = url
-        self._options = options
-        self._chunk_size = chunk_size
-        self._restart = restart
-        self.received = 0
-        self.total: int | None = None
-        self.mime: str | None = None
-        self._timeout = _client_timeout(options.connect_timeout, options.stall_timeout)
+    _session: aiohttp.ClientSession
+    url: str
+    _options: DownloadOptions
+    _chunk_size: int
+    _restart: Callable[[], Awaitable[bool]]
+    _on_retry: OnDownloadRetry | None = None
+    received: int = attrs.field(default=0, init=False)
+    total: int | None = attrs.field(default=None, init=False)
+    mime: str | None = attrs.field(default=None, init=False)
+    _timeout: aiohttp.ClientTimeout = attrs.field(init=False)
+
+    @_timeout.default
+    def _timeout_for_options(self) -> aiohttp.ClientTimeout:
+        return _client_timeout(self._options.connect_timeout, self._options.stall_timeout)
 
     async def chunks(self) -> AsyncGenerator[bytes, None]:
         """Yield the body's chunks; every retry and resume happens inside.

@@ -16,7 +16,10 @@ import stat
 from pathlib import Path
 from urllib.parse import quote
 
+import attrs
+
 from .._errors import SaveError, ValidationError
+from .._readonly import ReadOnly
 from ._files import OnExists, PartFile, WriterPool, hash_file, key_for, retrieve, save_error
 from ._output import Stored
 
@@ -68,10 +71,8 @@ class LocalDirectory:
     def __repr__(self) -> str:
         return f"LocalDirectory({str(self._root)!r})"
 
-    @property
-    def root(self) -> Path:
-        """The directory, as given."""
-        return self._root
+    root: ReadOnly[Path] = ReadOnly("_root")
+    """The directory, as given."""
 
     @property
     def url(self) -> str:
@@ -156,6 +157,7 @@ def _verify_sync(path: Path, size: int, sha256: str) -> bool:
         raise save_error(exc, path, None) from exc
 
 
+@attrs.define(eq=False, repr=False)
 class LocalUpload:
     """One image file being written to its part file (see `LocalDirectory`).
 
@@ -163,30 +165,15 @@ class LocalUpload:
     buffer after passing it to `write`.
     """
 
-    __slots__ = (
-        "_background",
-        "_key",
-        "_mime",
-        "_on_exists",
-        "_output",
-        "_part",
-        "_pending",
-        "_pending_bytes",
-        "_timer",
-    )
-
-    def __init__(
-        self, output: LocalDirectory, part: PartFile, key: str, mime: str, on_exists: OnExists
-    ) -> None:
-        self._output = output
-        self._part = part
-        self._key = key
-        self._mime = mime
-        self._on_exists = on_exists
-        self._pending: list[bytes | bytearray | memoryview] = []
-        self._pending_bytes = 0
-        self._timer: asyncio.TimerHandle | None = None
-        self._background: asyncio.Future[bool] | None = None
+    _output: LocalDirectory
+    _part: PartFile
+    _key: str
+    _mime: str
+    _on_exists: OnExists
+    _pending: list[bytes | bytearray | memoryview] = attrs.field(factory=list, init=False)
+    _pending_bytes: int = attrs.field(default=0, init=False)
+    _timer: asyncio.TimerHandle | None = attrs.field(default=None, init=False)
+    _background: asyncio.Future[bool] | None = attrs.field(default=None, init=False)
 
     def __repr__(self) -> str:
         return f"LocalUpload({str(self._part.final)!r}, written={self.size})"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -142,22 +143,25 @@ class Transfers:
     def _fetch(
         self, image: _Image, url: str, size: int, restart: Callable[[], Awaitable[bool]]
     ) -> Fetch:
-        hooks = self._hooks
-
-        def on_retry(attempt: int, delay: float, reason: str, error: DownloadError) -> None:
-            if hooks:
-                hooks.emit(
-                    DownloadRetry(
-                        url=url,
-                        attempt=attempt,
-                        delay=delay,
-                        reason=reason,
-                        error=error,
-                        origin=image,
-                    )
-                )
-
+        on_retry = functools.partial(self._report_retry, url, image)
         return Fetch(self._session(), url, self.options, size, restart, on_retry)
+
+    def _report_retry(
+        self,
+        url: str,
+        image: _Image,
+        attempt: int,
+        delay: float,
+        reason: str,
+        error: DownloadError,
+    ) -> None:
+        """Publish a `DownloadRetry` of ``image``'s download from ``url`` to the hooks."""
+        if self._hooks:
+            self._hooks.emit(
+                DownloadRetry(
+                    url=url, attempt=attempt, delay=delay, reason=reason, error=error, origin=image
+                )
+            )
 
     def __repr__(self) -> str:
         return f"Transfers(options={self.options!r})"
@@ -439,18 +443,7 @@ class _UrlSave:
         )
 
     def _on_retry(self, attempt: int, delay: float, reason: str, error: DownloadError) -> None:
-        hooks = self._transfers._hooks
-        if hooks:
-            hooks.emit(
-                DownloadRetry(
-                    url=self.url,
-                    attempt=attempt,
-                    delay=delay,
-                    reason=reason,
-                    error=error,
-                    origin=self.image,
-                )
-            )
+        self._transfers._report_retry(self.url, self.image, attempt, delay, reason, error)
 
     async def _restart(self) -> bool:
         # The server would not resume: what was written from the earlier attempt is void.

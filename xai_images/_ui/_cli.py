@@ -261,11 +261,17 @@ def _parser() -> argparse.ArgumentParser:
         default="report",
         help="a malformed job line: report it and run the rest, or stop before sending",
     )
-    batch.add_argument("--manifest", default=None, help="default: OUTPUT_DIR/manifest.jsonl")
+    batch.add_argument(
+        "--manifest",
+        default=None,
+        help="default: OUTPUT_DIR/manifest.jsonl; for an object store "
+        "./xai-images-BUCKET-PREFIX.manifest.jsonl",
+    )
     add_shard_flag(batch)
+    add_upload_flags(batch, _positive_float)
     batch.add_argument("--no-gallery", action="store_true", help="do not write index.html")
     from ._cli_cost import add_budget_flags, add_cost_commands
-    from ._cli_remote import add_via_flags
+    from ._cli_remote import add_via_flag, add_via_flags
 
     add_via_flags(batch, _positive_float)
     add_budget_flags(batch)
@@ -278,12 +284,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--count", type=int, default=None, help="how many bundled prompts (default 36)"
     )
-    demo.add_argument(
-        "--via",
-        choices=("realtime", "batch-api"),
-        default="realtime",
-        help="real-time calls (default) or one batch through the fake's Batch API",
-    )
+    add_via_flag(demo, "real-time calls (default) or one batch through the fake's Batch API")
     demo.add_argument(
         "--simulate-faults",
         action="store_true",
@@ -442,8 +443,9 @@ async def _run_job(client: Any, source: Any, *, plain: bool, gallery: bool, **op
 async def _batch(args: argparse.Namespace) -> int:
     from .._bulk._client import AsyncClient
     from .._bulk._jobs import JobFileError, check_job_file
+    from ._cli_storage import apply_shard, bulk_target, signed_options
 
-    output_dir = _output_dir(args.output_dir)
+    output_dir = bulk_target(args.output_dir, _output_dir)
     client_kwargs = _client_kwargs(args)
     jobs = Path(args.jobs)
     try:
@@ -454,8 +456,6 @@ async def _batch(args: argparse.Namespace) -> int:
         raise _UsageError(f"{args.jobs}: {exc} (nothing was sent)") from None
     except OSError as exc:
         raise _UsageError(f"cannot read {args.jobs}: {exc.strerror or exc}") from None
-    from ._cli_storage import apply_shard
-
     manifest = Path(args.manifest) if args.manifest else None
     jobs, manifest = await asyncio.to_thread(apply_shard, jobs, args.shard, output_dir, manifest)
     if args.max_retries is None:
@@ -471,6 +471,7 @@ async def _batch(args: argparse.Namespace) -> int:
             "resend_unknown": args.resend_unknown,
             "plain": args.plain,
             "gallery": not args.no_gallery,
+            **signed_options(args, output_dir),
         }
         if args.max_cost is not None:
             options["max_cost"] = args.max_cost

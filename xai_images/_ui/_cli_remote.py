@@ -32,15 +32,15 @@ __all__ = [
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
+def add_via_flag(parser: argparse._ActionsContainer, help: str) -> None:
+    """Add ``--via realtime|batch-api`` (default ``realtime``) with ``help``."""
+    parser.add_argument("--via", choices=("realtime", "batch-api"), default="realtime", help=help)
+
+
 def add_via_flags(batch: argparse.ArgumentParser, seconds: Callable[[str], float]) -> None:
     """Add ``--via``, ``--detach``, ``--no-wait``, ``--cancel`` and ``--poll-interval``."""
     group = batch.add_argument_group("through xAI's Batch API (--via batch-api)")
-    group.add_argument(
-        "--via",
-        choices=("realtime", "batch-api"),
-        default="realtime",
-        help="real-time calls at --rps (default), or one server-side batch",
-    )
+    add_via_flag(group, "real-time calls at --rps (default), or one server-side batch")
     group.add_argument(
         "--detach", action="store_true", help="submit, record, print the batch id, exit"
     )
@@ -55,7 +55,7 @@ def add_via_flags(batch: argparse.ArgumentParser, seconds: Callable[[str], float
     )
 
 
-def collect_command(jobs: str | Path, output_dir: Path, manifest: Path | None) -> str:
+def collect_command(jobs: str | Path, output_dir: Path | str, manifest: Path | None) -> str:
     """The command that re-attaches to a job's batch and collects its results."""
     parts = ["xai-images", "batch", str(jobs), "-o", str(output_dir), "--via", "batch-api"]
     if manifest is not None:
@@ -102,8 +102,18 @@ async def drive(run: Any, renderer: Any, stopping: str) -> tuple[list[Any], bool
 
 async def write_run_paths(run: Any, gallery: bool, out: Callable[[str], None]) -> None:
     """Print where the images and the manifest are; write and print the gallery."""
-    out(f"images:   {run.output_dir}")
+    store = getattr(run, "_store", None)
+    out(f"images:   {run.target}")
     out(f"manifest: {run.manifest_path}")
+    if store is not None:
+        # A store job's gallery page and manifest copy were uploaded beside the images.
+        for location in store.uploaded:
+            out(f"uploaded: {location}")
+        if store.spilled:
+            out(
+                f"spilled:  {store.spilled} image(s) could not be stored; kept in {store.spill_dir}"
+            )
+        return
     if gallery and run.manifest_path.exists():
         from .._bulk._gallery import write_gallery
 
@@ -127,7 +137,7 @@ async def run_remote_job(
     source: Any,
     *,
     jobs: str | Path,
-    output_dir: Path,
+    output_dir: Path | str,
     manifest: Path | None = None,
     plain: bool,
     gallery: bool,

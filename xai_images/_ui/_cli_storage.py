@@ -10,7 +10,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_shard_flag", "add_upload_flags", "apply_shard", "send_signed"]
+from .._errors import ValidationError
+
+__all__ = [
+    "add_shard_flag",
+    "add_upload_flags",
+    "apply_shard",
+    "bulk_target",
+    "send_signed",
+    "signed_options",
+]
+
+
+def signed_options(args: Any, output_dir: Path | str) -> dict[str, Any]:
+    """The run options of ``batch --upload-urls [--upload-expires S]`` (checked at once)."""
+    if not args.upload_urls:
+        return {}
+    if not isinstance(output_dir, str):
+        raise ValidationError(
+            "--upload-urls", True, "an object-store -o (s3://bucket/prefix, gs://...)"
+        )
+    return {"upload_urls": True, "upload_expires": args.upload_expires}
+
+
+def bulk_target(value: str, local: Callable[[str], Path]) -> Path | str:
+    """``batch -o``: an object-store URL as it is (checked writable when the run starts, before
+    anything is billed), anything else through ``local`` (a directory or ``file://`` URL)."""
+    from .._results._objstore import is_store_url
+
+    return value if is_store_url(value) else local(value)
 
 
 def add_upload_flags(group: Any, positive_float: Callable[[str], float]) -> None:
@@ -42,7 +70,7 @@ def add_shard_flag(batch: argparse.ArgumentParser) -> None:
 
 
 def apply_shard(
-    jobs: Any, shard: str | None, output_dir: Path, manifest: Path | None
+    jobs: Any, shard: str | None, output_dir: Path | str, manifest: Path | None
 ) -> tuple[Any, Path | None]:
     """The jobs of ``--shard K/N`` (all of them without it: a job file stays a path, read
     lazily by the run) and the manifest to write. Blocking with a shard (it reads the file)."""
@@ -53,7 +81,14 @@ def apply_shard(
 
     index, count = parse_shard(shard)
     if manifest is None:
-        manifest = shard_manifest(output_dir / "manifest.jsonl", index, count)
+        from .._bulk._store_job import default_manifest
+
+        default = (
+            default_manifest(output_dir)
+            if isinstance(output_dir, str)
+            else output_dir / "manifest.jsonl"
+        )
+        manifest = shard_manifest(default, index, count)
     if isinstance(jobs, (str, os.PathLike)):
         jobs = iter_jobs(jobs)  # only this shard's jobs are kept
     return select_shard(jobs, index, count), manifest

@@ -1,8 +1,8 @@
 """The one retry loop: an attempt iterator driven by ``RetryPolicy``; ``Retry-After`` parsing.
 
-Every retrying caller (the API request path in ``_client.py``, the image fetch in ``_fetch.py``)
-iterates the same loop, so the caps (attempts and time), the jitter, ``Retry-After`` and the
-DEBUG log lines are written once::
+Every retrying caller (the API request path in ``_api/_requester.py``, the image fetch in
+``_results/_fetch.py``) iterates the same loop, so the caps (attempts and time), the jitter,
+``Retry-After`` and the DEBUG log lines are written once::
 
     async for attempt in Attempts(policy, "POST /v1/images/generations"):
         try:

@@ -1,10 +1,11 @@
 """One API request attempt: send it, read the answer, map every failure onto ``_errors.py``.
 
-The transport knows nothing of retries, limits or hooks (``_client.py`` above it decides those);
-it only tells a retry-safe failure (nothing reached the server: ``APIConnectionError``) from one
-that may have been processed (``OutcomeUnknownError``), which is what the never-pay-twice rule
-needs. The API key is held by `Secret`, goes only into the ``Authorization`` header of
-each API request, and is redacted from every message built from server text.
+The transport knows nothing of retries, limits or hooks (``_api/_requester.py`` above it
+decides those); it only tells a retry-safe failure (nothing reached the server:
+``APIConnectionError``) from one that may have been processed (``OutcomeUnknownError``), which
+is what the never-pay-twice rule needs. The API key is held by `Secret`, goes only into the
+``Authorization`` header of each API request, and is redacted from every message built from
+server text.
 """
 
 from __future__ import annotations
@@ -153,6 +154,10 @@ class Answer:
             if exc.request_id is None:
                 exc.request_id = self.request_id
             raise
+
+    def invalid(self, method: str, path: str, message: str) -> APIResponseError:
+        """The `APIResponseError` for this answer to ``method path``, with its request id."""
+        return APIResponseError(message, method=method, path=path, request_id=self.request_id)
 
 
 class ErrorFields(NamedTuple):

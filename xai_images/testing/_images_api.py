@@ -4,9 +4,10 @@ image-model listing (``GET /v1/image-generation-models``, priced from ``FakeSett
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
@@ -78,6 +79,23 @@ def model_refusal(body: dict[str, Any], models: Sequence[FakeModel]) -> str | No
     return unknown_model_message(name)
 
 
+_Handler = Callable[["ImageAPI", web.Request], Awaitable[web.StreamResponse]]
+
+
+def _admitted(handler: _Handler) -> _Handler:
+    """Run ``handler`` only for a request with a known key and within the rate limit; otherwise
+    answer with the refusal (401 or 429)."""
+
+    @functools.wraps(handler)
+    async def admitted(api: ImageAPI, request: web.Request) -> web.StreamResponse:
+        refusal = api._core.check_auth(request) or api._core.check_rate()
+        if refusal is not None:
+            return refusal
+        return await handler(api, request)
+
+    return admitted
+
+
 class ImageAPI:
     """The real-time image endpoints, answering from a ``ServerCore``."""
 
@@ -95,36 +113,31 @@ class ImageAPI:
             web.get("/v1/image-generation-models/{model_id:.+}", self._model, allow_head=False),
         ]
 
+    @_admitted
     async def _models(self, request: web.Request) -> web.StreamResponse:
         core = self._core
-        refusal = core.check_auth(request) or core.check_rate()
-        if refusal is not None:
-            return refusal
         models = [model.to_json() for model in core.settings.models]
         return web.json_response({"models": models}, headers={"x-request-id": str(uuid.uuid4())})
 
+    @_admitted
     async def _model(self, request: web.Request) -> web.StreamResponse:
         core = self._core
-        refusal = core.check_auth(request) or core.check_rate()
-        if refusal is not None:
-            return refusal
         name = request.match_info["model_id"]
         model = find_model(core.settings.models, name)
         if model is None:
             return core.error(404, unknown_model_message(name))
         return web.json_response(model.to_json(), headers={"x-request-id": str(uuid.uuid4())})
 
+    @_admitted
     async def _generations(self, request: web.Request) -> web.StreamResponse:
         return await self._create(request, edit=False)
 
+    @_admitted
     async def _edits(self, request: web.Request) -> web.StreamResponse:
         return await self._create(request, edit=True)
 
     async def _create(self, request: web.Request, *, edit: bool) -> web.StreamResponse:
         core = self._core
-        refusal = core.check_auth(request) or core.check_rate()
-        if refusal is not None:
-            return refusal
         script = core.api_queue.popleft() if core.api_queue else None
         # The body is read even for a scripted error, so the ledger shows what was sent.
         parsed = await core.read_json(request)
@@ -194,11 +207,9 @@ class ImageAPI:
         headers = script.headers if script is not None and script.kind == "ok" else None
         return await send_json(request, answer, headers=headers)
 
+    @_admitted
     async def _poll(self, request: web.Request) -> web.StreamResponse:
         core = self._core
-        refusal = core.check_auth(request) or core.check_rate()
-        if refusal is not None:
-            return refusal
         request_id = request.match_info["request_id"]
         job = self._deferred.get(request_id)
         if job is None:
