@@ -42,19 +42,15 @@ class LoopBudget:
     next one (which holds the second reset). ``_next`` counts what will run in that next
     iteration before its reset: the waiters the reset woke and the spends admitted at once
     since. At a reset it becomes ``_now``, what may already have run in the current iteration,
-    and an immediate spend must fit next to both (and ``_now`` stays under a quarter of
-    ``limit``: the iteration that made a wave of work ready already holds its preparation). A
-    lone call therefore starts in its own iteration, and so do the first few of a wave.
+    and an immediate spend must fit next to both. A lone call therefore starts in its own
+    iteration, and a wave of calls loses no iteration to the first ``limit`` of its starts.
     """
 
-    __slots__ = ("_at_once", "_limit", "_loop", "_next", "_now", "_reset_pending", "_waiters")
+    __slots__ = ("_limit", "_loop", "_next", "_now", "_reset_pending", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
         self._limit = limit
-        # Immediate admissions share their iteration with whatever made the work ready (a wave
-        # of calls builds every request before its first start), so they get a quarter.
-        self._at_once = max(1, limit // 4)
         self._now = 0
         self._next = 0
         self._reset_pending = False
@@ -69,7 +65,7 @@ class LoopBudget:
 
     async def spend(self, amount: int = 1) -> None:
         """Return at once if ``amount`` fits this iteration, else in the first one it fits."""
-        if not self._waiters and self._now < self._at_once and self._next < self._limit:
+        if not self._waiters and self._now < self._limit and self._next < self._limit:
             self._now += amount
             self._next += amount
             if not self._reset_pending:
