@@ -8,9 +8,9 @@ per iteration. A `LoopBudget` admits a bounded amount of such work per iteration
 rest waits, first come first served, for the next iteration. Waiting happens before anything is
 sent, so no guarantee of the request path changes.
 
-A spend that fits is admitted at once (a lone request starts without waiting); the others wait
-for a ``call_soon`` callback (the reset, once per iteration while there is work) that admits the
-oldest waiters up to the budget and wakes them for the next iteration.
+Every spender waits for a ``call_soon`` callback (the reset, once per iteration while there is
+work) that admits the oldest waiters up to the budget and wakes them: they run in the next
+iteration, which holds nothing else the budget admitted.
 """
 
 from __future__ import annotations
@@ -31,28 +31,18 @@ DECODE_BYTES_PER_ITERATION = 1024 * 1024
 class LoopBudget:
     """At most ``limit`` units of work per iteration of one event loop (plus one overshoot).
 
-    A spend is admitted at once, without waiting, while nobody waits and the iterations it can
-    fall in still have room; otherwise it waits, first come first served, for the budget's
-    reset, a ``call_soon`` callback that runs once per iteration while there is work. The reset
-    admits the oldest waiters while less than ``limit`` was admitted (so a spend larger than
-    ``limit`` is admitted alone, never starved); they run in the next iteration.
-
-    Where an iteration starts is not observable, so the bound is kept with two counts. Work
-    admitted at once between two resets runs in the iteration of the first reset or in the
-    next one (which holds the second reset). ``_next`` counts what will run in that next
-    iteration before its reset: the waiters the reset woke and the spends admitted at once
-    since. At a reset it becomes ``_now``, what may already have run in the current iteration,
-    and an immediate spend must fit next to both. A lone call therefore starts in its own
-    iteration, and a wave of calls loses no iteration to the first ``limit`` of its starts.
+    Every spend waits for the budget's reset, which admits the oldest waiters while less than
+    ``limit`` was admitted (so a spend larger than ``limit`` is admitted alone, never starved).
+    The admitted ones run in the next iteration, and nothing else is admitted for it: that
+    makes the bound exact without knowing where an iteration starts. It costs each spend one
+    or two loop iterations of latency (microseconds on an idle loop).
     """
 
-    __slots__ = ("_limit", "_loop", "_next", "_now", "_reset_pending", "_waiters")
+    __slots__ = ("_limit", "_loop", "_reset_pending", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self._loop = loop
         self._limit = limit
-        self._now = 0
-        self._next = 0
         self._reset_pending = False
         self._waiters: deque[tuple[asyncio.Future[None], int]] = deque()
 
@@ -64,14 +54,7 @@ class LoopBudget:
         return f"<LoopBudget limit={self._limit} waiting={len(self._waiters)}>"
 
     async def spend(self, amount: int = 1) -> None:
-        """Return at once if ``amount`` fits this iteration, else in the first one it fits."""
-        if not self._waiters and self._now < self._limit and self._next < self._limit:
-            self._now += amount
-            self._next += amount
-            if not self._reset_pending:
-                self._reset_pending = True
-                self._loop.call_soon(self._reset)
-            return
+        """Return in the next iteration whose budget ``amount`` fits in."""
         future: asyncio.Future[None] = self._loop.create_future()
         self._waiters.append((future, amount))
         if not self._reset_pending:
@@ -91,13 +74,9 @@ class LoopBudget:
                 continue
             future.set_result(None)
             spent += amount
-        # What was admitted for the iteration after the previous reset may be running in this
-        # one; the woken waiters run in the next one.
-        self._now = self._next
-        self._next = spent
-        if self._now or spent or waiters:
+        if spent or waiters:
             # Scheduled after the wake-ups, so that it runs in the iteration of the admitted
-            # tasks, after them: a task that asks again at once is counted with them.
+            # tasks, after them: a task that asks again at once is admitted for the next one.
             self._reset_pending = True
             self._loop.call_soon(self._reset)
 
