@@ -14,6 +14,10 @@ process, so that the child's peak RSS is the client's alone.
   reported per image: request start to image on disk, and images per second.
 
 Run: ``.venv/bin/python benchmarks/bench_batch_api.py [--counts 1000,10000] [--realtime 200]``.
+With ``--baseline DIR`` every Batch API row runs twice, taking turns: once importing the
+``xai_images`` package found in DIR (an older copy, labelled ``before``), once the installed one.
+"images saved/s" is the successful images over the time from the first request finishing at the
+fake to the last image on disk.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import statistics
 import sys
@@ -85,7 +90,12 @@ def _spread(values: list[float]) -> dict[str, float] | None:
 # -- the parent: fake server, checks, table ------------------------------------------------------
 
 
-async def run_child(server: FakeXAIServer, via: str, count: int, out: Path) -> dict[str, Any]:
+async def run_child(
+    server: FakeXAIServer, via: str, count: int, out: Path, baseline: str | None = None
+) -> dict[str, Any]:
+    env = dict(os.environ)
+    if baseline:
+        env["PYTHONPATH"] = baseline
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         str(HERE),
@@ -101,6 +111,7 @@ async def run_child(server: FakeXAIServer, via: str, count: int, out: Path) -> d
         "--key",
         server.api_key,
         stdout=asyncio.subprocess.PIPE,
+        env=env,
     )
     stdout, _ = await proc.communicate()
     if proc.returncode != 0:
@@ -109,13 +120,13 @@ async def run_child(server: FakeXAIServer, via: str, count: int, out: Path) -> d
     return result
 
 
-async def bench_batch_api(count: int) -> dict[str, Any]:
+async def bench_batch_api(count: int, baseline: str | None = None) -> dict[str, Any]:
     async with FakeXAIServer(
         image_bytes=1024, batch_processing_seconds=2.0, batch_failure_rate=0.05, fault_seed=7
     ) as server:
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp)
-            result = await run_child(server, "batch-api", count, out)
+            result = await run_child(server, "batch-api", count, out, baseline)
             ledger = server.ledger
             manifest = load_manifest(out / "manifest.jsonl")
             ok = [r for r in manifest.values() if r.status == "ok"]
@@ -125,6 +136,8 @@ async def bench_batch_api(count: int) -> dict[str, Any]:
                 r.finished_at - batch.requests[r.id].finished  # type: ignore[operator]
                 for r in ok
             ]
+            first_finish = min(r.finished for r in batch.requests.values() if r.finished)
+            last_saved = max(r.finished_at for r in ok if r.finished_at is not None)
             files, partials = await asyncio.to_thread(_scan, out)
     checks = {
         "one_batch": ledger.batches_created == 1,
@@ -135,8 +148,10 @@ async def bench_batch_api(count: int) -> dict[str, Any]:
         "no_key_to_image_host": ledger.downloads_with_auth == 0,
     }
     return {
+        "package": "before" if baseline else "after",
         "prompts": count,
         "seconds": round(result["seconds"], 1),
+        "images_saved_per_s": round(len(ok) / (last_saved - first_finish), 1),
         "ok": len(ok),
         "failed": result["statuses"].get("failed", 0),
         "add_calls": ledger.batch_adds,
@@ -171,7 +186,11 @@ async def bench_realtime(count: int) -> dict[str, Any]:
 
 async def parent(args: argparse.Namespace) -> None:
     for count in [int(c) for c in args.counts.split(",") if c]:
-        print(json.dumps({"batch-api": await bench_batch_api(count)}), flush=True)
+        for _ in range(args.repeat):
+            if args.baseline:
+                row = await bench_batch_api(count, args.baseline)
+                print(json.dumps({"batch-api": row}), flush=True)
+            print(json.dumps({"batch-api": await bench_batch_api(count)}), flush=True)
     if args.realtime:
         print(json.dumps({"realtime": await bench_realtime(args.realtime)}), flush=True)
 
@@ -180,6 +199,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--counts", default="1000,10000")
     parser.add_argument("--realtime", type=int, default=200, help="prompts on the real-time path")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per Batch API row")
+    parser.add_argument(
+        "--baseline",
+        help="directory holding an older xai_images package: each Batch API row also runs "
+        "with it (labelled 'before'), taking turns with the installed one",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--via", default="batch-api", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, default=0, help=argparse.SUPPRESS)
@@ -187,6 +212,8 @@ def main() -> None:
     parser.add_argument("--base-url", default="", help=argparse.SUPPRESS)
     parser.add_argument("--key", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline:
+        args.baseline = str(Path(args.baseline).resolve())
     if args.child:
         print(json.dumps(asyncio.run(child(args))), flush=True)
     else:

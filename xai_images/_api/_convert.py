@@ -19,6 +19,7 @@ Built by a factory, never on ``cattrs.global_converter``.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 import types
 import typing
@@ -90,6 +91,15 @@ def _stamp(value: Any, _type: Any) -> int | str | None:
 
 def _optional_model(tp: Any) -> type | None:
     """The attrs class of ``X | None``, or ``None``."""
+    try:
+        return _optional_model_of(tp)
+    except TypeError:  # an unhashable type form: worked out without the cache
+        return _optional_model_of.__wrapped__(tp)
+
+
+@functools.lru_cache(maxsize=256)
+def _optional_model_of(tp: Any) -> type | None:
+    # Asked on every nested model of every answer; the type forms are few and fixed.
     if not isinstance(tp, types.UnionType) and typing.get_origin(tp) is not typing.Union:
         return None
     members = [arg for arg in typing.get_args(tp) if arg is not type(None)]

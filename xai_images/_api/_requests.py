@@ -116,7 +116,22 @@ def field_spec(field: attrs.Attribute[Any]) -> FieldSpec:
 
 def api_fields(cls: type[Any]) -> list[attrs.Attribute[Any]]:
     """The fields of ``cls`` that reach the API (all but a bulk job's bookkeeping)."""
-    return [f for f in attrs.fields(cls) if field_spec(f).role != "job"]
+    return [f for f, _spec in _api_specs(cls)]
+
+
+_SPECS: dict[type[Any], tuple[tuple[attrs.Attribute[Any], FieldSpec], ...]] = {}
+
+
+def _api_specs(cls: type[Any]) -> tuple[tuple[attrs.Attribute[Any], FieldSpec], ...]:
+    # Read once per class: every request is checked and encoded with these (per call, reading
+    # the field metadata again was ~40 dictionary look-ups).
+    found = _SPECS.get(cls)
+    if found is None:
+        fields = attrs.fields(cls)
+        found = _SPECS[cls] = tuple(
+            (f, field_spec(f)) for f in fields if field_spec(f).role != "job"
+        )
+    return found
 
 
 def _opt_tuple(value: Any) -> Any:
@@ -252,8 +267,7 @@ class _Request:
         Raises:
             ValidationError: naming the field, the value and the rule.
         """
-        for f in api_fields(type(self)):
-            spec = field_spec(f)
+        for f, spec in _api_specs(type(self)):
             value = getattr(self, f.name)
             # A required field (the prompt) is checked even when None was passed for it.
             if spec.check is not None and (value is not None or f.default is attrs.NOTHING):
@@ -288,9 +302,9 @@ class _Request:
 
     def _body(self, inputs: Mapping[str, Any], deferred: bool) -> dict[str, Any]:
         body: dict[str, Any] = {}
-        for f in api_fields(type(self)):
+        for f, spec in _api_specs(type(self)):
             value = getattr(self, f.name)
-            if value is not None and field_spec(f).role == "body":
+            if value is not None and spec.role == "body":
                 body[f.name] = value
         if deferred:
             body["deferred"] = True

@@ -97,28 +97,36 @@ class LoopThread:
         finished.acquire()
         # Loop-thread state: whether start() ran, and the task it made.
         began: list[bool] = []
-        started: list[asyncio.Future[_T]] = []
+        started: list[asyncio.Future[None]] = []
 
-        def done(task: asyncio.Future[_T]) -> None:
-            self._tasks.discard(task)
-            if task.cancelled():
+        async def run() -> None:
+            # Reports from inside the task: the caller wakes in the iteration the call ends in,
+            # not one later through a done callback.
+            try:
+                result = await func(*args, **kwargs)
+            except asyncio.CancelledError:
                 outcome.append(
                     ClientClosedError("the Client was closed while this call was running")
                 )
-            elif (error := task.exception()) is not None:
-                outcome.append(error)
+            except BaseException as exc:
+                outcome.append(exc)
             else:
-                outcome.extend((None, task.result()))
-            finished.release()
+                outcome.extend((None, result))
+            finally:
+                finished.release()
+
+        def done(task: asyncio.Future[None]) -> None:
+            self._tasks.discard(task)
+            if task.cancelled() and not outcome:
+                # Cancelled before its first step: run() never ran, so it reported nothing.
+                outcome.append(
+                    ClientClosedError("the Client was closed while this call was running")
+                )
+                finished.release()
 
         def start() -> None:
             began.append(True)
-            try:
-                task = asyncio.ensure_future(func(*args, **kwargs))
-            except BaseException as exc:
-                outcome.append(exc)
-                finished.release()
-                return
+            task = asyncio.ensure_future(run())
             started.append(task)
             self._tasks.add(task)
             task.add_done_callback(done)
