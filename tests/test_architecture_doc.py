@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import xai_images
+
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "xai_images"
+# The package as imported: the checkout, or the installed wheel when CI tests the sdist against it.
+PACKAGE = Path(xai_images.__file__).resolve().parent
 DOC = ROOT / "docs" / "architecture.md"
 SECTION = "## Every module"
 # A table row whose first cell is one module path in backticks: | `_api/_client.py` | ... |

@@ -12,7 +12,10 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "xai_images"
+import xai_images
+
+# The package as imported: the checkout, or the installed wheel when CI tests the sdist against it.
+PACKAGE = Path(xai_images.__file__).resolve().parent
 ORDER = ["base", "_wire", "_results", "_api", "_bulk", "_sync", "testing", "_ui", "public"]
 MAX_LINES = 600
 MAX_ROOT_PRIVATE = 12
