@@ -1,9 +1,11 @@
 """The collecting half of a Batch API bulk job: poll, read result pages, save, record.
 
 A mixin of :class:`~xai_images._bulk._source_batchapi.RemoteBatchRun` (which holds the state
-it uses): each result is saved as soon as a page carries it, with at most ``concurrency``
-items saving at once (reading further pages waits for a free slot, so memory stays bounded),
-and each settled item appends its manifest record through the engine.
+it uses): the items waiting for results are in its `InBatch` (off the heap); each page of
+results has its items read back in one trip to a worker thread, and each result is saved as
+soon as a page carries it, with at most ``concurrency`` items saving at once (reading further
+pages waits for a free slot, so memory stays bounded); each settled item appends its manifest
+record through the engine.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from .._errors import (
 from ._batchapi_state import BatchRequestError, RemoteProgress
 
 if TYPE_CHECKING:
-    from .._api._batch_models import BatchResult, BatchState
+    from .._api._batch_models import BatchRequestState, BatchResult, BatchState
     from .._api._models import GeneratedImage
     from .._results._files import SavedImage
     from ._engine import BulkClient
+    from ._inbatch import InBatch
     from ._jobstate import RunState
     from ._manifest import ItemStatus, ManifestRecord, PendingImage
     from ._outcome import Outcome
@@ -36,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["CollectMixin"]
 
 logger = logging.getLogger("xai_images")
+_PAGE = 256  # request states matched against the held items in one trip to a worker thread
 
 
 class CollectMixin:
@@ -53,6 +57,8 @@ class CollectMixin:
     _tasks: set[asyncio.Task[None]]
     _slots: asyncio.Semaphore
     _emit: Callable[..., None]
+    _inbatch: InBatch
+    _saving: set[str]
 
     if TYPE_CHECKING:  # provided by the engine and the source (see RemoteBatchRun)
 
@@ -72,10 +78,9 @@ class CollectMixin:
 
     # -- collecting --------------------------------------------------------------------------------
 
-    async def _collect(
-        self, run: RunState, attached: dict[str, Item], adding: asyncio.Future[None] | None
-    ) -> None:
-        """Poll the batch and save each result as it appears, until every item is settled.
+    async def _collect(self, run: RunState, adding: asyncio.Future[None] | None) -> None:
+        """Poll the batch and save each result as it appears, until every item it holds for
+        this run (`_inbatch`) is settled.
 
         ``adding`` is the task still adding requests, if any: items join as they are added, and
         the batch is not taken as done before it ends.
@@ -85,48 +90,43 @@ class CollectMixin:
         self.run_id, self.batch_id = run.run_id, batch_id
         self.progress.batch_id = batch_id
         batches = self._client.batches
-        pending: dict[str, Item] = {}
+        held = self._inbatch
         token: str | None = None
         interval = self._poll[0]
         while True:
             submitting = adding is not None and not adding.done()
             if adding is not None and adding.done() and adding.exception() is not None:
                 break  # raised below
-            self._join(run, attached, pending)
-            if not pending and not submitting:
+            if not held and not submitting:
                 break
             try:
                 batch = await batches.get(batch_id)
             except NotFoundError:
                 await self._drain()
                 why = f"the API no longer knows batch {batch_id}: its results are gone"
-                await self._settle_rest(pending, "expired", why)
+                await self._settle_rest("expired", why)
                 break
             self._server_state(batch.state)
             if batch.expired():
                 await self._drain()
-                await self._settle_rest(
-                    pending, "expired", "the batch expired before its results were read"
-                )
+                await self._settle_rest("expired", "the batch expired before its results were read")
                 break
             try:
-                token, new = await self._read(batch_id, pending, token)
+                token, new = await self._read(batch_id, token)
             except NotFoundError:
                 await self._drain()
-                await self._settle_rest(
-                    pending, "expired", "the batch's results are gone (expired)"
-                )
+                await self._settle_rest("expired", "the batch's results are gone (expired)")
                 break
             if batch.done and not submitting:
-                if any(not item.saving for item in pending.values()):
-                    await self._read(batch_id, pending, None)  # a last full sweep
+                if len(held) > sum(1 for i in self._saving if i in held):
+                    await self._read(batch_id, None)  # a last full sweep
                 await self._drain()
                 if batch.cancel_by_xai_message:
                     self.cancelled_by_xai = batch.cancel_by_xai_message
                     why = f"xAI cancelled the batch: {batch.cancel_by_xai_message}"
-                    await self._settle_rest(pending, "failed", why)
+                    await self._settle_rest("failed", why)
                 else:
-                    await self._settle_unlisted(batch_id, pending)
+                    await self._settle_unlisted(batch_id)
                 break
             if not self._wait or self._stop.is_set():
                 break
@@ -136,18 +136,9 @@ class CollectMixin:
         await self._drain()
         if adding is not None:
             await adding  # finishes (and records) the adds even when polling stopped early
-        self._join(run, attached, pending)
-        if not pending:
+        if not held:
             await self._note("closed", batch_id=batch_id)
             run.closed = True
-
-    def _join(self, run: RunState, attached: dict[str, Item], pending: dict[str, Item]) -> None:
-        """Add to ``pending`` the items of this job the batch holds and this run has not settled
-        (items settled by an earlier run on this batch were skipped, so are not attached; items
-        settled in this run left ``attached``)."""
-        for request_id, item in attached.items():
-            if request_id not in pending and request_id in run.added:
-                pending[request_id] = item
 
     async def _pause(self, seconds: float, adding: asyncio.Future[None] | None) -> None:
         """Wait ``seconds``, or less: until ``stop()``, or until the adds end (poll then)."""
@@ -175,10 +166,9 @@ class CollectMixin:
             except Exception:
                 logger.exception("xai-images batch: the on_poll callback raised; ignoring")
 
-    async def _read(
-        self, batch_id: str, pending: dict[str, Item], token: str | None
-    ) -> tuple[str | None, int]:
-        """Read result pages from ``token`` and start saving new results as they come.
+    async def _read(self, batch_id: str, token: str | None) -> tuple[str | None, int]:
+        """Read result pages from ``token`` and start saving new results as they come (the
+        page's items read back from `_inbatch` in one trip to a worker thread).
 
         Returns the token to resume from next time (the last page's, which stays valid while
         results arrive) and how many new results were found.
@@ -187,29 +177,25 @@ class CollectMixin:
         new = 0
         while True:
             page = await batches.results(batch_id, page_token=token)
-            for result in page.results:
-                item = pending.get(result.batch_request_id)
-                if item is None or item.saving:
-                    continue
-                item.saving = True  # later pages and sweeps skip it
+            results = {r.batch_request_id: r for r in page.results}
+            for item in await self._inbatch.take(i for i in results if i not in self._saving):
+                self._saving.add(item.id)  # later pages and sweeps skip it
                 new += 1
                 await self._slots.acquire()
-                task = asyncio.ensure_future(self._save(item, result, pending, time.time()))
+                task = asyncio.ensure_future(self._save(item, results[item.id], time.time()))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             if page.next_page_token is None:
                 return token, new
             token = page.next_page_token
 
-    async def _save(
-        self, item: Item, result: BatchResult, pending: dict[str, Item], seen: float
-    ) -> None:
+    async def _save(self, item: Item, result: BatchResult, seen: float) -> None:
         try:
             record, outcome = await self._outcome_of(item, result, seen)
             await self._end(item, record, outcome)
         finally:
             self._slots.release()
-        pending.pop(item.id, None)
+            self._saving.discard(item.id)
 
     async def _outcome_of(
         self, item: Item, result: BatchResult, seen: float
@@ -246,22 +232,31 @@ class CollectMixin:
             item, "ok", files=saved, billed=True, cost=cost, model=response.model, revised=revised
         )
 
-    async def _settle_rest(self, pending: dict[str, Item], status: ItemStatus, why: str) -> None:
-        for item in list(pending.values()):
-            error: XAIImagesError = (
-                ImageExpiredError(why) if status == "expired" else BatchRequestError(why)
-            )
-            await self._end(item, *self._finish(item, status, error=error))
-            pending.pop(item.id, None)
+    async def _settle_rest(self, status: ItemStatus, why: str) -> None:
+        """End every item still waiting for its result with ``status`` (saves are drained)."""
+        async for items in self._inbatch.every():
+            for item in items:
+                error: XAIImagesError = (
+                    ImageExpiredError(why) if status == "expired" else BatchRequestError(why)
+                )
+                await self._end(item, *self._finish(item, status, error=error))
 
-    async def _settle_unlisted(self, batch_id: str, pending: dict[str, Item]) -> None:
+    async def _settle_unlisted(self, batch_id: str) -> None:
         """Items of a finished batch without a result: their state says why."""
-        if not pending:
+        if not self._inbatch:
             return
+        states: dict[str, BatchRequestState] = {}
         async for state in self._client.batches.list_requests(batch_id):
-            item = pending.get(state.batch_request_id)
-            if item is None:
-                continue
+            states[state.batch_request_id] = state
+            if len(states) >= _PAGE:
+                await self._settle_listed(states)
+                states = {}
+        await self._settle_listed(states)
+        await self._settle_rest("failed", "the batch does not hold this request")
+
+    async def _settle_listed(self, states: dict[str, BatchRequestState]) -> None:
+        for item in await self._inbatch.take(states):
+            state = states[item.id]
             if state.state == "cancelled":
                 error = BatchRequestError("Request was cancelled", code=1)
                 record, outcome = self._finish(item, "failed", error=error)
@@ -272,5 +267,3 @@ class CollectMixin:
                 )
                 record, outcome = self._finish(item, "unknown", error=unknown)
             await self._end(item, record, outcome)
-            pending.pop(item.id, None)
-        await self._settle_rest(pending, "failed", "the batch does not hold this request")

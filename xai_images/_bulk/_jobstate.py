@@ -36,7 +36,7 @@ import attrs
 from .._results._safefs import open_read
 from ._manifest import _UNREADABLE, RUN_RECORD_KEY, ManifestRecord, parse_line
 
-__all__ = ["Found", "IdSet", "JobState", "RunState", "load_job_state"]
+__all__ = ["Found", "IdSet", "JobState", "KeyTable", "RunState", "load_job_state"]
 
 # What `JobState.lookup` finds of an item: (offset, its latest record), and whether its files
 # are intact (``None``: not checked).
@@ -85,9 +85,30 @@ class _Shard:
         if self.values is not None:
             self.values[slot] = value
 
-    def rebuild(self, size: int, without: int = 0) -> None:
+    def remove(self, key: int) -> None:
+        """Remove ``key`` if present, moving back the entries probed past its slot (no
+        tombstones: a lookup stays as short as in a table that never held it)."""
+        keys, values, mask = self.keys, self.values, len(self.keys) - 1
+        hole = self.slot(key)
+        if not keys[hole]:
+            return
+        probe = (hole + 1) & mask
+        while keys[probe]:
+            # The entry at `probe` may fill the hole if the hole lies on its probe path.
+            if (probe - keys[probe]) & mask >= (probe - hole) & mask:
+                keys[hole] = keys[probe]
+                if values is not None:
+                    values[hole] = values[probe]
+                hole = probe
+            probe = (probe + 1) & mask
+        keys[hole] = 0
+        if values is not None:
+            values[hole] = 0
+        self.used -= 1
+
+    def rebuild(self, size: int) -> None:
         values = self.values if self.values is not None else [0] * len(self.keys)
-        entries = [(k, v) for k, v in zip(self.keys, values, strict=True) if k not in (0, without)]
+        entries = [(k, v) for k, v in zip(self.keys, values, strict=True) if k]
         self.keys = array("Q", bytes(8 * size))
         if self.values is not None:
             self.values = array("q", bytes(8 * size))
@@ -96,7 +117,7 @@ class _Shard:
             self.put(k, v)
 
 
-class _Table:
+class KeyTable:
     """`_Shard` tables by the key's top byte, so that growing one (copying its entries in
     Python) stays short on the event loop however many keys there are."""
 
@@ -115,9 +136,21 @@ class _Table:
         self._shards[key >> 56].put(key, value)
 
     def pop(self, key: int) -> None:
-        """Remove ``key`` (rare: its shard is rebuilt without it)."""
-        shard = self._shards[key >> 56]
-        shard.rebuild(len(shard.keys), without=key)
+        """Remove ``key`` (if present)."""
+        self._shards[key >> 56].remove(key)
+
+    def values(self) -> array[int]:
+        """The value of every key, in no particular order (8 bytes each)."""
+        return array(
+            "q",
+            (
+                v
+                for shard in self._shards
+                if shard.values is not None
+                for k, v in zip(shard.keys, shard.values, strict=True)
+                if k
+            ),
+        )
 
 
 class IdSet:
@@ -128,7 +161,7 @@ class IdSet:
     """
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._table = _Table(values=False)
+        self._table = KeyTable(values=False)
         for item_id in ids:
             self.add(item_id)
 
@@ -148,10 +181,8 @@ class IdSet:
             self.add(item_id)
 
     def discard(self, item_id: str) -> None:
-        """Forget ``item_id`` (rare: rebuilds one of 256 tables)."""
-        key = _key(item_id)
-        if self._table.get(key) is not None:
-            self._table.pop(key)
+        """Forget ``item_id``."""
+        self._table.pop(_key(item_id))
 
 
 @attrs.define
@@ -209,7 +240,7 @@ class JobState:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = path
         self.runs: list[RunState] = []
-        self._offsets = _Table()  # id hash -> offset of the latest record
+        self._offsets = KeyTable()  # id hash -> offset of the latest record
         self._exact: dict[str, int] = {}  # ids whose hash another id shares (rare)
         self._fh: IO[bytes] | None = None
 

@@ -12,11 +12,14 @@ towards the real-time rate limit, and nothing has to stay running while xAI work
    added in calls under the size and rate limits, each call recorded before and after
    (``_jobstate.py`` lists the records). A resumed run attaches to the recorded batch,
    lists its requests to settle any add in doubt, and sends only what is missing.
-3. While the batch runs, results are read page by page (polling with backoff) and each image
-   is saved as soon as its result appears, through the same result layer as real-time images
-   (streamed, atomic, sha256, sniffed extension); its URLs expire an hour after the request
-   finished. Errors become ``failed`` outcomes with the server's code and message, moderated
-   requests ``blocked``, URLs that expired before they were fetched ``expired``.
+3. An item the batch holds waits for its result off the heap (``_inbatch.py``: its request
+   and reservation in a spill file, an id hash and an offset in memory), so memory does not
+   grow with the batch. While the batch runs, results are read page by page (polling with
+   backoff), the page's items read back, and each image saved as soon as its result
+   appears, through the same result layer as real-time images (streamed, atomic, sha256,
+   sniffed extension); its URLs expire an hour after the request finished. Errors become
+   ``failed`` outcomes with the server's code and message, moderated requests ``blocked``,
+   URLs that expired before they were fetched ``expired``.
 
 Stopping (``stop()``, Ctrl-C) stops spending: no further add call is made (the items not added
 are listed in ``not_submitted``, and a later run submits them), but it never cancels the remote
@@ -27,6 +30,7 @@ saves what finished.
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import logging
 import secrets
@@ -41,6 +45,7 @@ from .._hooks import RateLimited, RetryScheduled
 from ._batchapi_collect import CollectMixin
 from ._batchapi_state import RemoteProgress
 from ._engine import Engine
+from ._inbatch import InBatch
 from ._jobstate import RunState
 from ._naming import _Names
 from ._outcome import Outcome
@@ -60,7 +65,16 @@ _Entry = tuple[Item, bytes]  # an item to submit and its encoded batch request
 __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
-_FREE = object()  # the reservation of a seam that returned None (settled or released all the same)
+_PAGE = 256  # items the batch already holds, read back in one trip to a worker thread
+
+
+class _Free(enum.Enum):
+    FREE = "free"  # (an enum: it keeps its identity through the spill file's pickles)
+
+
+_FREE = (
+    _Free.FREE
+)  # the reservation of a seam that returned None (settled or released all the same)
 
 
 async def _fresh(
@@ -184,9 +198,11 @@ class RemoteBatchRun(CollectMixin, Engine):
         self.cancelled_by_xai: str | None = None
         self.not_submitted: list[str] = []
         self._slots = asyncio.Semaphore(self._concurrency)
-        # Items in the batch and not settled yet (settled ones are dropped: memory stays that
-        # of the items in flight).
-        self._attached: dict[str, Item] = {}
+        # Items the batch holds and this run has not settled, off the heap; the ids among them
+        # whose results are being saved.
+        self._inbatch = InBatch(self.manifest_path.parent, self._tally)
+        self._saving: set[str] = set()
+        self._paying = False  # some reservation is more than `_FREE`
         self._adders: list[asyncio.Future[None]] = []
         if upload_urls:  # signed for the batch's lifetime unless told otherwise
             from ._signed_job import BATCH_UPLOAD_EXPIRY, SignedJob
@@ -210,10 +226,15 @@ class RemoteBatchRun(CollectMixin, Engine):
 
     async def _close_budget(self) -> None:
         # Items added whose result was not read: maybe billed, so their reservations count.
-        for item in self._attached.values():
-            reservation, item.reservation = item.reservation, None
-            if reservation is not None and reservation is not _FREE:
-                await self._spend.settle(reservation, None)
+        try:
+            if self._paying:
+                async for items in self._inbatch.every():
+                    for item in items:
+                        self._inbatch.discard(item.id)
+                        if item.reservation is not None and item.reservation is not _FREE:
+                            await self._spend.settle(item.reservation, None)
+        finally:
+            await asyncio.to_thread(self._inbatch.close)
         await super()._close_budget()
 
     @property
@@ -258,13 +279,14 @@ class RemoteBatchRun(CollectMixin, Engine):
 
     async def _end(self, item: Item, record: ManifestRecord, outcome: Outcome) -> None:
         """Settle an item: its reservation, its manifest record, its count and outcome."""
+        if item.held:
+            self._inbatch.discard(item.id)
         reservation, item.reservation = item.reservation, None
         if reservation is not None:
             if record.billed or record.status in ("unknown", "expired", "blocked"):
                 await self._spend.settle(reservation, record.cost_in_usd_ticks)
             else:
                 await self._spend.release(reservation)
-        self._attached.pop(outcome.id, None)
         await self._settle(record, outcome)
 
     async def _work(self, state: JobState) -> None:
@@ -291,9 +313,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             if first is not None and not self._adds_halted:
                 run = await self._open_batch(run)
                 # Results are read (and saved) while later calls are still being added.
-                adding = asyncio.ensure_future(
-                    self._add_items(run, _chain(first, fresh), self._attached)
-                )
+                adding = asyncio.ensure_future(self._add_items(run, _chain(first, fresh)))
                 self._adders.append(adding)
             elif first is not None:
                 self.not_submitted.append(first[0].id)
@@ -307,7 +327,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 self.detached = True
                 self.not_submitted.extend(item.id for item, _entry in later)
                 return
-            await self._collect(run, self._attached, adding)
+            await self._collect(run, adding)
             if not later or not run.closed or self._stop.is_set() or phase == 1:
                 self.not_submitted.extend(item.id for item, _entry in later)
                 break
@@ -319,12 +339,14 @@ class RemoteBatchRun(CollectMixin, Engine):
     async def _accept(self, state: JobState, run: RunState | None) -> AsyncIterator[_Entry]:
         """Read and validate the job, yielding each item to submit with its encoded entry.
 
-        Items in the open batch join ``_attached`` (their results are collected); items whose
-        paid images are to be downloaded again are fetched in tasks (at most ``concurrency``
-        at once, so reading waits for a free slot); bad items end as ``failed`` outcomes.
+        Items in the open batch join `_inbatch` (their results are collected), a page at a
+        time and before the next item to add is yielded; items whose paid images are to be
+        downloaded again are fetched in tasks (at most ``concurrency`` at once, so reading
+        waits for a free slot); bad items end as ``failed`` outcomes.
         """
-        attached = self._attached
         names = _Names()
+        taken: list[Item] = []  # the item `attach` took over last
+        joining: list[Item] = []
 
         def attach(item: Item, found: tuple[int, ManifestRecord] | None) -> bool:
             # In the open batch and not settled by a record of this batch's time: its result
@@ -335,7 +357,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 offset, record = found
                 if offset >= run.offset and record.request == item.request.to_json():
                     return False
-            attached[item.id] = item
+            taken[:] = [item]
             return True
 
         async for admitted in self._admitted(names, state, check_attached=attach):
@@ -346,16 +368,27 @@ class RemoteBatchRun(CollectMixin, Engine):
                 task.add_done_callback(self._tasks.discard)
                 continue
             item = admitted
-            if attached.get(item.id) is item:
+            if taken and taken[0] is item:
+                taken.clear()
                 self.progress.started += 1
+                # (An id held only in doubt by a batch that is gone is never collected.)
+                if run is not None and item.id in run.added:
+                    joining.append(item)
+                if len(joining) >= _PAGE:
+                    await self._inbatch.join(joining)
+                    joining = []
                 continue
             try:
                 entry = await self._client.batches.checked_entry(item.request, item.id)
             except ValidationError as exc:
                 self._fail_unread(Outcome(item.id, "failed", item.request, error=exc))
                 continue
+            if joining:
+                await self._inbatch.join(joining)
+                joining = []
             self._emit("queued", item.id, line=item.request.line)
             yield item, entry
+        await self._inbatch.join(joining)
 
     async def _fetch_again(self, item: Item, earlier: ManifestRecord) -> None:
         """Fetch the recorded URLs of an item billed in an earlier run (no new generation);
@@ -413,9 +446,7 @@ class RemoteBatchRun(CollectMixin, Engine):
         self.batch_id = self.progress.batch_id = run.batch_id
         return run
 
-    async def _add_items(
-        self, run: RunState, items: AsyncIterator[_Entry], attached: dict[str, Item]
-    ) -> None:
+    async def _add_items(self, run: RunState, items: AsyncIterator[_Entry]) -> None:
         """Add the items in calls under the size and count limits as they are read (memory
         holds about two calls' worth of items); after `stop` (or the budget) nothing more is
         added and the rest of the job is only read (listed in ``not_submitted``)."""
@@ -446,25 +477,61 @@ class RemoteBatchRun(CollectMixin, Engine):
                 # Greedy packing: every call but the last of a prefix is final.
                 *ready, last = batches.chunks(pending)
                 for chunk in ready:
-                    await self._add_call(run, chunk, by_id, attached)
+                    await self._add_call(run, chunk, by_id)
                 pending, size = last, sum(len(e) for _, e in last)
         for chunk in batches.chunks(pending):
-            await self._add_call(run, chunk, by_id, attached)
+            await self._add_call(run, chunk, by_id)
 
     async def _add_call(
         self,
         run: RunState,
         chunk: Sequence[tuple[str, bytes]],
         by_id: dict[str, Item],
-        attached: dict[str, Item],
+        spilled: dict[str, int] | None = None,
     ) -> None:
-        """Make one add call, unless the run was stopped or the budget reached; the call's
-        items then leave ``by_id`` (added ones are in ``attached``)."""
+        """Make one add call (unless the run was stopped or the budget reached): reserve each
+        request's price, spill the items to `_inbatch`, record the call before and after; the
+        added items are then held there, and the call's items leave ``by_id``.
+
+        A call refused as a whole (400, 413, 422) added nothing: it is halved (``spilled``:
+        the halves' offsets) until the bad items are found, each failing alone.
+        """
+        assert run.batch_id is not None
         try:
-            if self._adds_halted:
+            if spilled is None and self._adds_halted:
                 self._unsent([i for i, _ in chunk])
-            else:
-                await self._add_chunk(run, chunk, by_id, attached)
+                return
+            kept = await self._reserve(chunk, by_id)
+            if not kept:
+                return
+            ids = [request_id for request_id, _ in kept]
+            if spilled is None:
+                offsets = await self._inbatch.spill([by_id[i] for i in ids])
+                spilled = dict(zip(ids, offsets, strict=True))
+            await self._note("adding", batch_id=run.batch_id, ids=ids)
+            run.adding(ids)
+            try:
+                await self._client.batches.add_call(run.batch_id, kept)
+            except APIStatusError as exc:
+                if exc.status_code not in (400, 413, 422):
+                    raise
+                # Refused as a whole, so nothing of it was added: halve it to find the bad items.
+                await self._note("refused", batch_id=run.batch_id, ids=ids)
+                run.refused(ids)
+                if len(kept) == 1:
+                    item = by_id[ids[0]]
+                    await self._end(item, *self._finish(item, "failed", error=exc))
+                    return
+                half = len(kept) // 2
+                await self._add_call(run, kept[:half], by_id, spilled)
+                await self._add_call(run, kept[half:], by_id, spilled)
+                return
+            await self._note("added", batch_id=run.batch_id, ids=ids)
+            run.landed(ids)
+            for request_id in ids:
+                self._inbatch.hold(request_id, spilled[request_id])
+                self.progress.started += 1
+                self._emit("started", request_id, line=by_id[request_id].request.line)
         finally:
             for request_id, _entry in chunk:
                 by_id.pop(request_id, None)
@@ -490,44 +557,10 @@ class RemoteBatchRun(CollectMixin, Engine):
                 except ValidationError as exc:
                     await self._end(item, *self._finish(item, "failed", error=exc))
                     continue
-                item.reservation = _FREE if reservation is None else reservation
+                if reservation is None:
+                    reservation = _FREE
+                else:
+                    self._paying = True
+                item.reservation = reservation
             kept.append((request_id, entry))  # (a part of a refused call keeps its reservation)
         return kept
-
-    async def _add_chunk(
-        self,
-        run: RunState,
-        chunk: Sequence[tuple[str, bytes]],
-        by_id: dict[str, Item],
-        attached: dict[str, Item],
-    ) -> None:
-        assert run.batch_id is not None
-        chunk = await self._reserve(chunk, by_id)
-        if not chunk:
-            return
-        ids = [request_id for request_id, _ in chunk]
-        await self._note("adding", batch_id=run.batch_id, ids=ids)
-        run.adding(ids)
-        try:
-            await self._client.batches.add_call(run.batch_id, chunk)
-        except APIStatusError as exc:
-            if exc.status_code not in (400, 413, 422):
-                raise
-            # Refused as a whole, so nothing of it was added: halve it to find the bad items.
-            await self._note("refused", batch_id=run.batch_id, ids=ids)
-            run.refused(ids)
-            if len(chunk) == 1:
-                item = by_id[ids[0]]
-                await self._end(item, *self._finish(item, "failed", error=exc))
-                return
-            half = len(chunk) // 2
-            await self._add_chunk(run, chunk[:half], by_id, attached)
-            await self._add_chunk(run, chunk[half:], by_id, attached)
-            return
-        await self._note("added", batch_id=run.batch_id, ids=ids)
-        run.landed(ids)
-        for request_id in ids:
-            item = by_id[request_id]
-            attached[request_id] = item
-            self.progress.started += 1
-            self._emit("started", request_id, line=item.request.line)

@@ -39,8 +39,9 @@ class Item:
     """Mutable state of one item while it is in flight (either source).
 
     Only items in flight have one; what the run must remember about the others lives in the
-    manifest. ``entry`` and ``saving`` are the Batch API source's (its encoded batch line, and
-    whether its result is being saved); ``reservation`` is what the spend seam reserved for it.
+    manifest (or, for items in an xAI batch, in the Batch API source's `InBatch`). ``held`` is
+    that source's: the item was read back from its `InBatch`, which holds it until it ends;
+    ``reservation`` is what the spend seam reserved for it.
     """
 
     id: str
@@ -48,8 +49,7 @@ class Item:
     tally: Tally | None = attrs.field(default=None, repr=False)
     prior: ManifestRecord | None = None
     download_only: bool = False
-    entry: bytes | None = attrs.field(default=None, repr=False)
-    saving: bool = False
+    held: bool = False
     reservation: object = attrs.field(default=None, repr=False)
     attempts: int = 0
     retry_notes: int = 0
