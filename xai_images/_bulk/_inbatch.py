@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
 import pickle
 import struct
 import tempfile
@@ -124,17 +125,17 @@ class InBatch:
         ]
 
     async def every(self) -> AsyncIterator[list[Item]]:
-        """Every item held when called and still held when its page is read, in pages."""
-        offsets = array("q", self._exact.values())
-        offsets.extend(self._offsets.values())
-        for start in range(0, len(offsets), _PAGE):
-            page = offsets[start : start + _PAGE]
-            items = await asyncio.to_thread(self._read, page)
-            yield [
-                item
-                for item, offset in zip(items, page, strict=True)
-                if item is not None and self._offset(item.id) == offset
-            ]
+        """Every held item, read back in pages (those settled meanwhile left out)."""
+        # (Lazily: each table's offsets are copied when reached.)
+        for offsets in itertools.chain([array("q", self._exact.values())], self._offsets.values()):
+            for start in range(0, len(offsets), _PAGE):
+                page = offsets[start : start + _PAGE]
+                items = await asyncio.to_thread(self._read, page)
+                yield [
+                    item
+                    for item, offset in zip(items, page, strict=True)
+                    if item is not None and self._offset(item.id) == offset
+                ]
 
     def close(self) -> None:
         """Close (and so delete) the spill file; blocking: call in a worker thread."""

@@ -27,7 +27,7 @@ import hashlib
 import logging
 import os
 from array import array
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -139,18 +139,13 @@ class KeyTable:
         """Remove ``key`` (if present)."""
         self._shards[key >> 56].remove(key)
 
-    def values(self) -> array[int]:
-        """The value of every key, in no particular order (8 bytes each)."""
-        return array(
-            "q",
-            (
-                v
-                for shard in self._shards
-                if shard.values is not None
-                for k, v in zip(shard.keys, shard.values, strict=True)
-                if k
-            ),
-        )
+    def values(self) -> Iterator[array[int]]:
+        """The values of the keys, one table (1/256 of them) at a time, each copied when
+        reached: walking a big table takes many short steps, not one long one."""
+        for shard in self._shards:
+            if shard.values is not None and shard.used:
+                keys = shard.keys
+                yield array("q", (v for k, v in zip(keys, shard.values, strict=True) if k))
 
 
 class IdSet:

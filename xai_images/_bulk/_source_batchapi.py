@@ -318,6 +318,7 @@ class RemoteBatchRun(CollectMixin, Engine):
             elif first is not None:
                 self.not_submitted.append(first[0].id)
                 self.not_submitted.extend([item.id async for item, _entry in fresh])
+            first = None  # (no item is kept while the batch runs)
             if run is None or run.batch_id is None:
                 self.not_submitted.extend(item.id for item, _entry in later)
                 break
