@@ -55,9 +55,9 @@ class RemoteProgress(Progress):
         self.server_failed = 0
         self.server_cancelled = 0
         self.batch_id: str | None = None
-        # Compact float arrays (8 bytes a value), not lists of float objects.
-        self.result_waits: array[float] = array("d")
-        self.seen_waits: array[float] = array("d")
+        # Compact arrays of 4-byte floats (seconds to about 7 digits), not lists of floats.
+        self.result_waits: array[float] = array("f")
+        self.seen_waits: array[float] = array("f")
 
     def __repr__(self) -> str:
         return (

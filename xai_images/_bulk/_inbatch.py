@@ -4,7 +4,7 @@ Between its add call and its result (minutes to hours later) an item needs nothi
 `InBatch` writes each one's request and spending reservation to a spill file (an unnamed
 temporary file in the manifest's directory: nothing to clean up, it is gone once closed or once
 the process ends) and keeps only a 64-bit hash of its id and the offset of its record, in the
-flat tables of ``_jobstate.py`` (24 to 48 bytes an item, where the `Item` and its request take
+flat tables of ``_jobstate.py`` (22 to 44 bytes an item, where the `Item` and its request take
 about 600). When a page of results names held items, their records are read back in one trip
 to a worker thread and come back as `Item` values again. The file is written and read only in
 worker threads, never on the event loop.

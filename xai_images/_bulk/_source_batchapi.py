@@ -528,7 +528,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 await self._add_call(run, kept[half:], by_id, spilled)
                 return
             await self._note("added", batch_id=run.batch_id, ids=ids)
-            run.landed(ids)
+            run.confirmed(ids)
             for request_id in ids:
                 self._inbatch.hold(request_id, spilled[request_id])
                 self.progress.started += 1
