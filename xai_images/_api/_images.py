@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import attrs
 
@@ -32,11 +32,67 @@ from ._uploads import StoreUploads, collect_uploads, plan_uploads
 if TYPE_CHECKING:
     import datetime
 
+    from typing_extensions import Unpack
+
     from .._results._objstore import StoreOutput
     from .._wire._transport import Answer
     from ._requester import Requester
 
-__all__ = ["Images"]
+__all__ = ["EditFields", "GenerateFields", "Images"]
+
+_Q = TypeVar("_Q", GenerateRequest, EditRequest)
+
+
+class GenerateFields(TypedDict, total=False):
+    """The keyword arguments of ``images.generate`` and ``generate_deferred``: the fields of
+    `GenerateRequest` (described there, each one checked against its documented limit) and two
+    per-call options.
+
+    - ``timeout``: a ``Timeout``, or seconds for ``Timeout.request``, for this call only.
+    - ``max_retries``: retries for this call only.
+    """
+
+    model: str | None
+    n: int | None
+    quality: str | None
+    response_format: str | None
+    aspect_ratio: str | None
+    resolution: str | None
+    user: str | None
+    output: Mapping[str, Any] | None
+    storage_options: Mapping[str, Any] | None
+    extra_body: Mapping[str, Any] | None
+    timeout: Timeout | float | None
+    max_retries: int | None
+
+
+class EditFields(GenerateFields, total=False):
+    """The keyword arguments of ``images.edit`` and ``edit_deferred``: those of
+    `GenerateFields` and the input image(s), ``image`` or ``images`` (see `EditRequest`)."""
+
+    image: ImageInput | None
+    images: Sequence[ImageInput] | None
+
+
+# Per-call options, the keyword arguments that are not request fields.
+_CALL_OPTIONS = ("timeout", "max_retries")
+
+
+def _build(kind: type[_Q], prompt: str, fields: Mapping[str, Any]) -> tuple[_Q, dict[str, Any]]:
+    """The request of ``kind`` the keyword arguments describe, and the per-call options.
+
+    Raises:
+        ValidationError: a keyword that is neither a field nor a per-call option (named as the
+            field); a field's own checks run when the request is sent.
+    """
+    call = {name: fields[name] for name in _CALL_OPTIONS if name in fields}
+    body = {name: value for name, value in fields.items() if name not in _CALL_OPTIONS}
+    allowed = EditFields if kind is EditRequest else GenerateFields
+    for name in body:
+        if name not in allowed.__annotations__:
+            raise ValidationError(name, body[name], f"one of the keywords of {allowed.__name__}")
+    return kind(prompt, **body), call
+
 
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
@@ -122,26 +178,11 @@ class Images(Resource):
         table = PriceTable(await self.models.list())
         return Estimate.of(table.price(one) for one in requests)
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> ImagesResponse:
+    async def generate(self, prompt: str, **fields: Unpack[GenerateFields]) -> ImagesResponse:
         """Generate images from a text prompt (``POST /images/generations``).
 
-        The arguments are the fields of `GenerateRequest`; only those set are sent.
+        The keyword arguments (`GenerateFields`) are the fields of `GenerateRequest`, of which
+        only those set are sent, and the per-call ``timeout`` and ``max_retries``.
 
         Raises:
             ValidationError: an argument breaks a documented limit (``timeout`` and
@@ -151,37 +192,11 @@ class Images(Resource):
             OutcomeUnknownError: the request was sent but the answer was lost: the images may
                 have been generated and billed; not retried unless you opted in.
         """
-        request = GenerateRequest(
-            prompt,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(GenerateRequest, prompt, fields)
+        return await self.send(request, **call)
 
     async def generate_deferred(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
+        self, prompt: str, **fields: Unpack[GenerateFields]
     ) -> DeferredRequest:
         """Start a generation and return at once with a `DeferredRequest`.
 
@@ -194,43 +209,14 @@ class Images(Resource):
                 `generate`.
             APIResponseError: the answer carries no ``request_id``.
         """
-        request = GenerateRequest(
-            prompt,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(GenerateRequest, prompt, fields)
+        return await self.send_deferred(request, **call)
 
-    async def edit(
-        self,
-        prompt: str,
-        *,
-        image: ImageInput | None = None,
-        images: Sequence[ImageInput] | None = None,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> ImagesResponse:
+    async def edit(self, prompt: str, **fields: Unpack[EditFields]) -> ImagesResponse:
         """Edit one image (``image=``) or combine up to 5 (``images=``) (``POST /images/edits``).
 
-        The arguments are the fields of `EditRequest`. Each input is a URL, a data URI,
+        The keyword arguments (`EditFields`) are the fields of `EditRequest` and the per-call
+        ``timeout`` and ``max_retries``. Each input is a URL, a data URI,
         a local path (``str`` or ``PathLike``), ``bytes``, a binary file object or a
         `FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
         or WebP, at most 10 MiB each), in a JSON body. Refer to several inputs in the prompt
@@ -242,42 +228,10 @@ class Images(Resource):
                 nothing was sent.
             APIStatusError, APIConnectionError, OutcomeUnknownError: as `generate`.
         """
-        request = EditRequest(
-            prompt,
-            image=image,
-            images=images,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(EditRequest, prompt, fields)
+        return await self.send(request, **call)
 
-    async def edit_deferred(
-        self,
-        prompt: str,
-        *,
-        image: ImageInput | None = None,
-        images: Sequence[ImageInput] | None = None,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> DeferredRequest:
+    async def edit_deferred(self, prompt: str, **fields: Unpack[EditFields]) -> DeferredRequest:
         """Start an edit and return at once with a `DeferredRequest`.
 
         Same arguments as `edit`; as for `generate_deferred`, URL format only.
@@ -287,22 +241,8 @@ class Images(Resource):
                 `edit`.
             APIResponseError: the answer carries no ``request_id``.
         """
-        request = EditRequest(
-            prompt,
-            image=image,
-            images=images,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(EditRequest, prompt, fields)
+        return await self.send_deferred(request, **call)
 
     async def send(
         self,
