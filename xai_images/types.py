@@ -9,6 +9,7 @@
   its price table).
 - ``GenerateFields``, ``EditFields``: the keyword arguments of ``client.images.generate`` and
   ``edit`` (and their deferred forms), as typed dicts: ``**fields: Unpack[GenerateFields]``.
+- ``BulkOptions``: the keyword arguments of ``client.bulk`` besides ``output_dir``.
 - ``Estimate``, ``EstimateRow``, ``ItemPrice``: what ``client.images.estimate`` and
   ``xai_images.bulk.estimate`` answer (see ``docs/cost.md``).
 """
@@ -17,10 +18,12 @@ from ._api._image_models import ImageModel, PriceTier
 from ._api._images import EditFields, GenerateFields
 from ._api._inputs import ImageInput
 from ._api._pricing import Estimate, EstimateRow, ItemPrice
+from ._bulk._client import BulkOptions
 from ._public import publish
 from ._results._files import OnExists
 
 __all__ = [
+    "BulkOptions",
     "EditFields",
     "Estimate",
     "EstimateRow",
