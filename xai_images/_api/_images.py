@@ -38,19 +38,34 @@ if TYPE_CHECKING:
     from .._wire._transport import Answer
     from ._requester import Requester
 
-__all__ = ["EditFields", "GenerateFields", "Images"]
+__all__ = ["CallOptions", "EditFields", "GenerateFields", "Images", "SendOptions"]
 
 _Q = TypeVar("_Q", GenerateRequest, EditRequest)
 
 
-class GenerateFields(TypedDict, total=False):
-    """The keyword arguments of ``images.generate`` and ``generate_deferred``: the fields of
-    `GenerateRequest` (described there, each one checked against its documented limit) and two
-    per-call options.
+class CallOptions(TypedDict, total=False):
+    """The per-call options every image call takes as keywords.
 
     - ``timeout``: a ``Timeout``, or seconds for ``Timeout.request``, for this call only.
     - ``max_retries``: retries for this call only.
     """
+
+    timeout: Timeout | float | None
+    max_retries: int | None
+
+
+class SendOptions(CallOptions, total=False):
+    """The keywords of ``images.send`` and ``send_deferred``: `CallOptions` and ``origin``,
+    handed to event hooks as ``event.origin`` for every event of the call (default: the
+    request itself), so that a subscriber can tell calls apart."""
+
+    origin: object
+
+
+class GenerateFields(CallOptions, total=False):
+    """The keyword arguments of ``images.generate`` and ``generate_deferred``: the fields of
+    `GenerateRequest` (described there, each one checked against its documented limit) and the
+    per-call `CallOptions`."""
 
     model: str | None
     n: int | None
@@ -62,8 +77,6 @@ class GenerateFields(TypedDict, total=False):
     output: Mapping[str, Any] | None
     storage_options: Mapping[str, Any] | None
     extra_body: Mapping[str, Any] | None
-    timeout: Timeout | float | None
-    max_retries: int | None
 
 
 class EditFields(GenerateFields, total=False):
@@ -72,26 +85,6 @@ class EditFields(GenerateFields, total=False):
 
     image: ImageInput | None
     images: Sequence[ImageInput] | None
-
-
-# Per-call options, the keyword arguments that are not request fields.
-_CALL_OPTIONS = ("timeout", "max_retries")
-
-
-def _build(kind: type[_Q], prompt: str, fields: Mapping[str, Any]) -> tuple[_Q, dict[str, Any]]:
-    """The request of ``kind`` the keyword arguments describe, and the per-call options.
-
-    Raises:
-        ValidationError: a keyword that is neither a field nor a per-call option (named as the
-            field); a field's own checks run when the request is sent.
-    """
-    call = {name: fields[name] for name in _CALL_OPTIONS if name in fields}
-    body = {name: value for name, value in fields.items() if name not in _CALL_OPTIONS}
-    allowed = EditFields if kind is EditRequest else GenerateFields
-    for name in body:
-        if name not in allowed.__annotations__:
-            raise ValidationError(name, body[name], f"one of the keywords of {allowed.__name__}")
-    return kind(prompt, **body), call
 
 
 # Statuses of a deferred request that is still running, reported as "pending".
@@ -143,6 +136,33 @@ def _message_of(value: Any) -> str | None:
         message = value.get("message") or value.get("error")
         return str(message) if message else str(dict(value))
     return str(value)
+
+
+def _check_keywords(given: Mapping[str, Any], allowed: type[Any]) -> None:
+    """Refuse a keyword that the typed dict ``allowed`` does not list (a misspelt field).
+
+    Raises:
+        ValidationError: naming the keyword and the typed dict of the allowed ones.
+    """
+    for name, value in given.items():
+        if name not in allowed.__annotations__:
+            raise ValidationError(name, value, f"one of the keywords of {allowed.__name__}")
+
+
+def _build(kind: type[_Q], prompt: str, fields: Mapping[str, Any]) -> tuple[_Q, CallOptions]:
+    """The request of ``kind`` the keyword arguments describe, and the per-call options.
+
+    Raises:
+        ValidationError: a keyword that is neither a field nor a per-call option (the field's
+            own checks run when the request is sent).
+    """
+    _check_keywords(fields, EditFields if kind is EditRequest else GenerateFields)
+    call: CallOptions = {}
+    body = dict(fields)
+    for name in CallOptions.__annotations__:
+        if name in body:
+            call[name] = body.pop(name)  # type: ignore[literal-required]
+    return kind(prompt, **body), call
 
 
 class Images(Resource):
@@ -237,35 +257,25 @@ class Images(Resource):
         Same arguments as `edit`; as for `generate_deferred`, URL format only.
 
         Raises:
-            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
-                `edit`.
-            APIResponseError: the answer carries no ``request_id``.
+            ValidationError: as `edit` (nothing was sent).
+            APIError: as `generate_deferred`.
         """
         request, call = _build(EditRequest, prompt, fields)
         return await self.send_deferred(request, **call)
 
-    async def send(
-        self,
-        request: Request,
-        *,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-        origin: object = None,
-    ) -> ImagesResponse:
+    async def send(self, request: Request, **options: Unpack[SendOptions]) -> ImagesResponse:
         """Send a `GenerateRequest` or `EditRequest` built beforehand.
 
         What `generate` and `edit` do with their arguments; a bulk job's ``id``
         and ``line`` are not sent, and an edit's relative paths resolve against its
-        ``base_dir``. ``origin`` is handed to event hooks as ``event.origin`` for every
-        event of this call (default: the request itself), so a subscriber can tell calls apart.
+        ``base_dir``. The keywords (`SendOptions`): ``timeout``, ``max_retries`` and
+        ``origin``, handed to event hooks as ``event.origin``.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
                 `generate` and `edit`.
         """
-        path, body, answer = await self._post(
-            request, timeout, max_retries, deferred=False, origin=origin
-        )
+        path, body, answer = await self._post(request, options, deferred=False)
         with answer.reading():
             return parse_images_response(
                 answer.body,
@@ -277,25 +287,18 @@ class Images(Resource):
             )
 
     async def send_deferred(
-        self,
-        request: Request,
-        *,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-        origin: object = None,
+        self, request: Request, **options: Unpack[SendOptions]
     ) -> DeferredRequest:
         """Start a request built beforehand as a deferred one (see `generate_deferred`).
 
-        ``origin``: as `send`.
+        The keywords (`SendOptions`): as `send`.
 
         Raises:
             ValidationError: as `generate_deferred` (nothing was sent).
             APIError: as `generate_deferred` (``APIStatusError``, ``APIConnectionError``,
                 ``OutcomeUnknownError``, ``APIResponseError``).
         """
-        path, _body, answer = await self._post(
-            request, timeout, max_retries, deferred=True, origin=origin
-        )
+        path, _body, answer = await self._post(request, options, deferred=True)
         return DeferredRequest(
             _deferred_id(answer, path), x_request_id=answer.request_id, images=self
         )
@@ -336,14 +339,12 @@ class Images(Resource):
         # The signed URLs live only in this copy of the request: events name the original.
         signed = attrs.evolve(request, output={"upload_urls": list(plan.urls)})
         if deferred:
-            path, _body, answer = await self._post(
-                signed, timeout, max_retries, deferred=True, origin=request
-            )
+            call: SendOptions = {"timeout": timeout, "max_retries": max_retries, "origin": request}
+            path, _body, answer = await self._post(signed, call, deferred=True)
             response = await self.wait_deferred(_deferred_id(answer, path), timeout=wait_timeout)
         else:
-            path, body, answer = await self._post(
-                signed, timeout, max_retries, deferred=False, origin=request
-            )
+            call = {"timeout": timeout, "max_retries": max_retries, "origin": request}
+            path, body, answer = await self._post(signed, call, deferred=False)
             response = parse_images_response(
                 answer.body,
                 answer.payloads,
@@ -355,15 +356,12 @@ class Images(Resource):
         return await collect_uploads(plan, response)
 
     async def _post(
-        self,
-        request: Request,
-        timeout: Timeout | float | None,
-        max_retries: int | None,
-        *,
-        deferred: bool,
-        origin: object = None,
+        self, request: Request, options: SendOptions, *, deferred: bool
     ) -> tuple[str, dict[str, Any], Any]:
         """Check, build and send the body; return the path, the body and the raw answer."""
+        _check_keywords(options, SendOptions)
+        timeout, max_retries = options.get("timeout"), options.get("max_retries")
+        origin = options.get("origin")
         if isinstance(request, EditRequest):
             # Every other field is checked before (possibly large) local files are read.
             request.check_body(deferred=deferred)
