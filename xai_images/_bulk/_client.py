@@ -118,6 +118,8 @@ class AsyncClient(CoreClient):
                 the images when the run ends, ``Outcome.files`` is empty (the record's
                 ``files`` hold the keys), and an image paid for but not stored is kept in
                 ``<manifest stem>.spill/`` (``FileRecord.spilled_to``).
+
+        Keyword Args:
             manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
                 earlier run there decide what is skipped (see Resuming).
             concurrency: API requests in flight at once. Downloads are capped separately by
