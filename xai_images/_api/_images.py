@@ -323,7 +323,7 @@ class Images(Resource):
         taken key is refused before anything is billed. The URLs are signed for PUT without
         a Content-Type, valid for ``expires_in`` (default 15 minutes; 2 hours when
         ``deferred``, which then waits up to ``wait_timeout`` seconds for the images). After
-        the answer the objects are confirmed (one listing: size, etag); see `StoreUploads`.
+        the answer the objects are confirmed (a HEAD each: size, etag); see `StoreUploads`.
 
         Raises:
             ValidationError: a bad field, ``response_format="b64_json"``, or ``expires_in``.
