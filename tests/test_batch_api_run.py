@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from xai_images import (
     RetryPolicy,
     ValidationError,
 )
+from xai_images._bulk._tally import Item
 from xai_images._ui._cli import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, main
 from xai_images.bulk import (
     BatchAPI,
@@ -599,3 +602,99 @@ async def test_invalid_lines_between_valid_ones_fail_alone_in_a_streamed_add(
     assert len(failed) == 2
     assert all(isinstance(o.error, ValidationError) for o in failed)
     assert_clean_single_batch(server, tmp_path, 12)
+
+
+def live_items(run: RemoteBatchRun) -> list[Item]:
+    """The `Item` objects of ``run`` that are alive."""
+    return [o for o in gc.get_objects() if isinstance(o, Item) and o.tally is run._tally]
+
+
+def hidden_files(out: Path) -> list[Path]:
+    return [p for p in out.rglob("*") if p.name.startswith(".")]
+
+
+async def test_items_waiting_for_results_are_not_kept_in_memory(
+    client: AsyncClient, server: FakeXAIServer, clock: FakeClock, tmp_path: Path
+) -> None:
+    """Once every item is in the batch and no result is there yet, no `Item` is alive (they
+    wait in a spill file, issue 17 item 8); the results then save every item with its request
+    as read (line number included), and the spill file leaves nothing behind."""
+    server.settings.batch_processing_seconds = 100
+    count = 30
+    jobs = [GenerateRequest(f"a fox number {i}", id=f"fox-{i}", line=i + 1) for i in range(count)]
+    alive_while_waiting: list[int] = []
+
+    def on_poll(progress: Any) -> None:
+        if progress.started == count and not alive_while_waiting:
+            alive_while_waiting.append(len(live_items(run)))
+            clock.advance(1000)  # the results arrive
+
+    run = remote(client, jobs, tmp_path, on_poll=on_poll)
+    outcomes = await run.collect()
+    assert alive_while_waiting == [0]
+    assert all(o.ok for o in outcomes)
+    assert {o.id: o.request for o in outcomes} == {r.id: r for r in jobs}
+    assert {o.id: o.line for o in outcomes} == {r.id: r.line for r in jobs}
+    assert_clean_single_batch(server, tmp_path, count)
+    assert hidden_files(tmp_path) == []
+
+
+class HeldSpend:
+    """A `Spend` whose reservations are opaque objects, picklable or not."""
+
+    def __init__(self, *, picklable: bool) -> None:
+        self.picklable = picklable
+        self.reserved: dict[str, object] = {}
+        self.settled: list[tuple[object, int | None]] = []
+        self.released: list[object] = []
+
+    async def reserve(self, request: Any, *, item_id: str) -> object:
+        token: object = item_id if self.picklable else (item_id, threading.Lock())
+        self.reserved[item_id] = token
+        return token
+
+    async def settle(self, reservation: object, cost_in_usd_ticks: int | None) -> None:
+        self.settled.append((reservation, cost_in_usd_ticks))
+
+    async def release(self, reservation: object) -> None:
+        self.released.append(reservation)
+
+
+@pytest.mark.parametrize("picklable", [True, False])
+async def test_reservations_come_back_from_the_batch_unchanged(
+    client: AsyncClient, server: FakeXAIServer, clock: FakeClock, tmp_path: Path, picklable: bool
+) -> None:
+    """A detached run settles each added item's reservation as maybe billed (``None``); the
+    run that collects them later reserves nothing for them; a collected item settles with its
+    cost. Reservations are handed back as the seam gave them (the same object when it cannot
+    be written to the spill file)."""
+    server.settings.batch_processing_seconds = 100
+    spend = HeldSpend(picklable=picklable)
+    await remote(client, prompts(5), tmp_path, detach=True, spend=spend).collect()
+    assert len(spend.reserved) == 5
+    assert sorted(map(repr, (r for r, _ in spend.settled))) == sorted(
+        map(repr, spend.reserved.values())
+    )
+    assert all(cost is None for _, cost in spend.settled)
+    if not picklable:
+        assert {id(r) for r, _ in spend.settled} == {id(r) for r in spend.reserved.values()}
+    clock.advance(1000)
+    server.settings.batch_processing_seconds = 0
+    spend = HeldSpend(picklable=picklable)
+    outcomes = await remote(client, prompts(6), tmp_path, spend=spend).collect()
+    assert all(o.ok for o in outcomes)
+    assert list(spend.reserved) == ["fox-5"]  # only the new item is paid in this run
+    [(reservation, cost)] = spend.settled
+    assert reservation is spend.reserved["fox-5"] or reservation == "fox-5"
+    assert cost is not None
+    assert spend.released == []
+
+
+async def test_ids_sharing_a_hash_are_told_apart_in_the_batch(
+    client: AsyncClient, server: FakeXAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Items whose ids hash alike while they wait are each saved with their own request."""
+    monkeypatch.setattr("xai_images._bulk._inbatch._key", lambda _id: 42)
+    outcomes = await remote(client, prompts(9), tmp_path).collect()
+    assert {o.id: o.request for o in outcomes if o.ok} == {r.id: r for r in prompts(9)}
+    assert_clean_single_batch(server, tmp_path, 9)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from xai_images import AsyncClient, GenerateRequest, OutcomeUnknownError
 from xai_images._api._requests import Request
-from xai_images._bulk._jobstate import IdSet, load_job_state
+from xai_images._bulk._jobstate import IdSet, KeyTable, load_job_state
 from xai_images._bulk._source_batchapi import RemoteBatchRun
 from xai_images._bulk._source_realtime import BatchRun
 from xai_images._bulk._spend import SpendRefused
@@ -319,3 +320,25 @@ def test_the_engine_reaches_transfers_through_the_requester_seam(
     assert run._transfers is requester_of(client).transfers
     with pytest.raises(TypeError, match="not an xai_images client"):
         requester_of(object())
+
+
+def test_the_hash_table_removes_and_finds_like_a_dict() -> None:
+    """Random puts and removals (clustered keys included) leave the table equal to a dict."""
+    rng = random.Random(17)
+    table, reference = KeyTable(), {}
+    for _ in range(20_000):
+        key = rng.choice(
+            [rng.getrandbits(64) or 1, rng.randrange(1, 300), (5 << 56) + rng.randrange(1, 40)]
+        )
+        if reference and rng.random() < 0.45:
+            key = rng.choice(list(reference)) if rng.random() < 0.9 else key
+            table.pop(key)
+            reference.pop(key, None)
+        else:
+            value = rng.randrange(-(2**40), 2**40)
+            table.put(key, value)
+            reference[key] = value
+    assert len(table) == len(reference)
+    assert all(table.get(k) == v for k, v in reference.items())
+    assert sorted(v for values in table.values() for v in values) == sorted(reference.values())
+    assert table.get(299_999) is None
