@@ -8,6 +8,7 @@ two sizes. Target: at most 200 bytes per item between 10,000 and 100,000 items.
 
     python benchmarks/bench_bulk_memory.py                  # 10,000 and 100,000, both paths
     python benchmarks/bench_bulk_memory.py --sizes 2000 20000 --paths realtime
+    python benchmarks/bench_bulk_memory.py --paths batch-api --repeat 3   # median of 3 peaks
 
 ``PYTHONPATH=/path/to/other/checkout`` measures another copy of the package (before/after).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,27 +83,37 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs=2, default=(10_000, 100_000))
     parser.add_argument("--paths", nargs="+", choices=_PATHS, default=list(_PATHS))
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs per size; the median peak counts"
+    )
     args = parser.parse_args()
     fake, url = _start_fake()
     try:
         for via in args.paths:
             peaks = []
             for count in args.sizes:
-                with tempfile.TemporaryDirectory(prefix="xai-bench-mem-") as tmp:
-                    job = Path(tmp) / "jobs.jsonl"
-                    _write_job(job, count)
-                    peak, seconds, code = _run_cli(url, job, Path(tmp) / "out", via)
-                    manifest = Path(tmp) / "out" / "manifest.jsonl"
-                    lines = manifest.read_bytes().count(b"\n") if manifest.exists() else 0
-                peaks.append(peak)
-                print(
-                    f"{via:<9} {count:>7} items: peak RSS {peak:7.1f} MB, {seconds:6.1f} s, "
-                    f"exit {code}, {lines} manifest lines",
-                    flush=True,
-                )
+                runs = []
+                for _ in range(args.repeat):
+                    with tempfile.TemporaryDirectory(prefix="xai-bench-mem-") as tmp:
+                        job = Path(tmp) / "jobs.jsonl"
+                        _write_job(job, count)
+                        peak, seconds, code = _run_cli(url, job, Path(tmp) / "out", via)
+                        manifest = Path(tmp) / "out" / "manifest.jsonl"
+                        lines = manifest.read_bytes().count(b"\n") if manifest.exists() else 0
+                    runs.append(peak)
+                    print(
+                        f"{via:<9} {count:>7} items: peak RSS {peak:7.1f} MB, {seconds:6.1f} s, "
+                        f"exit {code}, {lines} manifest lines",
+                        flush=True,
+                    )
+                peaks.append(statistics.median(runs))
             small, large = args.sizes
             per_item = (peaks[1] - peaks[0]) * 1024 * 1024 / (large - small)
-            print(f"{via:<9} growth: {per_item:.0f} bytes per item (target <= 200)", flush=True)
+            print(
+                f"{via:<9} growth: {per_item:.0f} bytes per item (target <= 200); median peaks "
+                f"{peaks[0]:.1f} / {peaks[1]:.1f} MB",
+                flush=True,
+            )
     finally:
         fake.terminate()
         fake.wait()

@@ -24,6 +24,7 @@ from .._errors import (
     XAIImagesError,
 )
 from ._batchapi_state import BatchRequestError, RemoteProgress
+from ._inbatch import PAGE
 
 if TYPE_CHECKING:
     from .._api._batch_models import BatchRequestState, BatchResult, BatchState
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["CollectMixin"]
 
 logger = logging.getLogger("xai_images")
-_PAGE = 256  # request states matched against the held items in one trip to a worker thread
 
 
 class CollectMixin:
@@ -248,7 +248,7 @@ class CollectMixin:
         states: dict[str, BatchRequestState] = {}
         async for state in self._client.batches.list_requests(batch_id):
             states[state.batch_request_id] = state
-            if len(states) >= _PAGE:
+            if len(states) >= PAGE:
                 await self._settle_listed(states)
                 states = {}
         await self._settle_listed(states)

@@ -39,10 +39,11 @@ import attrs
 from ._jobstate import KeyTable, _key
 from ._tally import Item, Tally
 
-__all__ = ["InBatch"]
+__all__ = ["PAGE", "InBatch"]
 
 _HEADER = struct.Struct("<Q")  # the length of the pickle that follows
-_PAGE = 256  # records read back per trip to a worker thread when going through all of them
+PAGE = 256
+"""Items read back (or written) in one trip to a worker thread, when the caller chooses."""
 
 # What a record holds: id, reservation, request class, request field values.
 _Record = tuple[str, object, type, tuple[Any, ...]]
@@ -128,8 +129,8 @@ class InBatch:
         """Every held item, read back in pages (those settled meanwhile left out)."""
         # (Lazily: each table's offsets are copied when reached.)
         for offsets in itertools.chain([array("q", self._exact.values())], self._offsets.values()):
-            for start in range(0, len(offsets), _PAGE):
-                page = offsets[start : start + _PAGE]
+            for start in range(0, len(offsets), PAGE):
+                page = offsets[start : start + PAGE]
                 items = await asyncio.to_thread(self._read, page)
                 yield [
                     item

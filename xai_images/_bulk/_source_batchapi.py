@@ -45,7 +45,7 @@ from .._hooks import RateLimited, RetryScheduled
 from ._batchapi_collect import CollectMixin
 from ._batchapi_state import RemoteProgress
 from ._engine import Engine
-from ._inbatch import InBatch
+from ._inbatch import PAGE, InBatch
 from ._jobstate import RunState
 from ._naming import _Names
 from ._outcome import Outcome
@@ -65,16 +65,14 @@ _Entry = tuple[Item, bytes]  # an item to submit and its encoded batch request
 __all__ = ["BatchAPI", "RemoteBatchRun", "engine"]
 
 logger = logging.getLogger("xai_images")
-_PAGE = 256  # items the batch already holds, read back in one trip to a worker thread
 
 
 class _Free(enum.Enum):
     FREE = "free"  # (an enum: it keeps its identity through the spill file's pickles)
 
 
-_FREE = (
-    _Free.FREE
-)  # the reservation of a seam that returned None (settled or released all the same)
+# The reservation of a seam that returned None (settled or released all the same).
+_FREE = _Free.FREE
 
 
 async def _fresh(
@@ -375,7 +373,7 @@ class RemoteBatchRun(CollectMixin, Engine):
                 # (An id held only in doubt by a batch that is gone is never collected.)
                 if run is not None and item.id in run.added:
                     joining.append(item)
-                if len(joining) >= _PAGE:
+                if len(joining) >= PAGE:
                     await self._inbatch.join(joining)
                     joining = []
                 continue
