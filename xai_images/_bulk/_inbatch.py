@@ -78,16 +78,10 @@ class InBatch:
         """Write the records of ``items`` (in a worker thread); their offsets, for `hold`."""
         if not items:
             return []
-        records = [
-            (
-                item.id,
-                item.reservation,
-                type(item.request),
-                attrs.astuple(item.request, recurse=False),
-            )
-            for item in items
-        ]
-        return await asyncio.to_thread(self._write, records)
+        # (Requests are immutable: their fields are read in the worker thread.)
+        return await asyncio.to_thread(
+            self._write, [(item.id, item.reservation, item.request) for item in items]
+        )
 
     def hold(self, item_id: str, offset: int) -> None:
         """The batch holds ``item_id``, whose record `spill` wrote at ``offset``."""
@@ -106,8 +100,9 @@ class InBatch:
         """``item_id`` (held) is settled."""
         offset = self._exact.pop(item_id, None)
         if offset is None:
-            offset = self._offsets.get(_key(item_id))
-            self._offsets.pop(_key(item_id))
+            key = _key(item_id)
+            offset = self._offsets.get(key)
+            self._offsets.pop(key)
         if offset is not None and offset < 0:
             self._unspilled.pop(offset, None)
 
@@ -149,7 +144,11 @@ class InBatch:
         offset = self._exact.get(item_id)
         return offset if offset is not None else self._offsets.get(_key(item_id))
 
-    def _write(self, records: Sequence[_Record]) -> list[int]:
+    def _write(self, items: Sequence[tuple[str, object, Any]]) -> list[int]:
+        records: list[_Record] = [
+            (item_id, reservation, type(request), attrs.astuple(request, recurse=False))
+            for item_id, reservation, request in items
+        ]
         blobs: list[bytes | None] = []
         for record in records:
             try:
