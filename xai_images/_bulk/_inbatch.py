@@ -145,38 +145,35 @@ class InBatch:
         return offset if offset is not None else self._offsets.get(_key(item_id))
 
     def _write(self, items: Sequence[tuple[str, object, Any]]) -> list[int]:
-        records: list[_Record] = [
-            (item_id, reservation, type(request), attrs.astuple(request, recurse=False))
-            for item_id, reservation, request in items
-        ]
-        blobs: list[bytes | None] = []
-        for record in records:
-            try:
-                blobs.append(pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL))
-            except (pickle.PicklingError, TypeError, AttributeError):
-                blobs.append(None)
+        offsets: list[int] = []
         with self._lock:
             if self._fh is None:
                 # Unnamed (or unlinked at once): nothing is left behind, whatever happens.
                 self._fh = tempfile.TemporaryFile(  # noqa: SIM115 (closed by `close`)
                     dir=self._directory, prefix=".xai-images-"
                 )
-            offsets: list[int] = []
-            chunks: list[bytes] = []
-            position = self._size
-            for record, blob in zip(records, blobs, strict=True):
-                if blob is None:
+            fh = self._fh
+            fh.seek(self._size)
+            # Record by record through the file's buffer: no big blob of the whole call.
+            for item_id, reservation, request in items:
+                record = (
+                    item_id,
+                    reservation,
+                    type(request),
+                    attrs.astuple(request, recurse=False),
+                )
+                try:
+                    blob = pickle.dumps(record, protocol=pickle.HIGHEST_PROTOCOL)
+                except (pickle.PicklingError, TypeError, AttributeError):
                     offsets.append(self._next_unspilled)
                     self._unspilled[self._next_unspilled] = record
                     self._next_unspilled -= 1
                     continue
-                offsets.append(position)
-                chunks += (_HEADER.pack(len(blob)), blob)
-                position += _HEADER.size + len(blob)
-            self._fh.seek(self._size)
-            self._fh.write(b"".join(chunks))
-            self._fh.flush()
-            self._size = position
+                offsets.append(self._size)
+                fh.write(_HEADER.pack(len(blob)))
+                fh.write(blob)
+                self._size += _HEADER.size + len(blob)
+            fh.flush()
         return offsets
 
     def _read(self, offsets: Sequence[int]) -> list[Item | None]:
