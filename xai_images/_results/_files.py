@@ -246,6 +246,9 @@ _RESERVED = frozenset(
 # drive/stream colon, NUL and the other characters Windows refuses in names.
 # One pass of C code over the name, instead of a Python test per character.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+# A name every rule below leaves unchanged (ASCII letters, digits, "-", "_", inner dots; no
+# leading dot, no trailing dot): returned after one match, which is nearly every server id.
+_PLAIN = re.compile(rf"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{{0,{_MAX_STEM_BYTES - 2}}}[A-Za-z0-9_-])?")
 
 
 def safe_component(text: str, *, fallback: str = "image") -> str:
@@ -257,6 +260,8 @@ def safe_component(text: str, *, fallback: str = "image") -> str:
     ``_MAX_STEM_BYTES`` bytes of UTF-8 (a long one is cut and given a hash of the whole, so two
     long ids stay distinct). Ordinary names (``3f2a-0``) come back unchanged.
     """
+    if _PLAIN.fullmatch(text) and text.split(".", 1)[0].lower() not in _RESERVED:
+        return text
     original = text.encode("utf-8", "surrogatepass")
     # Lone surrogates cannot be file names: they become "?", then "_" below.
     text = text.encode("utf-8", "replace").decode("utf-8")
@@ -354,7 +359,7 @@ class PartFile:
         self.url = url
         self._fsync = fsync
         self._writers = writers
-        self.tmp: Path | None = None
+        self.tmp: str | None = None
         self._fd: int | None = None
         self._digest = hashlib.sha256()
         self.size = 0
@@ -414,10 +419,12 @@ class PartFile:
     def _open_sync(self) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
+        # Plain strings: pathlib objects cost the writer thread GIL time for nothing here.
+        folder, name = os.path.split(self.final)
+        # Keep the temporary name within the 255-byte limit a valid final name may reach.
+        stem = name[:_TMP_NAME_KEEP]
         for _ in range(10):
-            # Keep the temporary name within the 255-byte limit a valid final name may reach.
-            stem = self.final.name[:_TMP_NAME_KEEP]
-            tmp = self.final.with_name(f".{stem}.{_part_tag(_)}.part")
+            tmp = os.path.join(folder, f".{stem}.{_part_tag(_)}.part")
             try:
                 self._fd = os.open(tmp, flags, 0o666)
             except FileExistsError:

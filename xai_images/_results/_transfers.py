@@ -35,6 +35,7 @@ from ._files import (
     WriterPool,
     check_on_exists,
     final_path,
+    retrieve,
     safe_component,
     save_error,
 )
@@ -133,6 +134,8 @@ class Transfers:
         self._semaphore = asyncio.Semaphore(self.options.concurrency)
         # Output URLs checked writable (once per target and client, not per call).
         self._ready: set[str] = set()
+        # Checks in flight, by output URL: concurrent calls share one.
+        self._checks: dict[str, asyncio.Task[None]] = {}
         self._writers = writers if writers is not None else WriterPool()
         self._hooks = hooks if hooks is not None else Hooks()
 
@@ -288,12 +291,11 @@ class Transfers:
         async def one(image: _Image, stem: str) -> SavedImage:
             if image.blocked:
                 raise _blocked_error(image)
-            async with contextlib.AsyncExitStack() as stack:
-                if limit is not None:
-                    await stack.enter_async_context(limit)
-                await stack.enter_async_context(self._semaphore)
+            if limit is None:
+                async with self._semaphore:
+                    return await self._store(image, output, stem, None, on_exists)
+            async with limit, self._semaphore:
                 return await self._store(image, output, stem, None, on_exists)
-            raise AssertionError("unreachable")  # pragma: no cover
 
         results = await asyncio.gather(
             *(one(image, stem) for image, stem in zip(items, stems, strict=True)),
@@ -335,11 +337,27 @@ class Transfers:
         output = output_for(target, field=field, **self._local_settings())
         url = output.url
         if url not in self._ready:
-            await output.check_writable()
+            await self._check(output, url)
             if len(self._ready) >= 1024:
                 self._ready.clear()
             self._ready.add(url)
         return output
+
+    async def _check(self, output: Output, url: str) -> None:
+        """Run ``output.check_writable()`` once for all the calls that ask at the same time (a
+        wave of a hundred saves into one new directory would otherwise start a hundred checks,
+        and the default executor's threads with them, in one loop iteration)."""
+        loop = asyncio.get_running_loop()
+        check = self._checks.get(url)
+        if check is None or check.get_loop() is not loop:
+            check = self._checks[url] = loop.create_task(output.check_writable())
+            check.add_done_callback(functools.partial(self._checked, url))
+        await asyncio.shield(check)
+
+    def _checked(self, url: str, check: asyncio.Task[None]) -> None:
+        if self._checks.get(url) is check:
+            del self._checks[url]
+        retrieve(check)  # the callers that still wait see the error; no "never retrieved" log
 
     async def store(
         self,
