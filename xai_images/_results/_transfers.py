@@ -442,7 +442,7 @@ class _UrlSave:
     """The state of storing one URL image: a class rather than closures, so that each save
     allocates one object and its methods (no per-image function objects and cells)."""
 
-    __slots__ = ("_transfers", "fetch", "image", "upload", "url", "written")
+    __slots__ = ("_transfers", "image", "upload", "url", "written")
 
     def __init__(self, transfers: Transfers, image: _Image, url: str) -> None:
         self._transfers = transfers
@@ -450,15 +450,6 @@ class _UrlSave:
         self.url = url
         self.upload: Upload | None = None
         self.written = 0
-        options = transfers.options
-        self.fetch = Fetch(
-            transfers._session(),
-            url,
-            options,
-            options.chunk_size,
-            self._restart,
-            self._on_retry,
-        )
 
     def _on_retry(self, attempt: int, delay: float, reason: str, error: DownloadError) -> None:
         self._transfers._report_retry(self.url, self.image, attempt, delay, reason, error)
@@ -475,8 +466,19 @@ class _UrlSave:
         self, output: Output, stem: str, named: Path | None, on_exists: OnExists
     ) -> Stored:
         """Download the image into ``output``; returns what was committed."""
-        fetch = self.fetch
         url = self.url
+        options = self._transfers.options
+        # A local, not an attribute: the fetch holds this object's methods, and a reference
+        # back would make a cycle that only the garbage collector frees (with the upload and
+        # part file hanging from it), lengthening every collection.
+        fetch = Fetch(
+            self._transfers._session(),
+            url,
+            options,
+            options.chunk_size,
+            self._restart,
+            self._on_retry,
+        )
         try:
             async with contextlib.aclosing(fetch.chunks()) as chunks:
                 async for chunk in chunks:
