@@ -19,13 +19,25 @@ import asyncio
 import weakref
 from collections import deque
 
-__all__ = ["DECODE_BYTES_PER_ITERATION", "STARTS_PER_ITERATION", "LoopBudget", "budgets"]
+__all__ = [
+    "ANSWER_MIN_SPEND",
+    "DECODE_BYTES_PER_ITERATION",
+    "STARTS_PER_ITERATION",
+    "LoopBudget",
+    "budgets",
+]
 
 # Request starts (API attempts and image fetches) per loop iteration: each costs ~0.1-0.2 ms of
 # the loop (aiohttp's request and connection setup), so 16 hold it for ~1.5-3 ms.
 STARTS_PER_ITERATION = 16
 # base64 text decoded per loop iteration by all answers together (~1.3 ms of a2b_base64).
 DECODE_BYTES_PER_ITERATION = 1024 * 1024
+# What a piece of an answer costs at least, whatever its size: the piece that ends a small
+# answer is followed in the same loop step by the answer's parsing, its models and the caller's
+# next steps (a save's setup), ~0.1-0.2 ms; charged as this many bytes, at most 16 such
+# answers are handled per iteration instead of every answer that arrived (128 url answers in
+# one iteration held the loop for 10-12 ms).
+ANSWER_MIN_SPEND = 64 * 1024
 
 
 class LoopBudget:

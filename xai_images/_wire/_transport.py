@@ -39,7 +39,7 @@ from .._errors import (
 from .._version import __version__
 from . import _jsonslice as jsonslice
 from ._b64stream import B64ResponseScanner
-from ._gate import budgets
+from ._gate import ANSWER_MIN_SPEND, budgets
 from ._retry import parse_retry_after
 
 __all__ = [
@@ -320,7 +320,7 @@ class Transport:
                         received += len(chunk)
                         if received > self._max_answer:
                             raise self._too_large(method, log_path, status, started, request_id)
-                        await decode.spend(len(chunk))
+                        await decode.spend(max(len(chunk), ANSWER_MIN_SPEND))
                         scanner.feed(chunk)
                     skeleton, payloads = scanner.close()
                 except ValueError as exc:
