@@ -3,8 +3,10 @@
 The job: P prompts, at most C in flight, n images each, every image ends as a file on disk. Each
 runner (``benchmarks/runners/*.py``) runs in its own subprocess, so its peak RSS and CPU seconds
 are its own; the fake xAI server (``python -m xai_images.testing``) runs in another subprocess,
-started once per scenario, on 127.0.0.1. The harness prints one markdown table (absolute figures
-and ratios to the hand-written aiohttp floor) and a table of the targets, from one run.
+started once per scenario, on 127.0.0.1; the xai_sdk runner (gRPC) talks to ``_grpc_fake.py``,
+started for each of its runs, whose url-mode images come from that REST fake. The harness
+prints one markdown table (absolute figures and ratios to the hand-written aiohttp floor) and a
+table of the targets, from one run.
 
 Usage::
 
