@@ -214,6 +214,12 @@ def main() -> None:
     parser.add_argument("--keyspace", type=int, default=200)
     parser.add_argument("--child", choices=("sdk", "obstore", "signed", "download"))
     parser.add_argument("--fake", default="")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="a directory holding another xai_images package (git archive REV xai_images | tar "
+        "-x -C DIR): its download and signed rows run too, marked 'before', against one moto",
+    )
     args = parser.parse_args()
     if args.child:
         args.mode = args.child
@@ -238,6 +244,11 @@ def main() -> None:
             _with_fake("download", args, env),
             _with_fake("signed", args, env),
         ]
+        if args.baseline:
+            before = {**env, "PYTHONPATH": os.path.abspath(args.baseline)}
+            for mode in ("download", "signed"):
+                row = _with_fake(mode, args, before)
+                rows.append({**row, "mode": f"{mode} (before)"})
     finally:
         moto.terminate()
         moto.wait(timeout=10)
@@ -252,7 +263,7 @@ def main() -> None:
             f"{row['cpu_ms_per_image']:.2f} | {row['peak_rss_mb']:.0f} | "
             f"{row.get('images_downloaded', '-')} | {row.get('images_uploaded', '-')} |"
         )
-    raw, sdk, big, down, signed = rows
+    raw, sdk, big, down, signed = rows[:5]
     print()
     print(f"- StoreOutput / obstore put_async: {sdk['images_per_s'] / raw['images_per_s']:.2f}x")
     print(f"- peak RSS {sdk['images']} -> {big['images']} images: "
@@ -261,6 +272,10 @@ def main() -> None:
           f"{signed.get('images_downloaded', 0) * args.size} image bytes downloaded")  # fmt: skip
     print(f"- signed / download client CPU per image: "
           f"{signed['cpu_ms_per_image'] / down['cpu_ms_per_image']:.0%}")  # fmt: skip
+    if args.baseline:
+        down0, signed0 = rows[5:]
+        print(f"- before: signed / download client CPU per image: "
+              f"{signed0['cpu_ms_per_image'] / down0['cpu_ms_per_image']:.0%}")  # fmt: skip
 
 
 if __name__ == "__main__":

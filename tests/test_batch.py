@@ -426,10 +426,14 @@ async def test_outcome_files_are_absolute_for_a_relative_output_dir(
 
 
 def test_client_batch_documents_every_argument() -> None:
-    """AsyncClient.bulk's docstring (the public entry point) documents each of its arguments."""
+    """AsyncClient.bulk's docstring (the public entry point) documents each of its arguments,
+    the typed keywords (``**options: Unpack[BulkOptions]``) included."""
+    from xai_images.types import BulkOptions
+
     doc = inspect.getdoc(AsyncClient.bulk) or ""
     names = [n for n in inspect.signature(AsyncClient.bulk).parameters if n != "self"]
-    assert names
+    names = [n for n in names if n != "options"] + list(BulkOptions.__annotations__)
+    assert len(names) > 10
     assert [n for n in names if f"{n}:" not in doc] == []
 
 

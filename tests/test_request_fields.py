@@ -178,3 +178,27 @@ async def test_cli_flag_sends_the_field(
     assert await asyncio.to_thread(main, argv) == EXIT_OK
     [request] = fake_xai_server.ledger.api_requests()
     assert_sent(cls, name, field_value(cls, name, files), request.body)
+
+
+def test_keyword_types_list_exactly_the_fields() -> None:
+    """The typed keywords of generate/edit are the request fields sent to the API plus the two
+    per-call options: a field added to a request class must be added there too."""
+    from xai_images.types import EditFields, GenerateFields
+
+    for cls, keywords in ((GenerateRequest, GenerateFields), (EditRequest, EditFields)):
+        fields = {f.name for f in api_fields(cls)} - {"prompt"}
+        assert set(keywords.__annotations__) == fields | {"timeout", "max_retries"}
+
+
+@pytest.mark.parametrize("method", ["generate", "generate_deferred", "edit", "edit_deferred"])
+async def test_an_unknown_keyword_is_refused_before_sending(
+    fake_xai_server: FakeXAIServer, xai_client: xai_images.AsyncClient, method: str
+) -> None:
+    """A misspelt keyword names itself in a ValidationError and nothing is sent."""
+    call = getattr(xai_client.images, method)
+    given = {"image": "https://example.invalid/a.png"} if method.startswith("edit") else {}
+    with pytest.raises(xai_images.ValidationError) as caught:
+        await call(PROMPT, **given, qualty="high")
+    assert caught.value.field == "qualty"
+    assert "Fields" in caught.value.limit
+    assert fake_xai_server.ledger.requests == []

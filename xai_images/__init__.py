@@ -10,40 +10,9 @@ fit together. Bulk-job and manifest names are in
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _errors
 from ._config import DownloadOptions, RetryPolicy, Timeout
-from ._errors import (
-    APIConnectionError,
-    APIError,
-    APIResponseError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    BatchTimeoutError,
-    ClientClosedError,
-    ConfigurationError,
-    DeferredError,
-    DownloadError,
-    DownloadStalledError,
-    FileCollisionError,
-    ImageBlockedError,
-    ImageExpiredError,
-    IntegrityError,
-    InternalServerError,
-    NotFoundError,
-    OutcomeUnknownError,
-    PermissionDeniedError,
-    RateLimitError,
-    SaveError,
-    SharedLimitError,
-    StoreError,
-    StoreUnavailableError,
-    UnprocessableEntityError,
-    UnsupportedMediaTypeError,
-    UploadFailedError,
-    ValidationError,
-    XAIImagesError,
-)
+from ._errors import *  # noqa: F403 (the exceptions: `_errors.__all__`, added below)
 from ._public import publish
 from ._version import __version__ as __version__
 
@@ -69,58 +38,30 @@ if TYPE_CHECKING:
     from ._wire._shared_limit import SharedRateLimiter
 
 __all__ = [
-    "APIConnectionError",
-    "APIError",
-    "APIResponseError",
-    "APIStatusError",
-    "APITimeoutError",
     "AsyncClient",
-    "AuthenticationError",
-    "BadRequestError",
     "BatchRequestError",
-    "BatchTimeoutError",
     "Client",
-    "ClientClosedError",
-    "ConfigurationError",
-    "DeferredError",
     "DeferredRequest",
     "DeferredStatus",
-    "DownloadError",
     "DownloadOptions",
-    "DownloadStalledError",
     "EditRequest",
-    "FileCollisionError",
     "FileId",
     "FileOutput",
     "GenerateRequest",
     "GeneratedImage",
-    "ImageBlockedError",
-    "ImageExpiredError",
     "ImagesResponse",
     "InputTokensDetails",
-    "IntegrityError",
-    "InternalServerError",
-    "NotFoundError",
-    "OutcomeUnknownError",
     "OutputTokensDetails",
-    "PermissionDeniedError",
-    "RateLimitError",
     "RateLimiter",
     "RetryPolicy",
-    "SaveError",
     "SavedImage",
-    "SharedLimitError",
     "SharedRateLimiter",
-    "StoreError",
-    "StoreUnavailableError",
     "Timeout",
-    "UnprocessableEntityError",
-    "UnsupportedMediaTypeError",
-    "UploadFailedError",
     "Usage",
-    "ValidationError",
-    "XAIImagesError",
 ]
+# The exceptions, listed once in `_errors`.
+__all__ += _errors.__all__
+__all__.sort()
 
 # Imported when first used, not with the package: the client, the models and the bulk engine
 # pull in aiohttp, cattrs and anyio (a few hundred ms), which `import xai_images` alone (a

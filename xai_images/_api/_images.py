@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar
 
 import attrs
 
@@ -32,11 +32,60 @@ from ._uploads import StoreUploads, collect_uploads, plan_uploads
 if TYPE_CHECKING:
     import datetime
 
+    from typing_extensions import Unpack
+
     from .._results._objstore import StoreOutput
     from .._wire._transport import Answer
     from ._requester import Requester
 
-__all__ = ["Images"]
+__all__ = ["CallOptions", "EditFields", "GenerateFields", "Images", "SendOptions"]
+
+_Q = TypeVar("_Q", GenerateRequest, EditRequest)
+
+
+class CallOptions(TypedDict, total=False):
+    """The per-call options every image call takes as keywords.
+
+    - ``timeout``: a ``Timeout``, or seconds for ``Timeout.request``, for this call only.
+    - ``max_retries``: retries for this call only.
+    """
+
+    timeout: Timeout | float | None
+    max_retries: int | None
+
+
+class SendOptions(CallOptions, total=False):
+    """The keywords of ``images.send`` and ``send_deferred``: `CallOptions` and ``origin``,
+    handed to event hooks as ``event.origin`` for every event of the call (default: the
+    request itself), so that a subscriber can tell calls apart."""
+
+    origin: object
+
+
+class GenerateFields(CallOptions, total=False):
+    """The keyword arguments of ``images.generate`` and ``generate_deferred``: the fields of
+    `GenerateRequest` (described there, each one checked against its documented limit) and the
+    per-call `CallOptions`."""
+
+    model: str | None
+    n: int | None
+    quality: str | None
+    response_format: str | None
+    aspect_ratio: str | None
+    resolution: str | None
+    user: str | None
+    output: Mapping[str, Any] | None
+    storage_options: Mapping[str, Any] | None
+    extra_body: Mapping[str, Any] | None
+
+
+class EditFields(GenerateFields, total=False):
+    """The keyword arguments of ``images.edit`` and ``edit_deferred``: those of
+    `GenerateFields` and the input image(s), ``image`` or ``images`` (see `EditRequest`)."""
+
+    image: ImageInput | None
+    images: Sequence[ImageInput] | None
+
 
 # Statuses of a deferred request that is still running, reported as "pending".
 _PENDING = frozenset({"pending", "queued", "processing", "running", "in_progress"})
@@ -89,6 +138,33 @@ def _message_of(value: Any) -> str | None:
     return str(value)
 
 
+def _check_keywords(given: Mapping[str, Any], allowed: type[Any]) -> None:
+    """Refuse a keyword that the typed dict ``allowed`` does not list (a misspelt field).
+
+    Raises:
+        ValidationError: naming the keyword and the typed dict of the allowed ones.
+    """
+    for name, value in given.items():
+        if name not in allowed.__annotations__:
+            raise ValidationError(name, value, f"one of the keywords of {allowed.__name__}")
+
+
+def _build(kind: type[_Q], prompt: str, fields: Mapping[str, Any]) -> tuple[_Q, CallOptions]:
+    """The request of ``kind`` the keyword arguments describe, and the per-call options.
+
+    Raises:
+        ValidationError: a keyword that is neither a field nor a per-call option (the field's
+            own checks run when the request is sent).
+    """
+    _check_keywords(fields, EditFields if kind is EditRequest else GenerateFields)
+    call: CallOptions = {}
+    body = dict(fields)
+    for name in CallOptions.__annotations__:
+        if name in body:
+            call[name] = body.pop(name)  # type: ignore[literal-required]
+    return kind(prompt, **body), call
+
+
 class Images(Resource):
     """The image endpoints of a client (``client.images``).
 
@@ -122,26 +198,11 @@ class Images(Resource):
         table = PriceTable(await self.models.list())
         return Estimate.of(table.price(one) for one in requests)
 
-    async def generate(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> ImagesResponse:
+    async def generate(self, prompt: str, **fields: Unpack[GenerateFields]) -> ImagesResponse:
         """Generate images from a text prompt (``POST /images/generations``).
 
-        The arguments are the fields of `GenerateRequest`; only those set are sent.
+        The keyword arguments (`GenerateFields`) are the fields of `GenerateRequest`, of which
+        only those set are sent, and the per-call ``timeout`` and ``max_retries``.
 
         Raises:
             ValidationError: an argument breaks a documented limit (``timeout`` and
@@ -151,37 +212,11 @@ class Images(Resource):
             OutcomeUnknownError: the request was sent but the answer was lost: the images may
                 have been generated and billed; not retried unless you opted in.
         """
-        request = GenerateRequest(
-            prompt,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(GenerateRequest, prompt, fields)
+        return await self.send(request, **call)
 
     async def generate_deferred(
-        self,
-        prompt: str,
-        *,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
+        self, prompt: str, **fields: Unpack[GenerateFields]
     ) -> DeferredRequest:
         """Start a generation and return at once with a `DeferredRequest`.
 
@@ -194,43 +229,14 @@ class Images(Resource):
                 `generate`.
             APIResponseError: the answer carries no ``request_id``.
         """
-        request = GenerateRequest(
-            prompt,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(GenerateRequest, prompt, fields)
+        return await self.send_deferred(request, **call)
 
-    async def edit(
-        self,
-        prompt: str,
-        *,
-        image: ImageInput | None = None,
-        images: Sequence[ImageInput] | None = None,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> ImagesResponse:
+    async def edit(self, prompt: str, **fields: Unpack[EditFields]) -> ImagesResponse:
         """Edit one image (``image=``) or combine up to 5 (``images=``) (``POST /images/edits``).
 
-        The arguments are the fields of `EditRequest`. Each input is a URL, a data URI,
+        The keyword arguments (`EditFields`) are the fields of `EditRequest` and the per-call
+        ``timeout`` and ``max_retries``. Each input is a URL, a data URI,
         a local path (``str`` or ``PathLike``), ``bytes``, a binary file object or a
         `FileId`. Local inputs are sent as data URIs typed from their bytes (JPEG, PNG
         or WebP, at most 10 MiB each), in a JSON body. Refer to several inputs in the prompt
@@ -242,90 +248,34 @@ class Images(Resource):
                 nothing was sent.
             APIStatusError, APIConnectionError, OutcomeUnknownError: as `generate`.
         """
-        request = EditRequest(
-            prompt,
-            image=image,
-            images=images,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(EditRequest, prompt, fields)
+        return await self.send(request, **call)
 
-    async def edit_deferred(
-        self,
-        prompt: str,
-        *,
-        image: ImageInput | None = None,
-        images: Sequence[ImageInput] | None = None,
-        model: str | None = None,
-        n: int | None = None,
-        quality: str | None = None,
-        response_format: str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        user: str | None = None,
-        output: Mapping[str, Any] | None = None,
-        storage_options: Mapping[str, Any] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-    ) -> DeferredRequest:
+    async def edit_deferred(self, prompt: str, **fields: Unpack[EditFields]) -> DeferredRequest:
         """Start an edit and return at once with a `DeferredRequest`.
 
         Same arguments as `edit`; as for `generate_deferred`, URL format only.
 
         Raises:
-            ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
-                `edit`.
-            APIResponseError: the answer carries no ``request_id``.
+            ValidationError: as `edit` (nothing was sent).
+            APIError: as `generate_deferred`.
         """
-        request = EditRequest(
-            prompt,
-            image=image,
-            images=images,
-            model=model,
-            n=n,
-            quality=quality,
-            response_format=response_format,
-            aspect_ratio=aspect_ratio,
-            resolution=resolution,
-            user=user,
-            output=output,
-            storage_options=storage_options,
-            extra_body=extra_body,
-        )
-        return await self.send_deferred(request, timeout=timeout, max_retries=max_retries)
+        request, call = _build(EditRequest, prompt, fields)
+        return await self.send_deferred(request, **call)
 
-    async def send(
-        self,
-        request: Request,
-        *,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-        origin: object = None,
-    ) -> ImagesResponse:
+    async def send(self, request: Request, **options: Unpack[SendOptions]) -> ImagesResponse:
         """Send a `GenerateRequest` or `EditRequest` built beforehand.
 
         What `generate` and `edit` do with their arguments; a bulk job's ``id``
         and ``line`` are not sent, and an edit's relative paths resolve against its
-        ``base_dir``. ``origin`` is handed to event hooks as ``event.origin`` for every
-        event of this call (default: the request itself), so a subscriber can tell calls apart.
+        ``base_dir``. The keywords (`SendOptions`): ``timeout``, ``max_retries`` and
+        ``origin``, handed to event hooks as ``event.origin``.
 
         Raises:
             ValidationError, APIStatusError, APIConnectionError, OutcomeUnknownError: as
                 `generate` and `edit`.
         """
-        path, body, answer = await self._post(
-            request, timeout, max_retries, deferred=False, origin=origin
-        )
+        path, body, answer = await self._post(request, options, deferred=False)
         with answer.reading():
             return parse_images_response(
                 answer.body,
@@ -337,25 +287,18 @@ class Images(Resource):
             )
 
     async def send_deferred(
-        self,
-        request: Request,
-        *,
-        timeout: Timeout | float | None = None,
-        max_retries: int | None = None,
-        origin: object = None,
+        self, request: Request, **options: Unpack[SendOptions]
     ) -> DeferredRequest:
         """Start a request built beforehand as a deferred one (see `generate_deferred`).
 
-        ``origin``: as `send`.
+        The keywords (`SendOptions`): as `send`.
 
         Raises:
             ValidationError: as `generate_deferred` (nothing was sent).
             APIError: as `generate_deferred` (``APIStatusError``, ``APIConnectionError``,
                 ``OutcomeUnknownError``, ``APIResponseError``).
         """
-        path, _body, answer = await self._post(
-            request, timeout, max_retries, deferred=True, origin=origin
-        )
+        path, _body, answer = await self._post(request, options, deferred=True)
         return DeferredRequest(
             _deferred_id(answer, path), x_request_id=answer.request_id, images=self
         )
@@ -380,7 +323,7 @@ class Images(Resource):
         taken key is refused before anything is billed. The URLs are signed for PUT without
         a Content-Type, valid for ``expires_in`` (default 15 minutes; 2 hours when
         ``deferred``, which then waits up to ``wait_timeout`` seconds for the images). After
-        the answer the objects are confirmed (one listing: size, etag); see `StoreUploads`.
+        the answer the objects are confirmed (a HEAD each: size, etag); see `StoreUploads`.
 
         Raises:
             ValidationError: a bad field, ``response_format="b64_json"``, or ``expires_in``.
@@ -396,14 +339,12 @@ class Images(Resource):
         # The signed URLs live only in this copy of the request: events name the original.
         signed = attrs.evolve(request, output={"upload_urls": list(plan.urls)})
         if deferred:
-            path, _body, answer = await self._post(
-                signed, timeout, max_retries, deferred=True, origin=request
-            )
+            call: SendOptions = {"timeout": timeout, "max_retries": max_retries, "origin": request}
+            path, _body, answer = await self._post(signed, call, deferred=True)
             response = await self.wait_deferred(_deferred_id(answer, path), timeout=wait_timeout)
         else:
-            path, body, answer = await self._post(
-                signed, timeout, max_retries, deferred=False, origin=request
-            )
+            call = {"timeout": timeout, "max_retries": max_retries, "origin": request}
+            path, body, answer = await self._post(signed, call, deferred=False)
             response = parse_images_response(
                 answer.body,
                 answer.payloads,
@@ -415,15 +356,12 @@ class Images(Resource):
         return await collect_uploads(plan, response)
 
     async def _post(
-        self,
-        request: Request,
-        timeout: Timeout | float | None,
-        max_retries: int | None,
-        *,
-        deferred: bool,
-        origin: object = None,
+        self, request: Request, options: SendOptions, *, deferred: bool
     ) -> tuple[str, dict[str, Any], Any]:
         """Check, build and send the body; return the path, the body and the raw answer."""
+        _check_keywords(options, SendOptions)
+        timeout, max_retries = options.get("timeout"), options.get("max_retries")
+        origin = options.get("origin")
         if isinstance(request, EditRequest):
             # Every other field is checked before (possibly large) local files are read.
             request.check_body(deferred=deferred)

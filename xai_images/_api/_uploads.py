@@ -1,13 +1,12 @@
 """Signed uploads by xAI (``output.upload_urls``): the images go from xAI straight to a store.
 
-`plan_uploads` names one key per image, refuses keys that are taken (one listing), and signs
+`plan_uploads` names one key per image, refuses keys that are taken (a HEAD per key), and signs
 one PUT URL per key with the store's credentials (obstore's ``sign_async``). The URLs go into
 the request body only. `collect_uploads` reads the answer: each image's ``url`` is its upload
-URL, matched back to its key; the objects are confirmed by one listing of the keys (the size and
-etag a HEAD would give). A ``storage_error`` on an image (how the fake reports a failed PUT; the
-live API documents no failure form) or an object missing after the answer is an
-`UploadFailedError` on that image: billed, not stored. Signed URLs are bearer secrets: nothing
-returned here holds one.
+URL, matched back to its key; the objects are confirmed by a HEAD each (size and etag). A
+``storage_error`` on an image (how the fake reports a failed PUT; the live API documents no
+failure form) or an object missing after the answer is an `UploadFailedError` on that image:
+billed, not stored. Signed URLs are bearer secrets: nothing returned here holds one.
 """
 
 from __future__ import annotations
@@ -149,7 +148,7 @@ async def plan_uploads(
     stem = name or request.id or secrets.token_hex(8)
     keys = tuple(output.key_for(f"{stem}-{index}", _KEY_MIME) for index in range(n))
     await output.check_writable()
-    # A random stem (64 bits) cannot be taken; a given name is checked (one listing).
+    # A random stem (64 bits) cannot be taken; a given name is checked (a HEAD per key).
     taken = await output.stat(keys) if (name or request.id) else {}
     for key in sorted(taken):
         where = output.location(key)
@@ -159,7 +158,7 @@ async def plan_uploads(
 
 
 async def collect_uploads(plan: UploadPlan, response: ImagesResponse) -> StoreUploads:
-    """Match the answer's images to their keys and confirm the objects with one listing."""
+    """Match the answer's images to their keys and confirm the objects (a HEAD per key)."""
     output = plan.output
     present = await output.stat(plan.keys)
     by_url = dict(zip(plan.urls, range(len(plan.keys)), strict=False))

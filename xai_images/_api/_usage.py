@@ -16,7 +16,15 @@ __all__ = ["InputTokensDetails", "OutputTokensDetails", "Usage"]
 
 
 @attrs.frozen
-class InputTokensDetails:
+class _TokenCounts:
+    """The token counts input and output details both have (each ``None`` when not sent)."""
+
+    text_tokens: int | None = None
+    image_tokens: int | None = None
+
+
+@attrs.frozen
+class InputTokensDetails(_TokenCounts):
     """What the input tokens of a token-billed image model were (each ``None`` when not sent).
 
     Attributes:
@@ -25,24 +33,20 @@ class InputTokensDetails:
         cached_tokens: input tokens served from cache.
     """
 
-    text_tokens: int | None = None
-    image_tokens: int | None = None
     cached_tokens: int | None = None
 
 
 @attrs.frozen
-class OutputTokensDetails:
+class OutputTokensDetails(_TokenCounts):
     """What the output tokens of a token-billed image model were (each ``None`` when not sent).
 
     Attributes:
         text_tokens: tokens of text output.
-        reasoning_tokens: tokens spent reasoning.
         image_tokens: tokens of the generated images.
+        reasoning_tokens: tokens spent reasoning.
     """
 
-    text_tokens: int | None = None
     reasoning_tokens: int | None = None
-    image_tokens: int | None = None
 
 
 @attrs.frozen

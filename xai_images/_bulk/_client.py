@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from .._api._client import CoreClient
 
 if TYPE_CHECKING:
     import datetime
+
+    from typing_extensions import Unpack
 
     from .._results._files import OnExists
     from .._results._output import Output
@@ -23,7 +25,25 @@ if TYPE_CHECKING:
     from ._source_batchapi import BatchAPI, RemoteBatchRun
     from ._source_realtime import BatchRun
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "BulkOptions"]
+
+
+class BulkOptions(TypedDict, total=False):
+    """The keyword arguments of ``AsyncClient.bulk`` besides ``output_dir``, as a typed dict
+    (``**options: Unpack[BulkOptions]``); each is described, with its default, there."""
+
+    manifest: str | os.PathLike[str] | None
+    concurrency: int
+    retry_failed: bool
+    resend_unknown: bool
+    on_event: Callable[[ProgressEvent], None] | None
+    on_exists: OnExists
+    verify_sha256: bool
+    via: Literal["realtime", "batch-api"] | BatchAPI
+    max_cost: object
+    budget_name: str | None
+    upload_urls: bool
+    upload_expires: datetime.timedelta | float | None
 
 
 class AsyncClient(CoreClient):
@@ -67,18 +87,7 @@ class AsyncClient(CoreClient):
         requests: Source,
         *,
         output_dir: str | os.PathLike[str] | Output,
-        manifest: str | os.PathLike[str] | None = None,
-        concurrency: int = 16,
-        retry_failed: bool = False,
-        resend_unknown: bool = False,
-        on_event: Callable[[ProgressEvent], None] | None = None,
-        on_exists: OnExists = "overwrite",
-        verify_sha256: bool = False,
-        via: Literal["realtime", "batch-api"] | BatchAPI = "realtime",
-        max_cost: object = None,
-        budget_name: str | None = None,
-        upload_urls: bool = False,
-        upload_expires: datetime.timedelta | float | None = None,
+        **options: Unpack[BulkOptions],
     ) -> BatchRun | RemoteBatchRun:
         """Run many generate and edit requests as one resumable job; iterate for outcomes.
 
@@ -109,6 +118,8 @@ class AsyncClient(CoreClient):
                 the images when the run ends, ``Outcome.files`` is empty (the record's
                 ``files`` hold the keys), and an image paid for but not stored is kept in
                 ``<manifest stem>.spill/`` (``FileRecord.spilled_to``).
+
+        Keyword Args:
             manifest: the manifest file (default ``output_dir/manifest.jsonl``). Records of an
                 earlier run there decide what is skipped (see Resuming).
             concurrency: API requests in flight at once. Downloads are capped separately by
@@ -157,21 +168,5 @@ class AsyncClient(CoreClient):
         """
         from ._source_batchapi import engine  # deferred: loaded when a bulk job starts
 
-        signed: dict[str, Any] = {}
-        if upload_urls:
-            signed = {"upload_urls": True, "upload_expires": upload_expires}
-        return engine(via)(
-            self,
-            requests,
-            output_dir=output_dir,
-            manifest=manifest,
-            concurrency=concurrency,
-            retry_failed=retry_failed,
-            resend_unknown=resend_unknown,
-            on_event=on_event,
-            on_exists=on_exists,
-            verify_sha256=verify_sha256,
-            max_cost=max_cost,
-            budget_name=budget_name,
-            **signed,
-        )
+        via = options.pop("via", "realtime")
+        return engine(via)(self, requests, output_dir=output_dir, **options)

@@ -8,7 +8,7 @@ hands an item over to `SignedJob.saved`.
 
 Per item, `SignedJob.send` signs one PUT URL per image (keys ``{id}-{index}.jpg``, the same
 `plan_uploads` as ``images.send_to_store``), sends the request with ``output.upload_urls``, and
-confirms the objects after the answer (`collect_uploads`: one listing, size and etag). The
+confirms the objects after the answer (`collect_uploads`: a HEAD per key, size and etag). The
 answer is kept with each image URL (its signed URL: a bearer secret) replaced by the object's
 location (``s3://bucket/key``), so no signed URL reaches the manifest, a record or an event.
 `SignedJob.files` turns the confirmed objects into the item's files (key, size, etag; no

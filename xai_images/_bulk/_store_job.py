@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,7 @@ import attrs
 from .._results._files import safe_component
 from .._results._local import LocalDirectory
 from .._results._objstore import is_store_url
+from .._results._output import write_object
 from .._results._targets import is_output
 
 if TYPE_CHECKING:
@@ -121,15 +122,13 @@ async def upload_beside(output: Output, key: str, path: Path, mime_type: str) ->
     """Upload the local file ``path`` into ``output`` as ``key`` (replacing it); return the
     object's location. Read in a thread, chunk by chunk."""
     handle = await asyncio.to_thread(open, path, "rb")
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while chunk := await asyncio.to_thread(handle.read, _UPLOAD_CHUNK):
+            yield chunk
+
     try:
-        upload = await output.open(key, mime_type, on_exists="overwrite")
-        try:
-            while chunk := await asyncio.to_thread(handle.read, _UPLOAD_CHUNK):
-                await upload.write(chunk)
-            stored = await upload.commit()
-        except BaseException:
-            await upload.abort()
-            raise
+        stored = await write_object(output, key, mime_type, chunks(), on_exists="overwrite")
     finally:
         await asyncio.to_thread(handle.close)
     return stored.location
@@ -137,13 +136,7 @@ async def upload_beside(output: Output, key: str, path: Path, mime_type: str) ->
 
 async def upload_bytes(output: Output, key: str, data: bytes, mime_type: str) -> str:
     """Upload ``data`` (a small page) into ``output`` as ``key``; return its location."""
-    upload = await output.open(key, mime_type, on_exists="overwrite")
-    try:
-        await upload.write(data)
-        stored = await upload.commit()
-    except BaseException:
-        await upload.abort()
-        raise
+    stored = await write_object(output, key, mime_type, data, on_exists="overwrite")
     return stored.location
 
 

@@ -30,12 +30,13 @@ may fail with `ValidationError` for a key that would leave the target.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["OnExists", "Output", "Stored", "Upload"]
+__all__ = ["OnExists", "Output", "Stored", "Upload", "write_object"]
 
 OnExists = Literal["fail", "overwrite", "skip"]
 """What to do when the final file name is taken.
@@ -109,3 +110,27 @@ class Output(Protocol):
 
     async def verify(self, key: str, *, size: int, sha256: str) -> bool:
         """Whether ``key`` holds an intact object of ``size`` bytes and this ``sha256``."""
+
+
+async def write_object(
+    output: Output,
+    key: str,
+    mime_type: str,
+    content: bytes | bytearray | memoryview | AsyncIterable[bytes],
+    *,
+    on_exists: OnExists = "fail",
+) -> Stored:
+    """Store ``content`` (the bytes, or chunks as they come) as ``key`` in ``output``: all of
+    it committed, or, on any failure or cancellation, nothing visible (the upload is aborted).
+    """
+    upload = await output.open(key, mime_type, on_exists=on_exists)
+    try:
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            await upload.write(content)
+        else:
+            async for chunk in content:
+                await upload.write(chunk)
+        return await upload.commit()
+    except BaseException:
+        await upload.abort()
+        raise

@@ -40,7 +40,7 @@ from ._files import (
     save_error,
 )
 from ._local import BATCH_BYTES, IDLE_FLUSH, LocalDirectory
-from ._output import Output, Stored, Upload
+from ._output import Output, Stored, Upload, write_object
 from ._sniff import sniff_mime
 from ._targets import is_url, output_for
 
@@ -395,16 +395,9 @@ class Transfers:
                         f"image {image.index} of request {image.request_id or '(no id)'}: the "
                         "b64_json data is not a PNG, JPEG or WebP image"
                     )
-                upload = await output.open(
-                    _key(output, stem, named, mime), mime, on_exists=on_exists
-                )
-                try:
-                    # For a local directory: one hop (open, write, hash, close, rename).
-                    await upload.write(content)
-                    stored = await upload.commit()
-                except BaseException:
-                    await upload.abort()
-                    raise
+                # For a local directory: one hop (open, write, hash, close, rename).
+                key = _key(output, stem, named, mime)
+                stored = await write_object(output, key, mime, content, on_exists=on_exists)
                 return _result(image, stored, "b64_json")
             assert image.url is not None
             job = _UrlSave(self, image, image.url)

@@ -36,13 +36,11 @@ def add_budget_flags(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--max-cost",
         metavar="USD",
-        default=None,
         help="stop before a request could take the job's spend past USD dollars "
         f"(exit code {EXIT_BUDGET}; run again with a higher budget to continue)",
     )
     batch.add_argument(
         "--budget-name",
-        default=None,
         help="with --shared-limit: processes using the same name share one budget "
         "(default: the output directory's name)",
     )

@@ -136,17 +136,21 @@ async def run_remote_job(
     client: AsyncClient,
     source: Any,
     *,
-    jobs: str | Path,
+    jobs: str | Path | None = None,
     output_dir: Path | str,
     manifest: Path | None = None,
     plain: bool,
-    gallery: bool,
+    gallery: bool = True,
     cancel: bool = False,
     summary: Callable[..., None],
     out: Callable[[str], None],
     **options: Any,
 ) -> int:
-    """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery."""
+    """Run a job through the Batch API with progress, Ctrl-C handling, summary and gallery.
+
+    ``jobs``: the job file as the user named it, for the command that collects a detached run
+    (default: ``source``, the job file itself).
+    """
     from .._bulk._jobs import count_items
     from .._bulk._source_batchapi import RemoteBatchRun
     from ._render import make_renderer
@@ -182,7 +186,7 @@ async def run_remote_job(
         "the batch keeps running at xAI (it is not cancelled); saving what is in flight "
         "(Ctrl-C again to abort)",
     )
-    command = collect_command(jobs, output_dir, manifest)
+    command = collect_command(source if jobs is None else jobs, output_dir, manifest)
     if run.detached:
         out(f"batch:    {run.batch_id}")
         out(f"manifest: {run.manifest_path}")
@@ -239,10 +243,8 @@ async def run_demo(
     code = await run_remote_job(
         client,
         job_file,
-        jobs=job_file,
         output_dir=output_dir,
         plain=plain,
-        gallery=True,
         summary=summary,
         out=out,
         poll_interval=0.5,

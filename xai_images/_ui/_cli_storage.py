@@ -52,7 +52,6 @@ def add_upload_flags(group: Any, positive_float: Callable[[str], float]) -> None
     group.add_argument(
         "--upload-expires",
         type=positive_float,
-        default=None,
         metavar="S",
         help="seconds the signed upload URLs stay valid (default 900)",
     )
@@ -63,7 +62,6 @@ def add_shard_flag(batch: argparse.ArgumentParser) -> None:
     batch.add_argument(
         "--shard",
         metavar="K/N",
-        default=None,
         help="run only shard K of N (split by item id, the same on every machine); each shard "
         "keeps its own manifest, manifest.shard-K-of-N.jsonl unless --manifest is given",
     )

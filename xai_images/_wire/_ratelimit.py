@@ -29,14 +29,26 @@ from collections.abc import Awaitable, Callable
 from .._config import non_negative, positive_number
 from .._readonly import ReadOnly
 
-__all__ = ["RateLimiter"]
+__all__ = ["LimiterFigures", "RateLimiter"]
 
 # Fewer starts than this in the last window are too few to measure the accepted rate from; the
 # decrease is then the plain backoff factor.
 _MIN_SAMPLE = 5
 
 
-class RateLimiter:
+class LimiterFigures:
+    """What every rate limiter reports: its ceiling and the 429s it was told of (read-only)."""
+
+    _rate: float
+    _rate_limited: int
+
+    rate: ReadOnly[float] = ReadOnly("_rate")
+    """The configured requests per second (the ceiling)."""
+    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
+    """How many 429s were reported (in this process) with `on_rate_limited`."""
+
+
+class RateLimiter(LimiterFigures):
     """Spaces request starts evenly so that at most ``rate`` requests start in any second.
 
     One limiter is shared by every request of a client (``AsyncClient(rate_limit=...)``), so
@@ -113,11 +125,6 @@ class RateLimiter:
             f"RateLimiter(rate={self._rate:g}, current_rate={self.current_rate:.3g}, "
             f"margin={self._margin:g})"
         )
-
-    rate: ReadOnly[float] = ReadOnly("_rate")
-    """The configured requests per second (the ceiling)."""
-    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
-    """How many 429s were reported with `on_rate_limited`."""
 
     @property
     def current_rate(self) -> float:

@@ -25,6 +25,7 @@ from yarl import URL
 
 from .._errors import ConfigurationError, SharedLimitError
 from .._readonly import ReadOnly
+from ._ratelimit import LimiterFigures
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -141,7 +142,7 @@ def _scheme(url: str) -> str | None:
         return None
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(LimiterFigures):
     """Spaces request starts so that at most ``rate`` requests start in any second, summed over
     every process (on any machine) using the same API key and Redis server.
 
@@ -243,12 +244,8 @@ class SharedRateLimiter:
             f"rate={self._rate:g}, current_rate={self._current_rate:.3g})"
         )
 
-    rate: ReadOnly[float] = ReadOnly("_rate")
-    """The configured requests per second (the ceiling)."""
     current_rate: ReadOnly[float] = ReadOnly("_current_rate")
     """The shared effective rate as of the last answer from Redis (lower after 429s)."""
-    rate_limited_count: ReadOnly[int] = ReadOnly("_rate_limited")
-    """How many 429s this process reported with `on_rate_limited`."""
     key: ReadOnly[str] = ReadOnly("_key")
     """The Redis key of the budget (derived from a hash of the API key)."""
 
