@@ -28,6 +28,7 @@ from .._errors import (
     ValidationError,
 )
 from .._hooks import DownloadRetry, Hooks
+from .._wire._gate import budgets
 from ._fetch import Fetch
 from ._files import (
     OnExists,
@@ -291,11 +292,16 @@ class Transfers:
         async def one(image: _Image, stem: str) -> SavedImage:
             if image.blocked:
                 raise _blocked_error(image)
-            if limit is None:
-                async with self._semaphore:
+            held = _hold(image)
+            try:
+                if limit is None:
+                    async with self._semaphore:
+                        return await self._store(image, output, stem, None, on_exists)
+                async with limit, self._semaphore:
                     return await self._store(image, output, stem, None, on_exists)
-            async with limit, self._semaphore:
-                return await self._store(image, output, stem, None, on_exists)
+            finally:
+                if held:
+                    budgets().answers.remove(held)
 
         results = await asyncio.gather(
             *(one(image, stem) for image, stem in zip(items, stems, strict=True)),
@@ -378,8 +384,13 @@ class Transfers:
         check_on_exists(on_exists)
         if image.blocked:
             raise _blocked_error(image)
-        async with self._semaphore:
-            return await self._store(image, output, stem, None, on_exists)
+        held = _hold(image)
+        try:
+            async with self._semaphore:
+                return await self._store(image, output, stem, None, on_exists)
+        finally:
+            if held:
+                budgets().answers.remove(held)
 
     async def _store(
         self, image: _Image, output: Output, stem: str, named: Path | None, on_exists: OnExists
@@ -407,6 +418,18 @@ class Transfers:
             if exc.url is None:
                 exc.url = image.url
             raise
+
+
+def _hold(image: _Image) -> int:
+    """Count ``image``'s decoded bytes with the answers being decoded on this loop (see
+    ``_gate.Backlog``) until the caller removes them: while saves are behind, new answers wait
+    to decode instead of piling up more images in memory. Returns the bytes (0 for a URL)."""
+    content = image.content
+    if content is None:
+        return 0
+    held = memoryview(content).nbytes
+    budgets().answers.add(held)
+    return held
 
 
 def _key(output: Output, stem: str, named: Path | None, mime: str) -> str:

@@ -42,8 +42,9 @@ DECODE_BYTES_PER_ITERATION = 1024 * 1024
 # answers are handled per iteration instead of every answer that arrived (128 url answers in
 # one iteration held the loop for 10-12 ms).
 ANSWER_MIN_SPEND = 64 * 1024
-# Bytes of answers (as announced by Content-Length, else as received) decoded at once on one
-# loop before the next answer waits to start (see `Backlog`), and the longest it waits.
+# Bytes of answers being decoded (as announced by Content-Length, else as received) plus decoded
+# images held by saves, on one loop, before the next answer waits to start (see `Backlog`); and
+# the longest it waits.
 ANSWER_BYTES_DECODING = 32 * 1024 * 1024
 ANSWER_MAX_WAIT = 2.0
 
@@ -116,12 +117,14 @@ class LoopBudget:
 
 
 class Backlog:
-    """Bytes of the answers being decoded on one loop. An answer starts only while they are
-    within ``limit`` (first come, first served), waiting at most ``max_wait`` seconds so that
-    no answer can time out waiting. Without it, a hundred large ``b64_json`` answers arriving
-    together all advance at once and hold all their decoded images until the last piece of
-    each (peak memory about the sum of all answers); with it, a few decode at a time and
-    finish in the order they started, while the others wait in their sockets' buffers.
+    """Bytes of the answers being decoded on one loop, and of the decoded images that saves on
+    it hold. An answer starts only while they are within ``limit`` (first come, first served),
+    waiting at most ``max_wait`` seconds so that no answer can time out waiting. Without it, a
+    hundred large ``b64_json`` answers arriving together all advance at once and hold all their
+    decoded images until the last piece of each (peak memory about the sum of all answers), and
+    answers decoded faster than their files are written pile up in the saves; with it, a few
+    decode at a time and finish in the order they started, while the others wait in their
+    sockets' buffers. Saves always finish on their own, so a wait always ends.
     """
 
     __slots__ = ("_limit", "_loop", "_max_wait", "_waiters", "bytes")
