@@ -41,6 +41,17 @@ async def test_a_waiting_answer_starts_after_max_wait_at_the_latest() -> None:
     assert backlog.bytes == 10
 
 
+async def test_an_answer_whose_wait_ran_out_leaves_the_line() -> None:
+    backlog = Backlog(asyncio.get_running_loop(), 0, max_wait=0.01)
+    await backlog.admit(1)
+    await backlog.admit(1)  # waits until its time runs out
+    backlog.remove(1)
+    backlog.remove(1)
+    later = asyncio.ensure_future(backlog.admit(1))
+    await asyncio.sleep(0)
+    assert later.done()  # nothing in decode: it starts at once, behind no one
+
+
 async def test_a_cancelled_waiter_passes_its_turn_on() -> None:
     backlog = Backlog(asyncio.get_running_loop(), 0, max_wait=60.0)
     await backlog.admit(1)

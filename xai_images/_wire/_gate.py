@@ -16,6 +16,7 @@ iteration, which holds nothing else the budget admitted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import weakref
@@ -153,6 +154,10 @@ class Backlog:
                 raise
             finally:
                 timer.cancel()
+                # Woken by its timer or cancelled: out of the line, or it would make later
+                # answers queue behind it.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
         self.bytes += amount
         self._wake_next()
 
