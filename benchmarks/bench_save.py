@@ -3,8 +3,10 @@
 The job: P prompts, at most C in flight, n images each, every image ends as a file on disk. Each
 runner (``benchmarks/runners/*.py``) runs in its own subprocess, so its peak RSS and CPU seconds
 are its own; the fake xAI server (``python -m xai_images.testing``) runs in another subprocess,
-started once per scenario, on 127.0.0.1. The harness prints one markdown table (absolute figures
-and ratios to the hand-written aiohttp floor) and a table of the targets, from one run.
+started once per scenario, on 127.0.0.1; the xai_sdk runner (gRPC) talks to ``_grpc_fake.py``,
+started for each of its runs, whose url-mode images come from that REST fake. The harness
+prints one markdown table (absolute figures and ratios to the hand-written aiohttp floor) and a
+table of the targets, from one run.
 
 Usage::
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import math
 import os
@@ -43,10 +46,19 @@ RUNNERS = {
     "floor_aiohttp": RUNNERS_DIR / "floor_aiohttp.py",
     "openai_httpx": RUNNERS_DIR / "openai_httpx.py",
     "openai_aiohttp": RUNNERS_DIR / "openai_aiohttp.py",
+    "xai_sdk": RUNNERS_DIR / "xai_sdk_grpc.py",
     "xai_images": RUNNERS_DIR / "xai_images_sdk.py",
 }
 FLOOR = "floor_aiohttp"
 SUBJECT = "xai_images"
+# The official xai-sdk talks gRPC: its runner gets a gRPC fake of its own (``_grpc_fake.py``),
+# started for each of its runs, whose url-mode images come from the REST fake above. The runner
+# is left out, with a note, where xai-sdk is not installed (it is in the `bench` extra only).
+XAI_SDK = "xai_sdk"
+XAI_SDK_MISSING = importlib.util.find_spec("xai_sdk") is None
+GRPC_FAKE = HERE / "_grpc_fake.py"
+DEFAULT_RUNNERS = tuple(r for r in RUNNERS if not (r == XAI_SDK and XAI_SDK_MISSING))
+SKIP_NOTE = f"{XAI_SDK}: skipped, xai-sdk is not installed (pip install -e '.[bench]' installs it)"
 # With --baseline DIR: the same runner, importing the xai_images package found in DIR (an older
 # copy, e.g. `git archive <commit> xai_images | tar -x -C DIR`), for before/after in one run.
 BEFORE = "xai_images_before"
@@ -56,6 +68,8 @@ MODES = ("url", "b64_json")
 STALL_TARGET_MS = 10.0
 RSS_MARGIN_MB = 25.0
 CEILING_SHARE = 0.95
+# Issue 22: images/s against xai-sdk in the throughput scenario.
+PEER_SPEEDUP = {"url": 1.3, "b64_json": 1.1}
 # "No growth" from P=1000 to P=10000, with room for allocator noise.
 SCALE_GROWTH_MB = 5.0
 
@@ -71,7 +85,7 @@ class Scenario:
     image_bytes: int
     generation_latency: float = 0.0
     download_latency: float = 0.0
-    runners: tuple[str, ...] = tuple(RUNNERS)
+    runners: tuple[str, ...] = DEFAULT_RUNNERS
     modes: tuple[str, ...] = MODES
     # The scale scenario runs the same job at several P and compares peak RSS.
     prompt_steps: tuple[int, ...] = ()
@@ -119,36 +133,24 @@ class Run:
 # --------------------------------------------------------------------------- the fake server
 
 
-class FakeServer:
-    """``python -m xai_images.testing`` in a subprocess; its stdout is drained in a thread."""
+class _FakeProcess:
+    """A fake server in a subprocess: started, its stdout drained in a thread, stopped by Ctrl-C.
 
-    def __init__(self, sc: Scenario, image_format: str, command: str | None = None) -> None:
-        self.sc = sc
-        self.image_format = image_format
-        self.command = (
-            shlex.split(command) if command else [sys.executable, "-m", "xai_images.testing"]
-        )
+    ``__enter__`` waits for the first stdout line matching ``ready`` and keeps the match.
+    """
+
+    ready = re.compile("")
+
+    def __init__(self, command: list[str]) -> None:
+        self.command = command
         self.proc: subprocess.Popen[str] | None = None
-        self.base_url = ""
-        self._lines: list[str] = []
+        self.match: re.Match[str] | None = None
+        self.lines: list[str] = []
+        self._drained = threading.Event()
 
-    def __enter__(self) -> FakeServer:
-        port = _free_port()
-        cmd = [
-            *self.command,
-            "--port",
-            str(port),
-            "--image-bytes",
-            str(self.sc.image_bytes),
-            "--generation-latency",
-            str(self.sc.generation_latency),
-            "--download-latency",
-            str(self.sc.download_latency),
-            "--format",
-            self.image_format,
-        ]
+    def __enter__(self) -> _FakeProcess:
         self.proc = subprocess.Popen(
-            cmd,
+            self.command,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -160,30 +162,100 @@ class FakeServer:
             assert self.proc is not None
             assert self.proc.stdout is not None
             for line in self.proc.stdout:
-                if len(self._lines) < 200:
-                    self._lines.append(line)
-                m = re.search(r"http://127\.0\.0\.1:\d+/v1", line)
+                if len(self.lines) < 200:
+                    self.lines.append(line)
+                m = self.ready.search(line)
                 if m and not found.is_set():
-                    self.base_url = m.group(0)
+                    self.match = m
                     found.set()
             found.set()
+            self._drained.set()
 
         threading.Thread(target=drain, daemon=True).start()
-        if not found.wait(60) or not self.base_url:
+        if not found.wait(60) or self.match is None:
             self.__exit__(None, None, None)
-            raise RuntimeError("fake server did not start:\n" + "".join(self._lines))
+            name = shlex.join(self.command[:3])
+            raise RuntimeError(f"{name} did not start:\n" + "".join(self.lines))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        # Ctrl-C is the fake's documented clean stop.
+        # Ctrl-C is the fakes' documented clean stop.
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(15)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        self._drained.wait(5)
+
+
+class FakeServer(_FakeProcess):
+    """``python -m xai_images.testing`` (the REST fake every runner but xai_sdk talks to)."""
+
+    ready = re.compile(r"http://127\.0\.0\.1:\d+/v1")
+
+    def __init__(self, sc: Scenario, image_format: str, command: str | None = None) -> None:
+        self.image_format = image_format
+        base = shlex.split(command) if command else [sys.executable, "-m", "xai_images.testing"]
+        super().__init__(
+            [
+                *base,
+                "--port",
+                str(_free_port()),
+                "--image-bytes",
+                str(sc.image_bytes),
+                "--generation-latency",
+                str(sc.generation_latency),
+                "--download-latency",
+                str(sc.download_latency),
+                "--format",
+                image_format,
+            ]
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc else -1
+
+    @property
+    def base_url(self) -> str:
+        return self.match.group(0) if self.match else ""
+
+
+class GrpcFake(_FakeProcess):
+    """``benchmarks/_grpc_fake.py`` for one xai_sdk run: the same image size, format and
+    generation latency as the REST fake, whose image host serves its url-mode images."""
+
+    ready = re.compile(r"on (127\.0\.0\.1:\d+)")
+
+    def __init__(self, sc: Scenario, rest: FakeServer) -> None:
+        super().__init__(
+            [
+                sys.executable,
+                str(GRPC_FAKE),
+                "--rest-url",
+                rest.base_url,
+                "--image-bytes",
+                str(sc.image_bytes),
+                "--format",
+                rest.image_format,
+                "--generation-latency",
+                str(sc.generation_latency),
+            ]
+        )
+
+    @property
+    def address(self) -> str:
+        return "grpc://" + (self.match.group(1) if self.match else "")
+
+    def report(self) -> dict[str, Any]:
+        """The JSON line the fake printed when stopped (its CPU seconds, rpcs and images)."""
+        for line in reversed(self.lines):
+            if line.startswith("{"):
+                return dict(json.loads(line))
+        return {}
 
 
 def _free_port() -> int:
@@ -203,7 +275,44 @@ def run_one(
     tmp_root: str | None,
     runner_env: dict[str, str] | None = None,
 ) -> Run:
-    """Run one runner once in its own process and check the files it left."""
+    """Run one runner once in its own process and check the files it left.
+
+    The xai_sdk runner talks to a gRPC fake started for this run only (outside the runner's
+    timing). The fakes' CPU seconds during the run (the REST fake's, plus the gRPC fake's) are
+    kept as ``fake_cpu_s``: they share the cores with the runner.
+    """
+    rest0 = _proc_cpu_s(server.pid)
+    if runner != XAI_SDK:
+        run = _run_one(sc, server.base_url, runner, mode, tmp_root, runner_env)
+        grpc_cpu = 0.0
+    else:
+        with GrpcFake(sc, server) as grpc_fake:
+            run = _run_one(sc, grpc_fake.address, runner, mode, tmp_root, runner_env)
+        grpc_cpu = float(grpc_fake.report().get("cpu_s", math.nan))
+        run.result["grpc_fake_cpu_s"] = grpc_cpu
+    run.result["fake_cpu_s"] = _proc_cpu_s(server.pid) - rest0 + grpc_cpu
+    return run
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a live process, from /proc; NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    # After the command name: state is field 3, utime 14 and stime 15 (proc(5)).
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_one(
+    sc: Scenario,
+    base_url: str,
+    runner: str,
+    mode: str,
+    tmp_root: str | None,
+    runner_env: dict[str, str] | None,
+) -> Run:
     run = Run(sc.name, mode, runner, sc.prompts)
     out = tempfile.mkdtemp(prefix=f"bench-{runner}-", dir=tmp_root)
     try:
@@ -211,7 +320,7 @@ def run_one(
             sys.executable,
             str(RUNNERS[runner]),
             "--base-url",
-            server.base_url,
+            base_url,
             "--mode",
             mode,
             "--prompts",
@@ -305,6 +414,7 @@ def _log(r: Run) -> None:
             f"{r.get('images_per_s'):8.1f} img/s  cpu {r.get('cpu_s'):6.2f} s  "
             f"rss {r.get('rss_peak_mb'):6.1f} MB  stall {r.get('stall_max_ms'):6.1f} ms"
         )
+        msg += f"  fakes' cpu {r.get('fake_cpu_s'):5.2f} s"
     print(f"  {r.scenario:10} P={r.prompts:<6} {r.mode:8} {r.runner:15} {msg}", file=sys.stderr)
 
 
@@ -320,8 +430,8 @@ def results_table(runs: list[Run]) -> str:
     head = (
         "| scenario | P | mode | runner | images/s | x floor | MB/s | CPU s | CPU ms/img "
         "| peak RSS MB | RSS - floor MB | worst stall ms | p99 stall ms | iter CPU max ms "
-        "| iters > 10 ms CPU |\n"
-        "|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
+        "| iters > 10 ms CPU | fakes' CPU s |\n"
+        "|---|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n"
     )
     rows = []
     floors = {(r.scenario, r.prompts, r.mode): r for r in runs if r.runner == FLOOR and not r.error}
@@ -329,7 +439,7 @@ def results_table(runs: list[Run]) -> str:
         if r.error:
             rows.append(
                 f"| {r.scenario} | {r.prompts} | {r.mode} | {r.runner} | FAILED: {r.error} "
-                "| | | | | | | | | | |"
+                "| | | | | | | | | | | |"
             )
             continue
         fl = floors.get((r.scenario, r.prompts, r.mode))
@@ -341,7 +451,8 @@ def results_table(runs: list[Run]) -> str:
             f"| {_f(ratio, '.2f')} | {_f(r.get('mb_per_s'))} | {_f(r.get('cpu_s'), '.2f')} "
             f"| {_f(cpu_ms, '.2f')} | {_f(r.get('rss_peak_mb'))} | {_f(drss, '+.1f')} "
             f"| {_f(r.get('stall_max_ms'))} | {_f(r.get('stall_p99_ms'), '.2f')} "
-            f"| {_f(r.get('iter_cpu_max_ms'))} | {_f(r.get('iters_over_10ms_cpu'), '.0f')} |"
+            f"| {_f(r.get('iter_cpu_max_ms'))} | {_f(r.get('iters_over_10ms_cpu'), '.0f')} "
+            f"| {_f(r.get('fake_cpu_s'), '.2f')} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -383,6 +494,17 @@ def targets_table(runs: list[Run], scenarios: dict[str, Scenario]) -> str:
             if sc.name == "throughput" and fl is not None:
                 ratio = x.get("images_per_s") / fl.get("images_per_s")
                 check(f"{tag}: speed", ">= floor", f"{ratio:.2f} x floor", ratio >= 1.0)
+            if sc.name == "throughput":
+                with contextlib.suppress(KeyError):
+                    peer = _find(runs, sc.name, mode, XAI_SDK, steps[0])
+                    want = PEER_SPEEDUP[mode]
+                    ratio = x.get("images_per_s") / peer.get("images_per_s")
+                    check(
+                        f"{tag}: speed against xai-sdk",
+                        f">= {want:.1f} x xai_sdk",
+                        f"{ratio:.2f} x xai_sdk",
+                        ratio >= want,
+                    )
             if sc.name == "latency":
                 lat = sc.generation_latency + (sc.download_latency if mode == "url" else 0.0)
                 ceiling = sc.concurrency * sc.n / lat
@@ -464,7 +586,7 @@ def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     parts = []
-    for dist in ("xai-images", "aiohttp", "openai", "httpx2", "httpx"):
+    for dist in ("xai-images", "aiohttp", "openai", "httpx2", "httpx", "xai-sdk", "grpcio"):
         with contextlib.suppress(PackageNotFoundError):
             parts.append(f"{dist} {version(dist)}")
     return ", ".join(parts)
@@ -496,6 +618,8 @@ def build_scenarios(args: argparse.Namespace) -> dict[str, Scenario]:
             changes["runners"] = tuple(
                 r for r in changes["runners"] if r in (FLOOR, SUBJECT, BEFORE)
             )
+        if XAI_SDK_MISSING and XAI_SDK in changes.get("runners", ()):
+            changes["runners"] = tuple(r for r in changes["runners"] if r != XAI_SDK)
         sc = replace(sc, **changes)
         unknown = [r for r in sc.runners if r not in RUNNERS]
         if unknown:
@@ -533,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--json", help="also write every chosen run as JSON to this file")
     args = p.parse_args(argv)
+    if XAI_SDK_MISSING:
+        print(SKIP_NOTE, file=sys.stderr)
     if args.baseline:
         args.baseline = str(Path(args.baseline).resolve())
         RUNNERS[BEFORE] = RUNNERS[SUBJECT]
@@ -554,7 +680,10 @@ def main(argv: list[str] | None = None) -> int:
         "(each row is the median run by images/s)  "
     )
     print(f"Machine: {machine()}  ")
-    print(f"Versions: {_versions()}\n")
+    print(f"Versions: {_versions()}  ")
+    if XAI_SDK_MISSING:
+        print(f"Note: {SKIP_NOTE}  ")
+    print()
     for sc in scenarios.values():
         lat = f", generation {sc.generation_latency} s, download {sc.download_latency} s"
         steps = "/".join(str(s) for s in sc.prompt_steps) if sc.prompt_steps else sc.prompts
@@ -565,6 +694,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     print()
     print(results_table(runs))
+    print(
+        "fakes' CPU s: the fake servers' CPU seconds during the run, on the same cores as the "
+        "runner (the REST fake; for xai_sdk, plus its gRPC fake).\n"
+    )
     print(targets_table(runs, scenarios))
     if args.json:
         with open(args.json, "w") as f:

@@ -960,3 +960,23 @@ async def test_command_line_refuses_non_loopback() -> None:
     _, stderr = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert b"loopback" in stderr
+
+
+def test_b64_answers_encode_exactly_as_json_does() -> None:
+    """The fake's b64 answers join cached images in without re-encoding; the bytes must be what
+    json.dumps gives, whatever else the answer holds (values that look like its markers too)."""
+    import json
+
+    from xai_images.testing._core import encode_answer
+    from xai_images.testing._imagegen import image_b64
+
+    png = image_b64("png", 70_000, 1, prefix=False)
+    uri = image_b64("jpeg", 70_000, 2, prefix=True)
+    answers = [
+        {"data": [{"b64_json": png, "revised_prompt": 'a "quoted" \u00e9'}, {"b64_json": uri}]},
+        {"data": [{"revised_prompt": "\x000", "b64_json": png}], "usage": {"x": 1}},
+        {"data": [{"b64_json": "not cached"}, "odd", {"url": "https://x"}]},
+        {"created": 1},
+    ]
+    for answer in answers:
+        assert encode_answer(answer) == json.dumps(answer).encode()

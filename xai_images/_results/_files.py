@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
+import functools
 import hashlib
 import itertools
 import os
@@ -22,7 +23,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import attrs
 
@@ -246,6 +247,9 @@ _RESERVED = frozenset(
 # drive/stream colon, NUL and the other characters Windows refuses in names.
 # One pass of C code over the name, instead of a Python test per character.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
+# A name every rule below leaves unchanged (ASCII letters, digits, "-", "_", inner dots; no
+# leading dot, no trailing dot): returned after one match, which is nearly every server id.
+_PLAIN = re.compile(rf"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{{0,{_MAX_STEM_BYTES - 2}}}[A-Za-z0-9_-])?")
 
 
 def safe_component(text: str, *, fallback: str = "image") -> str:
@@ -257,6 +261,8 @@ def safe_component(text: str, *, fallback: str = "image") -> str:
     ``_MAX_STEM_BYTES`` bytes of UTF-8 (a long one is cut and given a hash of the whole, so two
     long ids stay distinct). Ordinary names (``3f2a-0``) come back unchanged.
     """
+    if _PLAIN.fullmatch(text) and text.split(".", 1)[0].lower() not in _RESERVED:
+        return text
     original = text.encode("utf-8", "surrogatepass")
     # Lone surrogates cannot be file names: they become "?", then "_" below.
     text = text.encode("utf-8", "replace").decode("utf-8")
@@ -313,6 +319,32 @@ def retrieve(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+# A hop in flight: an asyncio future (default executor) or a writer pool's own future.
+_Hop: TypeAlias = "asyncio.Future[Any] | concurrent.futures.Future[Any]"
+
+
+def _deliver_threadsafe(
+    loop: asyncio.AbstractEventLoop, done: asyncio.Future[Any], work: concurrent.futures.Future[Any]
+) -> None:
+    """In the writer thread, when ``work`` ended: hand its outcome to ``done`` on ``loop``."""
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(_deliver, done, work)
+
+
+def _deliver(done: asyncio.Future[Any], work: concurrent.futures.Future[Any]) -> None:
+    if done.done():  # the caller was cancelled; `abort` waits for the work itself
+        return
+    if work.cancelled():
+        done.cancel()
+        return
+    error = work.exception()
+    if error is None:
+        done.set_result(work.result())
+    else:
+        done.set_exception(error)
+
+
 class _Abandoned(Exception):
     """The caller was cancelled while the file was being written: do not commit it."""
 
@@ -354,11 +386,11 @@ class PartFile:
         self.url = url
         self._fsync = fsync
         self._writers = writers
-        self.tmp: Path | None = None
+        self.tmp: str | None = None
         self._fd: int | None = None
         self._digest = hashlib.sha256()
         self.size = 0
-        self._inflight: asyncio.Future[Any] | None = None
+        self._inflight: _Hop | None = None
         self._abandoned = False  # read by the worker thread before it commits
 
     @property
@@ -367,19 +399,26 @@ class PartFile:
         return self._fd is not None
 
     async def _run(self, func: Callable[..., _T], *args: Any) -> _T:
-        future: asyncio.Future[_T]
         executor = None
         if not self._fsync and self._writers is not None:
             executor = self._writers.executor()
-        if executor is None:
-            # fsync waits on the disk: many may be in flight at once (and without a pool of
-            # its own the part file uses asyncio's default executor).
-            future = asyncio.ensure_future(asyncio.to_thread(func, *args))
-        else:
-            future = asyncio.get_running_loop().run_in_executor(executor, func, *args)
-        self._inflight = future
         try:
-            return await asyncio.shield(future)
+            if executor is None:
+                # fsync waits on the disk: many may be in flight at once (and without a pool
+                # of its own the part file uses asyncio's default executor).
+                future = asyncio.ensure_future(asyncio.to_thread(func, *args))
+                self._inflight = future
+                return await asyncio.shield(future)
+            # The pool's hop, once per image: the thread's own future is what `abort` waits
+            # for, and the loop hears of its end through one callback into a plain future, a
+            # cancellation of which leaves the thread's work alone (what run_in_executor plus
+            # shield did, with three callbacks where this needs one).
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[_T] = loop.create_future()
+            work = executor.submit(func, *args)
+            self._inflight = work
+            work.add_done_callback(functools.partial(_deliver_threadsafe, loop, done))
+            return await done
         except asyncio.CancelledError:
             self._abandoned = True
             raise
@@ -414,10 +453,12 @@ class PartFile:
     def _open_sync(self) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
         flags |= getattr(os, "O_CLOEXEC", 0)
+        # Plain strings: pathlib objects cost the writer thread GIL time for nothing here.
+        folder, name = os.path.split(self.final)
+        # Keep the temporary name within the 255-byte limit a valid final name may reach.
+        stem = name[:_TMP_NAME_KEEP]
         for _ in range(10):
-            # Keep the temporary name within the 255-byte limit a valid final name may reach.
-            stem = self.final.name[:_TMP_NAME_KEEP]
-            tmp = self.final.with_name(f".{stem}.{_part_tag(_)}.part")
+            tmp = os.path.join(folder, f".{stem}.{_part_tag(_)}.part")
             try:
                 self._fd = os.open(tmp, flags, 0o666)
             except FileExistsError:
@@ -518,7 +559,7 @@ class PartFile:
             finally:
                 os.close(dir_fd)
 
-    def _discard_when_done(self, future: asyncio.Future[Any]) -> None:
+    def _discard_when_done(self, future: _Hop) -> None:
         if not future.cancelled():
             future.exception()  # retrieved, so asyncio does not log it as lost
         self._discard_sync()
@@ -543,7 +584,10 @@ class PartFile:
         inflight = self._inflight
         if inflight is not None and not inflight.done():
             try:
-                await asyncio.shield(inflight)
+                if isinstance(inflight, concurrent.futures.Future):
+                    await asyncio.shield(asyncio.wrap_future(inflight))
+                else:
+                    await asyncio.shield(inflight)
             except BaseException:  # cleanup below must run whatever happened
                 if not inflight.done():
                     inflight.add_done_callback(self._discard_when_done)

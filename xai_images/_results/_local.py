@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
 from pathlib import Path
 from urllib.parse import quote
@@ -33,6 +34,8 @@ IDLE_FLUSH = 0.25
 """Seconds a paused upload keeps received bytes only in memory before writing them."""
 
 _SEPARATORS = frozenset(sep for sep in ("/", os.sep, os.altsep) if sep)
+# One file name: no separator of any platform, no drive or stream colon, no NUL.
+_PLAIN_KEY = re.compile(r"[^/\\:\x00]+")
 
 
 def _key_error(key: object) -> ValidationError:
@@ -92,6 +95,8 @@ class LocalDirectory:
             ValidationError: ``key`` is empty, absolute, or has an empty, ``.`` or ``..`` part
                 (it would name something outside the directory).
         """
+        if type(key) is str and _PLAIN_KEY.fullmatch(key) and key not in (".", ".."):
+            return self._root / key  # one name, nothing to split or check further
         if not isinstance(key, str) or not key or "\0" in key:
             raise _key_error(key)
         parts = [key]

@@ -28,6 +28,7 @@ from .._errors import (
     ValidationError,
 )
 from .._hooks import DownloadRetry, Hooks
+from .._wire._gate import budgets
 from ._fetch import Fetch
 from ._files import (
     OnExists,
@@ -35,6 +36,7 @@ from ._files import (
     WriterPool,
     check_on_exists,
     final_path,
+    retrieve,
     safe_component,
     save_error,
 )
@@ -133,6 +135,8 @@ class Transfers:
         self._semaphore = asyncio.Semaphore(self.options.concurrency)
         # Output URLs checked writable (once per target and client, not per call).
         self._ready: set[str] = set()
+        # Checks in flight, by output URL: concurrent calls share one.
+        self._checks: dict[str, asyncio.Task[None]] = {}
         self._writers = writers if writers is not None else WriterPool()
         self._hooks = hooks if hooks is not None else Hooks()
 
@@ -288,12 +292,16 @@ class Transfers:
         async def one(image: _Image, stem: str) -> SavedImage:
             if image.blocked:
                 raise _blocked_error(image)
-            async with contextlib.AsyncExitStack() as stack:
-                if limit is not None:
-                    await stack.enter_async_context(limit)
-                await stack.enter_async_context(self._semaphore)
-                return await self._store(image, output, stem, None, on_exists)
-            raise AssertionError("unreachable")  # pragma: no cover
+            held = _hold(image)
+            try:
+                if limit is None:
+                    async with self._semaphore:
+                        return await self._store(image, output, stem, None, on_exists)
+                async with limit, self._semaphore:
+                    return await self._store(image, output, stem, None, on_exists)
+            finally:
+                if held:
+                    budgets().answers.remove(held)
 
         results = await asyncio.gather(
             *(one(image, stem) for image, stem in zip(items, stems, strict=True)),
@@ -335,11 +343,27 @@ class Transfers:
         output = output_for(target, field=field, **self._local_settings())
         url = output.url
         if url not in self._ready:
-            await output.check_writable()
+            await self._check(output, url)
             if len(self._ready) >= 1024:
                 self._ready.clear()
             self._ready.add(url)
         return output
+
+    async def _check(self, output: Output, url: str) -> None:
+        """Run ``output.check_writable()`` once for all the calls that ask at the same time (a
+        wave of a hundred saves into one new directory would otherwise start a hundred checks,
+        and the default executor's threads with them, in one loop iteration)."""
+        loop = asyncio.get_running_loop()
+        check = self._checks.get(url)
+        if check is None or check.get_loop() is not loop:
+            check = self._checks[url] = loop.create_task(output.check_writable())
+            check.add_done_callback(functools.partial(self._checked, url))
+        await asyncio.shield(check)
+
+    def _checked(self, url: str, check: asyncio.Task[None]) -> None:
+        if self._checks.get(url) is check:
+            del self._checks[url]
+        retrieve(check)  # the callers that still wait see the error; no "never retrieved" log
 
     async def store(
         self,
@@ -360,8 +384,13 @@ class Transfers:
         check_on_exists(on_exists)
         if image.blocked:
             raise _blocked_error(image)
-        async with self._semaphore:
-            return await self._store(image, output, stem, None, on_exists)
+        held = _hold(image)
+        try:
+            async with self._semaphore:
+                return await self._store(image, output, stem, None, on_exists)
+        finally:
+            if held:
+                budgets().answers.remove(held)
 
     async def _store(
         self, image: _Image, output: Output, stem: str, named: Path | None, on_exists: OnExists
@@ -391,6 +420,18 @@ class Transfers:
             raise
 
 
+def _hold(image: _Image) -> int:
+    """Count ``image``'s decoded bytes with the answers being decoded on this loop (see
+    ``_gate.Backlog``) until the caller removes them: while saves are behind, new answers wait
+    to decode instead of piling up more images in memory. Returns the bytes (0 for a URL)."""
+    content = image.content
+    if content is None:
+        return 0
+    held = memoryview(content).nbytes
+    budgets().answers.add(held)
+    return held
+
+
 def _key(output: Output, stem: str, named: Path | None, mime: str) -> str:
     if named is None:
         return output.key_for(stem, mime)
@@ -417,7 +458,7 @@ class _UrlSave:
     """The state of storing one URL image: a class rather than closures, so that each save
     allocates one object and its methods (no per-image function objects and cells)."""
 
-    __slots__ = ("_transfers", "fetch", "image", "upload", "url", "written")
+    __slots__ = ("_transfers", "image", "upload", "url", "written")
 
     def __init__(self, transfers: Transfers, image: _Image, url: str) -> None:
         self._transfers = transfers
@@ -425,15 +466,6 @@ class _UrlSave:
         self.url = url
         self.upload: Upload | None = None
         self.written = 0
-        options = transfers.options
-        self.fetch = Fetch(
-            transfers._session(),
-            url,
-            options,
-            options.chunk_size,
-            self._restart,
-            self._on_retry,
-        )
 
     def _on_retry(self, attempt: int, delay: float, reason: str, error: DownloadError) -> None:
         self._transfers._report_retry(self.url, self.image, attempt, delay, reason, error)
@@ -450,8 +482,19 @@ class _UrlSave:
         self, output: Output, stem: str, named: Path | None, on_exists: OnExists
     ) -> Stored:
         """Download the image into ``output``; returns what was committed."""
-        fetch = self.fetch
         url = self.url
+        options = self._transfers.options
+        # A local, not an attribute: the fetch holds this object's methods, and a reference
+        # back would make a cycle that only the garbage collector frees (with the upload and
+        # part file hanging from it), lengthening every collection.
+        fetch = Fetch(
+            self._transfers._session(),
+            url,
+            options,
+            options.chunk_size,
+            self._restart,
+            self._on_retry,
+        )
         try:
             async with contextlib.aclosing(fetch.chunks()) as chunks:
                 async for chunk in chunks:

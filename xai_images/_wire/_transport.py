@@ -39,7 +39,7 @@ from .._errors import (
 from .._version import __version__
 from . import _jsonslice as jsonslice
 from ._b64stream import B64ResponseScanner
-from ._gate import budgets
+from ._gate import ANSWER_MIN_SPEND, budgets
 from ._retry import parse_retry_after
 
 __all__ = [
@@ -309,10 +309,16 @@ class Transport:
                 self._check_announced_size(resp, method, log_path)
                 scanner = B64ResponseScanner()
                 received = 0
+                ticket: int | None = None  # this answer's place in the decode line
                 # Every answer on this loop decodes from one budget per loop iteration: N
                 # answers arriving together are decoded over several iterations, not N chunks
                 # (~0.3 ms each) in one.
-                decode = budgets().decode
+                loop_budgets = budgets()
+                decode, answers = loop_budgets.decode, loop_budgets.answers
+                # Answers start decoding a few at a time (bounded memory, see _gate.Backlog).
+                announced = resp.content_length or 0
+                await answers.admit(announced)
+                counted = announced
                 try:
                     # aiohttp hands over decompressed data a bounded piece at a time, so counting
                     # here stops a compression bomb before it grows past the cap.
@@ -320,7 +326,12 @@ class Transport:
                         received += len(chunk)
                         if received > self._max_answer:
                             raise self._too_large(method, log_path, status, started, request_id)
-                        await decode.spend(len(chunk))
+                        if not announced:
+                            answers.add(len(chunk))
+                            counted += len(chunk)
+                        if ticket is None:
+                            ticket = decode.ticket()
+                        await decode.spend(max(len(chunk), ANSWER_MIN_SPEND), ticket)
                         scanner.feed(chunk)
                     skeleton, payloads = scanner.close()
                 except ValueError as exc:
@@ -334,6 +345,8 @@ class Transport:
                         path=log_path,
                         request_id=request_id,
                     ) from exc
+                finally:
+                    answers.remove(counted)
                 answer_headers = self._key.redact_headers(resp.headers)
         except APIError:
             raise

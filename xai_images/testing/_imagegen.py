@@ -35,6 +35,7 @@ _VARIANT_BUDGET = 64 * 1024 * 1024
 
 _images: dict[tuple[str, int, int], bytes] = {}
 _b64: dict[tuple[str, int, int, bool], str] = {}
+_b64_json: dict[int, bytes] = {}  # id of a cached text -> the text as a JSON string, encoded
 _padding_cache: dict[int, bytes] = {}
 
 
@@ -101,7 +102,15 @@ def image_b64(fmt: str, size: int, variant: int, *, prefix: bool) -> str:
         if prefix:
             text = f"data:{MIME_TYPES[fmt]};base64,{text}"
         _b64[key] = text
+        _b64_json[id(text)] = b'"' + text.encode("ascii") + b'"'
     return text
+
+
+def image_b64_json(value: object) -> bytes | None:
+    """The JSON encoding of ``value`` when it is a text `image_b64` made (base64, or a data: URI
+    of it: nothing to escape), else ``None``. Those texts are cached for the process, so their
+    ids are stable."""
+    return _b64_json.get(id(value))
 
 
 def _padding(n: int) -> bytes:
