@@ -3,7 +3,7 @@
 Runs ``xai-images batch JOBS -o OUT`` as its own process against the fake API (``python -m
 xai_images.testing``, another process, so its memory is not counted) for jobs of tiny items
 (64-byte images), through the real-time path and through the Batch API, and reports the peak
-RSS (``ru_maxrss`` of the CLI process alone) at each size and the growth per item between the
+RSS (``VmHWM`` of the CLI process alone, as it ends) at each size and the growth per item between the
 two sizes. Target: at most 200 bytes per item between 10,000 and 100,000 items.
 
     python benchmarks/bench_bulk_memory.py                  # 10,000 and 100,000, both paths
@@ -46,12 +46,30 @@ def _write_job(path: Path, count: int) -> None:
             fh.write(json.dumps({"prompt": f"tiny item {i}", "id": f"i{i}"}) + "\n")
 
 
+# The CLI, reporting its own peak RSS as it ends: the VmHWM of its memory map, which starts
+# empty at exec. (Not ru_maxrss from wait4: Linux folds the RSS high-water mark of the memory the
+# child had before exec, the benchmark's own copied at fork, into the child's ru_maxrss, so once
+# this process had read a 100,000-line manifest every later child reported at least its size.)
+_CHILD = """
+import os, sys
+from xai_images._ui._cli import main
+try:
+    code = main()
+finally:
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["XAI_BENCH_PEAK_FILE"], "w") as report:
+        report.write(peak)
+sys.exit(code)
+"""
+
+
 def _run_cli(url: str, job: Path, out: Path, via: str) -> tuple[float, float, int]:
     """Run one CLI job; return (peak RSS in MB, seconds, exit code)."""
     cmd = [
         sys.executable,
         "-c",
-        "import sys; from xai_images._ui._cli import main; sys.exit(main())",
+        _CHILD,
         "batch",
         str(job),
         "-o",
@@ -71,12 +89,13 @@ def _run_cli(url: str, job: Path, out: Path, via: str) -> tuple[float, float, in
         "--poll-interval",
         "0.2",
     ]
+    report = out.parent / "peak.txt"
+    env = {**os.environ, "XAI_BENCH_PEAK_FILE": str(report)}
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _pid, status, usage = os.wait4(proc.pid, 0)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    code = proc.wait()
     seconds = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    return usage.ru_maxrss / 1024, seconds, code  # ru_maxrss is in KiB on Linux
+    return int(report.read_text()) / 1024, seconds, code  # VmHWM is in KiB
 
 
 def main() -> None:
