@@ -3,8 +3,8 @@
 Runs ``xai-images batch JOBS -o OUT`` as its own process against the fake API (``python -m
 xai_images.testing``, another process, so its memory is not counted) for jobs of tiny items
 (64-byte images), through the real-time path and through the Batch API, and reports the peak
-RSS (``VmHWM`` of the CLI process alone, as it ends) at each size and the growth per item between the
-two sizes. Target: at most 200 bytes per item between 10,000 and 100,000 items.
+RSS (``VmHWM`` of the CLI process alone, as it ends) at each size and the growth per item
+between the two sizes. Target: at most 200 bytes per item between 10,000 and 100,000 items.
 
     python benchmarks/bench_bulk_memory.py                  # 10,000 and 100,000, both paths
     python benchmarks/bench_bulk_memory.py --sizes 2000 20000 --paths realtime
