@@ -36,6 +36,25 @@ async def _objects(target: str) -> dict[str, bytes]:
     return out
 
 
+def job_options(via: str, **options: Any) -> dict[str, Any]:
+    """``client.bulk`` options for the path ``via``; the Batch API polls quickly in tests."""
+    if via == "batch-api":
+        from xai_images.bulk import BatchAPI
+
+        options["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    return options
+
+
+async def stop_after(run: Any, count: int) -> None:
+    """Iterate ``run`` and stop it once ``count`` outcomes came."""
+    seen = 0
+    async with run:
+        async for _outcome in run:
+            seen += 1
+            if seen == count:
+                run.stop()
+
+
 def billed(server: Any) -> int:
     return int(server.ledger.images_billed)  # Batch-API images included
 
@@ -64,18 +83,9 @@ async def test_bulk_job_into_s3_interrupted_and_resumed(
     monkeypatch.chdir(tmp_path)
     target = f"{s3_target}/run1"
     jobs = prompts(6)
-    kwargs: dict[str, Any] = {"output_dir": target, "concurrency": 2, "via": via}
-    if via == "batch-api":
-        from xai_images.bulk import BatchAPI
-
-        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    kwargs = job_options(via, output_dir=target, concurrency=2)
     run = client.bulk(jobs, **kwargs)
-    seen = 0
-    async with run:
-        async for _outcome in run:
-            seen += 1
-            if seen == 2:
-                run.stop()
+    await stop_after(run, 2)
     manifest = tmp_path / f"xai-images-{s3_target[5:]}-run1.manifest.jsonl"
     assert run.manifest_path == manifest
     again = client.bulk(jobs, **kwargs)
@@ -125,11 +135,7 @@ async def test_store_failure_after_payment_spills_locally(
     monkeypatch.setattr(_objstore.StoreUpload, "_put", refused)
     jobs = prompts(3)
     manifest = tmp_path / "job.manifest.jsonl"
-    kwargs: dict[str, Any] = {"output_dir": f"memory://spill-{via}", "manifest": manifest}
-    if via == "batch-api":
-        from xai_images.bulk import BatchAPI
-
-        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    kwargs = job_options(via, output_dir=f"memory://spill-{via}", manifest=manifest)
     run = client.bulk(jobs, **kwargs)
     outcomes = await run.collect()
     assert all(o.ok for o in outcomes)
@@ -162,18 +168,9 @@ async def test_signed_bulk_job_into_s3_interrupted_and_resumed(
     monkeypatch.chdir(tmp_path)
     target = f"{s3_target}/signed"
     jobs = prompts(5)
-    kwargs: dict[str, Any] = {"output_dir": target, "concurrency": 2, "upload_urls": True}
-    if via == "batch-api":
-        from xai_images.bulk import BatchAPI
-
-        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    kwargs = job_options(via, output_dir=target, concurrency=2, upload_urls=True)
     run = client.bulk(jobs, **kwargs)
-    seen = 0
-    async with run:
-        async for _outcome in run:
-            seen += 1
-            if seen == 2:
-                run.stop()
+    await stop_after(run, 2)
     outcomes = await client.bulk(jobs, **kwargs).collect()
     assert all(o.ok for o in outcomes), [(o.id, o.status, o.error) for o in outcomes]
     assert billed(server) == 5
@@ -211,11 +208,7 @@ async def test_signed_bulk_upload_failure_is_a_typed_outcome(
     server.settings.upload_fail_rate = 1.0
     jobs = prompts(2)
     target = f"{s3_target}/fails"
-    kwargs: dict[str, Any] = {"output_dir": target, "upload_urls": True}
-    if via == "batch-api":
-        from xai_images.bulk import BatchAPI
-
-        kwargs["via"] = BatchAPI(poll_interval=0.01, max_poll_interval=0.05)
+    kwargs = job_options(via, output_dir=target, upload_urls=True)
     outcomes = await client.bulk(jobs, **kwargs).collect()
     assert [o.status for o in outcomes] == ["failed", "failed"]
     assert all(isinstance(o.error, UploadFailedError) for o in outcomes)
