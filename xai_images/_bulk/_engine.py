@@ -568,7 +568,11 @@ class Engine:
     async def _drain(self) -> None:
         """Wait for the item tasks; raise what escaped one (the manifest cannot be written)."""
         while self._tasks:
-            results = await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            tasks = list(self._tasks)
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            # Removed here, not only by their done callbacks: gathering tasks that are all done
+            # already may not yield to the loop (3.12), so the callbacks would never run.
+            self._tasks.difference_update(tasks)
             for result in results:
                 if isinstance(result, Exception):
                     raise result
